@@ -1,0 +1,90 @@
+"""The ``canfarfs`` command line: emulator (and, as they land, mount/umount/status/sync)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from canfarfs import __version__
+
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; printed as one line, exit status 2."""
+
+
+def parse_size(text: str) -> int:
+    """'10G', '512M', '1024' -> bytes."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in SIZE_UNITS and t[-1:] else ""
+    number = t[: -len(unit)] if unit else t
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 10G or 512M)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"size must not be negative: {text!r}")
+    return int(value * SIZE_UNITS[unit])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="canfarfs",
+        description="CANFAR storage and sessions as a file system, and a local platform.",
+    )
+    parser.add_argument("--version", action="version", version=f"canfarfs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    emu = sub.add_parser("emulator", help="serve arc, vault and skaha locally (the local platform)")
+    emu.add_argument("--root", required=True, type=Path, help="data directory (kept across runs)")
+    emu.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    emu.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    tok = emu.add_mutually_exclusive_group()
+    tok.add_argument("--token", help="bearer token to accept (default: generate one)")
+    tok.add_argument("--token-file", type=Path, help="file holding the token to accept")
+    emu.add_argument("--user", help="identity the token stands for (default: login name)")
+    emu.add_argument("--group", action="append", default=[], help="a group the user is in")
+    emu.add_argument("--quota", type=parse_size, default="10G", help="allocation quota (10G)")
+    emu.add_argument("--tls", action="store_true", help="serve HTTPS with a generated cert")
+    return parser
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from canfarfs.emulator.config import load_config
+    from canfarfs.emulator.server import run_emulator_command
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    if args.token_file is not None and not args.token_file.is_file():
+        raise UsageError(f"token file not found: {args.token_file}")
+    try:
+        config = load_config(
+            args.root, user=args.user, token=args.token, token_file=args.token_file,
+            quota=args.quota, groups=frozenset(args.group),
+        )
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    return run_emulator_command(config, args.host, args.port, tls=args.tls)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "emulator":
+            return _cmd_emulator(args)
+    except UsageError as exc:
+        print(f"canfarfs: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"canfarfs: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+              file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

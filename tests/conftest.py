@@ -1,0 +1,100 @@
+"""Shared fixtures: the emulator in-process (ASGI) and over a socket (subprocess)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from canfarfs.emulator.app import Emulator, build_emulator
+from canfarfs.emulator.config import add_user, load_config
+
+TOKEN = "test-token-alice"
+BOB_TOKEN = "test-token-bob"
+USER = "alice"
+BASE = "http://emu.invalid"
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[Emulator]:
+    """The emulator app in-process, user alice (token TOKEN), with bob as a second user."""
+    root = tmp_path / "emu"
+    root.mkdir()
+    add_user(root, "bob", BOB_TOKEN, ["survey-team"])
+    config = load_config(root, user=USER, token=TOKEN, groups=frozenset({"survey-team"}))
+    emu = build_emulator(config)
+    yield emu
+    emu.close()
+
+
+def make_client(emulator: Emulator, token: str | None = TOKEN) -> httpx2.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=emulator.app), base_url=BASE, headers=headers
+    )
+
+
+@pytest.fixture
+async def client(emulator: Emulator) -> AsyncIterator[httpx2.AsyncClient]:
+    async with make_client(emulator) as c:
+        yield c
+
+
+@dataclass
+class LiveEmulator:
+    """A ``canfarfs emulator`` subprocess on a free loopback port."""
+
+    url: str
+    token: str
+    root: Path
+    proc: subprocess.Popen[str]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_live_emulator(root: Path, port: int = 0, extra: list[str] | None = None) -> LiveEmulator:
+    cmd = [sys.executable, "-m", "canfarfs", "emulator", "--root", str(root),
+           "--port", str(port), "--user", USER, "--token", TOKEN, *(extra or [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http"):
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"emulator did not start: {url!r} {err}")
+    return LiveEmulator(url=url, token=TOKEN, root=root, proc=proc)
+
+
+@pytest.fixture
+def live_emulator(tmp_path: Path) -> Iterator[LiveEmulator]:
+    root = tmp_path / "live"
+    root.mkdir()
+    add_user(root, "bob", BOB_TOKEN, ["survey-team"])
+    live = start_live_emulator(root)
+    yield live
+    live.stop()
+
+
+def have_tool(name: str) -> bool:
+    return shutil.which(name) is not None
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """An environment with a throw-away HOME, so no real client config is read or written."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CANFAR_", "VOSPACE_"))}
+    env["HOME"] = str(home)
+    return env
