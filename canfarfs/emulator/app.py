@@ -50,13 +50,9 @@ class _Router:
         if app is None:
             await self.fallback(scope, receive, send)
             return
-        root = scope.get("root_path", "") + "/" + first
+        # ASGI: ``path`` stays whole and ``root_path`` names the mount prefix.
         child = dict(scope)
-        child["root_path"] = root
-        child["path"] = path[len("/" + first):] or "/"
-        raw = scope.get("raw_path")
-        if raw is not None:
-            child["raw_path"] = raw[len(b"/" + first.encode()):] or b"/"
+        child["root_path"] = scope.get("root_path", "") + "/" + first
         await app(child, receive, send)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_QUOTA = 10 * 1024**3
-TOKEN_FILE_NAME = "token"
+TOKEN_FILE_NAME = "token"  # noqa: S105 - a file name, not a secret
 USERS_FILE_NAME = "users.json"
 
 

@@ -53,7 +53,7 @@ class FaultInjector:
         self.plan = FaultPlan()
 
     def _matches(self, scope: Scope) -> bool:
-        path = scope.get("path", "")
+        path = str(scope.get("path", ""))
         if path.startswith("/_emulator"):
             return False
         if self.plan.methods and scope.get("method") not in self.plan.methods:

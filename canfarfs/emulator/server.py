@@ -1,22 +1,45 @@
-"""Serve the emulator over a socket with Hypercorn's trio worker."""
+"""Serve the emulator over a socket with Hypercorn's trio protocol handling.
+
+Hypercorn's own ``serve`` builds its listeners internally and does not tell the app
+which client certificate a TLS connection presented, so this module runs the accept
+loop itself: it hands each connection to a small subclass of Hypercorn's trio
+``TCPServer`` that finishes the TLS handshake first and then adds the ASGI TLS
+extension (``scope["extensions"]["tls"]``, with ``client_cert_name`` as an RFC 4514
+string) to every request of that connection. HTTP parsing, keep-alive and timeouts stay
+Hypercorn's. A TLS ClientHello sent to the plain-HTTP port is refused at once (h11
+rejects a request line starting with byte 0x16 and Hypercorn answers 400 and closes).
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from functools import partial
+from typing import Any, cast
 
 import trio
+from cryptography import x509
 from hypercorn.config import Config
-from hypercorn.trio import serve
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState, Framework
+from hypercorn.utils import wrap_app
+from starlette.types import ASGIApp
 
 from canfarfs.emulator.app import Emulator, build_emulator
 from canfarfs.emulator.config import EmulatorConfig
+from canfarfs.emulator.tls import ServerTLS, ensure_server_tls
 
 log = logging.getLogger(__name__)
+
+#: Seconds a client gets to complete the TLS handshake.
+HANDSHAKE_TIMEOUT = 10.0
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -30,17 +53,115 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def hypercorn_config(sock: socket.socket, tls: tuple[Path, Path] | None = None) -> Config:
+def hypercorn_config() -> Config:
     cfg = Config()
     cfg.include_server_header = False  # vos refuses some Server header versions (§10.1)
     cfg.accesslog = None
     cfg.keep_alive_timeout = 75
     cfg.h11_max_incomplete_size = 64 * 1024
-    host, port = sock.getsockname()[:2]
-    cfg.bind = [f"fd://{sock.fileno()}"]
-    if tls is not None:
-        cfg.certfile, cfg.keyfile = str(tls[0]), str(tls[1])
+    cfg.ssl_handshake_timeout = HANDSHAKE_TIMEOUT
     return cfg
+
+
+class _TLSInfo:
+    """Connection facts for the ASGI TLS extension, computed once per connection."""
+
+    def __init__(self, server_pem: str, context: ssl.SSLContext) -> None:
+        self.server_pem = server_pem
+        self.suites = {c["name"]: c["id"] & 0xFFFF for c in context.get_ciphers()}
+
+    def extension(self, stream: trio.SSLStream[Any]) -> dict[str, Any]:
+        der: bytes | None = stream.getpeercert(binary_form=True)
+        chain: list[str] = []
+        name: str | None = None
+        if der:
+            cert = x509.load_der_x509_certificate(der)
+            chain = [ssl.DER_cert_to_PEM_cert(der)]
+            name = cert.subject.rfc4514_string()
+        cipher = stream.cipher()
+        return {
+            "server_cert": self.server_pem,
+            "client_cert_chain": chain,
+            "client_cert_name": name,
+            "client_cert_error": None,
+            "tls_version": _TLS_VERSIONS.get(stream.version() or ""),
+            "cipher_suite": self.suites.get(cipher[0]) if cipher else None,
+        }
+
+
+class _WithTLSScope:
+    """Hypercorn app wrapper that adds one connection's TLS extension to each scope."""
+
+    def __init__(self, app: Any, tls: dict[str, Any]) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any,
+                       call_soon: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope.setdefault("extensions", {})["tls"] = dict(self.tls)
+        await self.app(scope, receive, send, sync_spawn, call_soon)
+
+
+class _Connection(TCPServer):
+    """Hypercorn's connection handler, with the TLS handshake done first."""
+
+    def __init__(self, *args: Any, tls_info: _TLSInfo | None = None) -> None:
+        super().__init__(*args)
+        self.tls_info = tls_info
+
+    async def run(self) -> None:
+        if isinstance(self.stream, trio.SSLStream) and self.tls_info is not None:
+            try:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    await self.stream.do_handshake()
+            except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+                log.info("TLS handshake failed: %s", _reason(exc))
+                await trio.aclose_forcefully(self.stream)
+                return
+            self.app = _WithTLSScope(self.app, self.tls_info.extension(self.stream))
+        await super().run()
+
+
+def _reason(exc: BaseException) -> str:
+    """The SSL library's reason for a failed handshake (never includes key material)."""
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out"
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        return cause.reason or str(cause)
+    return str(cause or exc) or type(exc).__name__
+
+
+def _tls_setup(emulator: Emulator, host: str, tls: bool | ServerTLS
+               ) -> tuple[ssl.SSLContext, _TLSInfo] | None:
+    """Certificates (generated or reused) and the server context; None for plain HTTP."""
+    if tls is False:
+        return None
+    files = ensure_server_tls(emulator.config.root, [host]) if tls is True else tls
+    ctx = files.server_context()
+    return ctx, _TLSInfo(files.cert.read_text(), ctx)
+
+
+async def _serve_app(
+    app: ASGIApp,
+    listener: trio.abc.Listener[Any],
+    tls_info: _TLSInfo | None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hypercorn's trio worker loop for one listener: lifespan, then connections."""
+    cfg = hypercorn_config()
+    wrapped = wrap_app(cast("Framework", app), cfg.wsgi_max_body_size, "asgi")
+    state: dict[str, Any] = {}
+    lifespan = Lifespan(wrapped, cfg, state)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        handler = partial(_Connection, wrapped, cfg, WorkerContext(None),
+                          ConnectionState(state.copy()), tls_info=tls_info)
+        await nursery.start(trio.serve_listeners, handler, [listener])
+        task_status.started()
 
 
 async def serve_emulator(
@@ -48,34 +169,34 @@ async def serve_emulator(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    tls: bool | ServerTLS = False,
     ready: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; report the base URL through ``task_status`` and ``ready``."""
+    """Serve until cancelled; report the base URL through ``task_status`` and ``ready``.
+
+    ``tls=True`` serves HTTPS with the certificates under ``<root>/tls`` (generated or
+    reused, see :mod:`canfarfs.emulator.tls`) and accepts client certificates signed
+    by the emulator CA.
+    """
+    setup = await trio.to_thread.run_sync(_tls_setup, emulator, host, tls)
     sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{bound_port}"
-    cfg = hypercorn_config(sock)
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        for service in emulator.services:
-            nursery.start_soon(service.run)
-
-        async def _serve(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            await serve(emulator.app, cfg, shutdown_trigger=shutdown.wait,  # type: ignore[arg-type]
-                        task_status=task_status)
-
-        await nursery.start(_serve)
-        if ready is not None:
-            ready(url)
-        task_status.started(url)
-        try:
-            await trio.sleep_forever()
-        finally:
-            shutdown.set()
-            nursery.cancel_scope.cancel()
-            sock.close()
+    url = f"{'https' if setup else 'http'}://{shown}:{sock.getsockname()[1]}"
+    try:
+        listener: trio.abc.Listener[Any] = trio.SocketListener(
+            trio.socket.from_stdlib_socket(sock))
+        if setup is not None:
+            listener = trio.SSLListener(listener, setup[0], https_compatible=True)
+        async with trio.open_nursery() as nursery:
+            for service in emulator.services:
+                nursery.start_soon(service.run)
+            await nursery.start(_serve_app, emulator.app, listener, setup and setup[1])
+            if ready is not None:
+                ready(url)
+            task_status.started(url)
+    finally:
+        sock.close()
 
 
 def run_emulator_command(
@@ -90,11 +211,14 @@ def run_emulator_command(
             print(f"token written to {config.token_file}", flush=True)
         else:
             print("token: as given", flush=True)
+        if tls:
+            print(f"TLS: clients trust {config.root / 'tls' / 'ca.pem'}", flush=True)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(lambda: serve_emulator(emulator, host, port, ready=ready))
+                nursery.start_soon(partial(serve_emulator, emulator, host, port, tls=tls,
+                                           ready=ready))
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
@@ -105,3 +229,4 @@ def run_emulator_command(
         emulator.close()
     print("emulator stopped", file=sys.stderr, flush=True)
     return 0
+

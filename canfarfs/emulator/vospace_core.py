@@ -184,14 +184,19 @@ class Space:
             raise Fault(400, f"InvalidArgument: cannot navigate external link {target}") from None
 
     def resolve(
-        self, path: str, user: User | None, *, follow_last: bool = False, not_found_target: bool = False
+        self,
+        path: str,
+        user: User | None,
+        *,
+        follow_last: bool = False,
+        not_found_target: bool = False,
     ) -> NodeRecord:
         """Walk ``path`` from the root, following links in intermediate components.
 
         Read permission is checked on intermediate containers (403).
         """
         rec = self.store.get(self.service, "")
-        assert rec is not None  # noqa: S101 - created at start-up
+        assert rec is not None
         parts = path.split("/") if path else []
         current = ""
         hops = 0
@@ -284,7 +289,8 @@ class Space:
             raise Fault(400, "InvalidURI: invalid input: vos URI mismatch: "
                         f"doc={node.uri} and path={self.uri(path)}")
         parent = self.resolve_parent(path, user)
-        real_path = f"{parent.path}/{path.rpartition('/')[2]}" if parent.path else path.rpartition("/")[2]
+        name = path.rpartition("/")[2]
+        real_path = f"{parent.path}/{name}" if parent.path else name
         if self.store.get(self.service, real_path) is not None:
             raise errors.duplicate(self.uri(path))
         if not self.can_write(parent, user) or self.locked(parent):
@@ -370,7 +376,7 @@ class Space:
         try:
             dst_path = self.path_of(dst_uri)
         except Fault:
-            raise Fault(400, f"InvalidArgument: cannot move to another service: {dst_uri}") from None
+            raise errors.invalid(f"cannot move to another service: {dst_uri}") from None
         try:
             src = self.resolve(src_path, user)
         except Fault as fault:

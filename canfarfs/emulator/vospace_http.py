@@ -28,10 +28,10 @@ from canfarfs.emulator.auth import identify
 from canfarfs.emulator.config import EmulatorConfig, User
 from canfarfs.emulator.errors import Fault
 from canfarfs.emulator.store import JobRecord, NodeRecord, Store
-from canfarfs.emulator.vospace_core import FLAVOURS, Space, split_raw_path
 from canfarfs.emulator.vosi import availability_xml, vospace_capabilities_xml
+from canfarfs.emulator.vospace_core import FLAVOURS, Space, split_raw_path
 from canfarfs.vospace import xml as vxml
-from canfarfs.vospace.model import Job, JobPhase, NodeType, Protocol, Transfer
+from canfarfs.vospace.model import Job, JobPhase, Node, NodeType, Protocol, Transfer
 
 CHUNK = 1024 * 1024
 MAX_DOC = vxml.MAX_NODE_DOC
@@ -39,7 +39,7 @@ HTTPS_GET = "ivo://ivoa.net/vospace/core#httpsget"
 HTTPS_PUT = "ivo://ivoa.net/vospace/core#httpsput"
 HTTP_GET = "ivo://ivoa.net/vospace/core#httpget"
 HTTP_PUT = "ivo://ivoa.net/vospace/core#httpput"
-SM_TOKEN = "ivo://ivoa.net/sso#token"
+SM_TOKEN = "ivo://ivoa.net/sso#token"  # noqa: S105 - a security method ID
 SM_CERT = "ivo://ivoa.net/sso#tls-with-certificate"
 PREAUTH_TTL = 24 * 3600
 XML = "text/xml"
@@ -90,6 +90,13 @@ def http_date(vospace_date: str) -> str:
     """A VOSpace timestamp as an RFC 7231 date for Last-Modified."""
     dt = datetime.strptime(vospace_date, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
     return format_datetime(dt, usegmt=True)
+
+
+def service_raw_path(request: Request) -> str:
+    """The still percent-encoded path below the service's mount point."""
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    root = request.scope.get("root_path", "")
+    return raw[len(root):] if raw.startswith(root) else raw
 
 
 # -- byte streaming --------------------------------------------------------------------
@@ -230,8 +237,7 @@ class VOSpaceHTTP:
         return self.base(request).rsplit("/", 1)[0]
 
     async def _dispatch(self, request: Request) -> Response:
-        raw = request.scope.get("raw_path") or request.url.path.encode()
-        path = raw.decode("latin-1")
+        path = service_raw_path(request)
         head, _, rest = path.lstrip("/").partition("/")
         method = request.method
         if head == "capabilities" and method in ("GET", "HEAD"):
@@ -311,7 +317,7 @@ class VOSpaceHTTP:
         return Response(vxml.node_to_xml(node, detail=detail != "min"), 200, media_type=XML)
 
     def _children(self, request: Request, user: User | None, rec: NodeRecord,
-                  limit: int | None) -> list[vxml.Node]:
+                  limit: int | None) -> list[Node]:
         q = request.query_params
         detail = q.get("detail", "properties")
         if limit == 0 or not self.space.can_read(rec, user):
@@ -419,7 +425,8 @@ class VOSpaceHTTP:
         if rec is not None and rec.type is not NodeType.DATA:
             raise Fault(400, "not a data node")
         allowed = rec is not None and self.space.can_write(rec, user)
-        if not allowed and not (self.space.can_write(parent, user) and not self.space.locked(parent)):
+        parent_ok = self.space.can_write(parent, user) and not self.space.locked(parent)
+        if not (allowed or parent_ok):
             raise errors.denied(self.space.uri(path))
         if user is None:
             raise errors.denied(self.space.uri(path))
@@ -453,7 +460,7 @@ class VOSpaceHTTP:
             raise Fault(412, f"checksum mismatch: md5:{want_md5} != md5:{got.md5_hex}")
         if rec is None:
             rec = self.space.create(
-                real, vxml.Node(uri=self.space.uri(real), type=NodeType.DATA), user)
+                real, Node(uri=self.space.uri(real), type=NodeType.DATA), user)
         disk = self.store.data_path(rec)
         await trio.to_thread.run_sync(os.replace, tmp, disk)
         ctype = request.headers.get("content-type")
@@ -466,7 +473,7 @@ class VOSpaceHTTP:
 
     async def _truncate(self, rec: NodeRecord) -> None:
         disk = self.store.data_path(rec)
-        await trio.to_thread.run_sync(lambda: open(disk, "wb").close())  # noqa: SIM115
+        await trio.to_thread.run_sync(lambda: open(disk, "wb").close())
         self.store.save_bytes(rec, 0, None)
 
     # -- minoc (vault storage) -------------------------------------------------------
@@ -484,7 +491,7 @@ class VOSpaceHTTP:
         return f"{self.base(request)}/files/preauth:{token}/{quote(path)}"
 
     async def _minoc(self, request: Request) -> Response:
-        raw = (request.scope.get("raw_path") or b"").decode("latin-1").lstrip("/")
+        raw = service_raw_path(request).lstrip("/")
         m = re.fullmatch(r"files/preauth:([^/]+)/cadc:vault/([0-9a-f]+)(?::fo/.*)?", raw)
         if not m:
             return PlainTextResponse("not found\n", 404)
@@ -506,7 +513,7 @@ class VOSpaceHTTP:
             if user is None:
                 raise errors.denied("unknown user in pre-authorisation")
             parent = self.store.get("vault", rec.parent or "")
-            assert parent is not None  # noqa: S101 - a node's parent always exists
+            assert parent is not None
             return await self._accept_bytes(request, user, parent, rec.path, rec,
                                             files_api=False)
         return PlainTextResponse(f"unsupported: HTTP {request.method}\n", 400)
@@ -525,13 +532,15 @@ class VOSpaceHTTP:
             parent = self.space.resolve_parent(path, user)
             name = path.rpartition("/")[2]
             real = f"{parent.path}/{name}" if parent.path else name
-            rec = self.store.get(self.name, real)
-            if rec is None:
+            existing = self.store.get(self.name, real)
+            if existing is None:
                 rec = self.space.create(
-                    real, vxml.Node(uri=self.space.uri(real), type=NodeType.DATA), user)
-            elif rec.type is not NodeType.DATA:
+                    real, Node(uri=self.space.uri(real), type=NodeType.DATA), user)
+            else:
+                rec = existing
+            if rec.type is not NodeType.DATA:
                 raise Fault(400, "target is not a data node")
-            elif not self.space.can_write(rec, user) or self.space.locked(rec):
+            if not self.space.can_write(rec, user) or self.space.locked(rec):
                 raise errors.denied(self.space.uri(path))
             if t.length is not None:
                 self.space.check_quota(real, t.length, rec.length)

@@ -30,10 +30,10 @@ IMMUTABLE = frozenset(
     {AVAILABLE_SPACE, LENGTH, MD5, CONTENT_DATE, DATE, CREATOR, QUOTA, READABLE, WRITABLE}
 )
 
-_DUBLIN_CORE = (
-    "title subject description publisher contributor format identifier source language "
-    "relation coverage rights runid"
-).split()
+_DUBLIN_CORE = [
+    "title", "subject", "description", "publisher", "contributor", "format", "identifier",
+    "source", "language", "relation", "coverage", "rights", "runid",
+]
 
 #: Every key accepted under the core namespace; any other core key is a 400.
 CORE_KEYS = frozenset(
