@@ -1,0 +1,114 @@
+"""One error vocabulary for the clients and the file system, and one errno table.
+
+Clients raise :class:`RemoteError` subclasses that carry their meaning; the FUSE adapter
+turns any exception into an errno with :func:`errno_for`. An unknown exception is EIO
+(and is logged with its traceback by the adapter) — never a guessed errno.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class CanfarfsError(Exception):
+    """Base of every error canfarfs raises on purpose."""
+
+    errno: int = errno.EIO
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class NotFound(CanfarfsError):
+    errno = errno.ENOENT
+
+
+class AlreadyExists(CanfarfsError):
+    errno = errno.EEXIST
+
+
+class PermissionDenied(CanfarfsError):
+    errno = errno.EACCES
+
+
+class NotPermitted(CanfarfsError):
+    """An operation the service (or the file system's model) cannot express."""
+
+    errno = errno.EPERM
+
+
+class Locked(CanfarfsError):
+    errno = errno.EPERM
+
+
+class NotEmpty(CanfarfsError):
+    errno = errno.ENOTEMPTY
+
+
+class QuotaExceeded(CanfarfsError):
+    errno = errno.EDQUOT
+
+
+class InvalidArgument(CanfarfsError):
+    errno = errno.EINVAL
+
+
+class NameTooLong(CanfarfsError):
+    errno = errno.ENAMETOOLONG
+
+
+class NotADirectory(CanfarfsError):
+    errno = errno.ENOTDIR
+
+
+class IsADirectory(CanfarfsError):
+    errno = errno.EISDIR
+
+
+class CrossDevice(CanfarfsError):
+    errno = errno.EXDEV
+
+
+class ReadOnly(CanfarfsError):
+    errno = errno.EROFS
+
+
+class Timeout(CanfarfsError):
+    """A bounded wait ran out (the server is slow or unreachable)."""
+
+    errno = errno.ETIMEDOUT
+
+
+class Unavailable(CanfarfsError):
+    """The server could not be reached or kept failing (after retries)."""
+
+    errno = errno.EIO
+
+
+class IntegrityError(CanfarfsError):
+    """The server's copy does not match what we sent (length or MD5)."""
+
+    errno = errno.EIO
+
+
+class ProtocolError(CanfarfsError):
+    """The server answered something we cannot understand (bad XML, wrong length...)."""
+
+    errno = errno.EIO
+
+
+class AuthExpired(CanfarfsError):
+    """Credentials are missing, expired or refused and could not be refreshed."""
+
+    errno = errno.EACCES
+
+
+def errno_for(exc: BaseException) -> int:
+    """The errno a user sees for ``exc``: EIO for anything not classified."""
+    if isinstance(exc, CanfarfsError):
+        return exc.errno
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO
