@@ -48,6 +48,33 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--group", action="append", default=[], help="a group the user is in")
     emu.add_argument("--quota", type=parse_size, default="10G", help="allocation quota (10G)")
     emu.add_argument("--tls", action="store_true", help="serve HTTPS with a generated cert")
+
+    mnt = sub.add_parser("mount", help="mount arc, vault and sessions at MOUNTPOINT")
+    mnt.add_argument("mountpoint", type=Path)
+    mnt.add_argument("--local", type=Path, metavar="DATA_DIR",
+                     help="run the bundled local platform with its data in DATA_DIR")
+    mnt.add_argument("--arc-url", help="arc service base URL")
+    mnt.add_argument("--vault-url", help="vault service base URL")
+    mnt.add_argument("--skaha-url", help="skaha service URL (with /v1)")
+    mnt.add_argument("--token-file", type=Path, help="file holding a bearer token")
+    mnt.add_argument("--foreground", "-f", action="store_true", help="stay attached")
+    mnt.add_argument("--read-only", action="store_true", help="refuse every change (EROFS)")
+    mnt.add_argument("--cache-dir", type=Path, help="cache and staging directory")
+    mnt.add_argument("--cache-size", type=parse_size, default="10G",
+                     help="disk cache budget (10G)")
+    mnt.add_argument("--timeout", type=float, default=30.0,
+                     help="seconds any network wait may take (30)")
+    mnt.add_argument("--meta-ttl", type=float, default=5.0,
+                     help="seconds cached listings and attributes stay fresh (5)")
+    mnt.add_argument("--debug", action="store_true", help="verbose log")
+    mnt.add_argument("-o", dest="fuse_options", action="append", default=[],
+                     metavar="OPTION", help="FUSE mount option (e.g. allow_other)")
+    mnt.add_argument("--notify-fd", type=int, help=argparse.SUPPRESS)
+
+    umnt = sub.add_parser("umount", help="unmount (after every upload is on the server)")
+    umnt.add_argument("mountpoint", type=Path)
+    umnt.add_argument("--force", action="store_true",
+                      help="unmount even with open files (lazy unmount)")
     return parser
 
 
@@ -75,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "emulator":
             return _cmd_emulator(args)
+        if args.command == "mount":
+            from canfarfs.mountcmd import cmd_mount
+
+            return cmd_mount(args)
+        if args.command == "umount":
+            from canfarfs.mountcmd import cmd_umount
+
+            return cmd_umount(args)
     except UsageError as exc:
         print(f"canfarfs: {exc}", file=sys.stderr)
         return 2

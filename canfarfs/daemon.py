@@ -1,0 +1,145 @@
+"""The mount daemon: one trio process, one nursery owning every task, orderly teardown.
+
+Start-up: (with ``--local``) serve the emulator on loopback inside this process, build the
+clients, recover staged bytes from an earlier run, mount, signal readiness. Teardown: on
+unmount or SIGINT/SIGTERM, leave the FUSE loop, close the clients, stop the emulator.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import logging
+import os
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from canfarfs import errors
+from canfarfs.fs.fuse_ops import CanfarOps
+from canfarfs.fs.storage import Storage, StorageConfig
+from canfarfs.net import HTTP, Credentials, Timeouts, make_client
+from canfarfs.vospace.client import VOSpaceClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MountOptions:
+    """Everything ``canfarfs mount`` was told (see docs/configuration.md)."""
+
+    mountpoint: Path
+    cache_dir: Path
+    local: Path | None = None
+    arc_url: str | None = None
+    vault_url: str | None = None
+    skaha_url: str | None = None
+    token: str | None = None
+    read_only: bool = False
+    debug: bool = False
+    cache_size: int = 10 * 1024**3
+    fuse_options: list[str] = field(default_factory=list)
+    meta_ttl: float = 5.0
+    timeout: float = 30.0
+    user: str = field(default_factory=getpass.getuser)
+    #: Called once the file system answers (the CLI uses it to release the parent).
+    on_ready: Callable[[], None] | None = None
+
+
+def lock_cache_dir(cache_dir: Path) -> int:
+    """Take an exclusive lock on the cache directory; a second daemon is refused."""
+    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(cache_dir, 0o700)
+    fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise errors.CanfarfsError(
+            f"another canfarfs daemon is using the cache directory {cache_dir}; "
+            "give this mount its own --cache-dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def fuse_options(opts: MountOptions) -> set[str]:
+    options = set(pyfuse3.default_options)
+    options |= {"fsname=canfarfs", "subtype=canfarfs"}
+    options.discard("default_permissions")
+    options.add("default_permissions")
+    if opts.read_only:
+        options.add("ro")
+    for item in opts.fuse_options:
+        options.update(o.strip() for o in item.split(",") if o.strip())
+    return options
+
+
+async def run_mount(opts: MountOptions) -> None:
+    """Mount and serve until unmounted or signalled."""
+    lock_fd = lock_cache_dir(opts.cache_dir)
+    try:
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            arc_url, vault_url, token = opts.arc_url, opts.vault_url, opts.token
+            if opts.local is not None:
+                arc_url, vault_url, token = await _start_local(opts, nursery, stack)
+            if not arc_url or not vault_url:
+                raise errors.CanfarfsError("no storage URLs: give --local DIR, or --arc-url "
+                                           "and --vault-url")
+            timeouts = Timeouts(read=opts.timeout, operation=max(opts.timeout, 60.0))
+            http = HTTP(make_client(timeouts=timeouts), Credentials(token=token),
+                        timeouts=timeouts)
+            stack.push_async_callback(http.aclose)
+            clients = {"arc": VOSpaceClient(http, arc_url, "arc"),
+                       "vault": VOSpaceClient(http, vault_url, "vault")}
+            storage = Storage(clients, StorageConfig(
+                cache_dir=opts.cache_dir, mountpoint=opts.mountpoint.resolve(),
+                meta_ttl=opts.meta_ttl, negative_ttl=opts.meta_ttl,
+                read_timeout=opts.timeout, read_only=opts.read_only,
+                cache_size=opts.cache_size, user=opts.user), nursery)
+            for line in await storage.recover():
+                log.warning("%s", line)
+            ops = CanfarOps(storage)
+            pyfuse3.init(ops, str(opts.mountpoint), fuse_options(opts))
+            log.info("mounted %s (arc %s, vault %s)", opts.mountpoint, arc_url, vault_url)
+            try:
+                nursery.start_soon(_watch_signals)
+                if opts.on_ready is not None:
+                    opts.on_ready()
+                await pyfuse3.main(min_tasks=4, max_tasks=64)
+            finally:
+                pyfuse3.close(unmount=True)
+                log.info("unmounted %s", opts.mountpoint)
+            nursery.cancel_scope.cancel()
+    finally:
+        os.close(lock_fd)
+
+
+async def _start_local(opts: MountOptions, nursery: trio.Nursery,
+                       stack: AsyncExitStack) -> tuple[str, str, str]:
+    """Serve the bundled emulator on loopback in this process; return its URLs."""
+    from canfarfs.emulator.app import build_emulator
+    from canfarfs.emulator.config import load_config
+    from canfarfs.emulator.server import serve_emulator
+
+    assert opts.local is not None  # noqa: S101 - checked by the caller
+    config = load_config(opts.local, user=opts.user)
+    emulator = build_emulator(config)
+    stack.callback(emulator.close)
+    url: str = await nursery.start(serve_emulator, emulator, "127.0.0.1", 0)
+    log.info("local platform at %s (data in %s)", url, opts.local)
+    opts.skaha_url = opts.skaha_url or f"{url}/skaha/v1"
+    return f"{url}/arc", f"{url}/vault", config.user.token
+
+
+async def _watch_signals() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            log.info("signal received: unmounting")
+            pyfuse3.terminate()
+            return

@@ -1,0 +1,1 @@
+"""The file system: a FUSE-free core (storage, caches, staging) and a thin pyfuse3 adapter."""

@@ -1,0 +1,417 @@
+"""The thin pyfuse3 adapter: decode names, look up inodes and handles, call the core,
+turn errors into errnos. No file-system logic lives here."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import pyfuse3
+import trio
+
+from canfarfs import errors
+from canfarfs.fs.attrs import Attr, dir_attr
+from canfarfs.fs.inodes import ROOT, InodeTable
+from canfarfs.fs.meta import Key, child_key
+from canfarfs.fs.remote_file import RemoteFile
+from canfarfs.fs.staging import Stage
+from canfarfs.fs.storage import Storage
+
+log = logging.getLogger(__name__)
+
+TTL = 1.0
+TOP = {"arc": 2, "vault": 3, "sessions": 4}
+SESSIONS_KEY = ("sessions", "")
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def fuse_errors(fn: F) -> F:
+    """Map every exception of a handler to an errno; unknown ones are EIO, logged."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except errors.CanfarfsError as exc:
+            log.info("%s: %s (%s)", fn.__name__, exc, errno.errorcode.get(exc.errno, exc.errno))
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+        except trio.Cancelled:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return cast(F, wrapper)
+
+
+@dataclass
+class DirHandle:
+    """A listing snapshot: (name, key, inode, attributes) per entry."""
+
+    entries: list[tuple[bytes, Key, int, Attr]] = field(default_factory=list)
+
+
+@dataclass
+class FileHandle:
+    ino: int
+    key: Key
+    reader: RemoteFile | Stage | None = None
+    stage: Stage | None = None
+
+
+class CanfarOps(pyfuse3.Operations):
+    """The mount: ``arc/``, ``vault/`` and ``sessions/`` under one root."""
+
+    enable_writeback_cache = False
+    supports_dot_lookup = False
+
+    def __init__(self, storage: Storage, sessions: Any = None) -> None:
+        super().__init__()
+        self.storage = storage
+        self.sessions = sessions
+        self.inodes = InodeTable()
+        self.inodes.fixed(ROOT, ("", "<root>"))
+        for name, ino in TOP.items():
+            self.inodes.fixed(ino, (name, "") if name != "sessions" else SESSIONS_KEY)
+        self.handles: dict[int, DirHandle | FileHandle] = {}
+        self._next_fh = 1
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _new_fh(self, handle: DirHandle | FileHandle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self.handles[fh] = handle
+        return fh
+
+    def _key(self, ino: int) -> Key:
+        key = self.inodes.key(ino)
+        assert isinstance(key, tuple)  # noqa: S101 - keys are tuples
+        if key[0] in ("<deleted>", "<replaced>"):
+            raise errors.NotFound("deleted")
+        return cast(Key, key)
+
+    def _storage_key(self, ino: int) -> Key:
+        key = self._key(ino)
+        if key[0] not in self.storage.clients:
+            raise errors.NotPermitted("not a storage path")
+        return key
+
+    def _entry(self, ino: int, a: Attr) -> pyfuse3.EntryAttributes:
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = pyfuse3.InodeT(ino)
+        e.generation = 0
+        e.entry_timeout = TTL
+        e.attr_timeout = TTL
+        e.st_mode = pyfuse3.ModeT(a.mode)
+        e.st_nlink = a.nlink
+        e.st_uid = self.uid
+        e.st_gid = self.gid
+        e.st_size = a.size
+        e.st_blksize = 1024 * 1024
+        e.st_blocks = a.blocks
+        e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
+        return e
+
+    async def _attr(self, ino: int) -> Attr:
+        if ino == ROOT or ino == TOP["sessions"]:
+            return dir_attr()
+        key = self._key(ino)
+        if key[0] == "sessions":
+            raise errors.NotFound("no such session entry")
+        if not key[1]:
+            a = await self.storage.attr(key)
+            return Attr(mode=stat.S_IFDIR | 0o755, size=0, mtime_ns=a.mtime_ns, nlink=2)
+        return await self.storage.attr(key)
+
+    @staticmethod
+    def _name(raw: bytes) -> str:
+        return os.fsdecode(raw)
+
+    # -- metadata ------------------------------------------------------------------------
+
+    @fuse_errors
+    async def lookup(self, parent_inode: int, name: bytes,
+                     ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        text = self._name(name)
+        if parent_inode == ROOT:
+            if text not in TOP:
+                raise errors.NotFound(text)
+            ino = TOP[text]
+            return self._entry(ino, await self._attr(ino))
+        if parent_inode == TOP["sessions"]:
+            raise errors.NotFound(text)
+        parent = self._storage_key(parent_inode)
+        node_key = child_key(parent, text)
+        await self.storage.lookup(parent, text)
+        a = await self.storage.attr(node_key)
+        return self._entry(self.inodes.looked_up(node_key), a)
+
+    @fuse_errors
+    async def getattr(self, inode: int,
+                      ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        return self._entry(inode, await self._attr(inode))
+
+    @fuse_errors
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if fields.update_uid or fields.update_gid:
+            if (fields.update_uid and attr.st_uid != self.uid) or (
+                    fields.update_gid and attr.st_gid != self.gid):
+                raise errors.NotPermitted("VOSpace nodes are owned by the mounting user")
+        key = self._storage_key(inode)
+        if fields.update_size:
+            handle = self.handles.get(fh) if fh is not None else None
+            if isinstance(handle, FileHandle) and handle.stage is not None:
+                await handle.stage.truncate(attr.st_size)
+            else:
+                await self.storage.truncate(key, attr.st_size)
+        if fields.update_mode:
+            await self.storage.chmod(key, stat.S_IMODE(attr.st_mode))
+        # atime/mtime: accepted, VOSpace dates cannot be set (docs/semantics.md).
+        return self._entry(inode, await self._attr(inode))
+
+    @fuse_errors
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return os.fsencode(await self.storage.readlink(self._storage_key(inode)))
+
+    @fuse_errors
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, n in inode_list:
+            self.inodes.forget(ino, n)
+
+    # -- directories ---------------------------------------------------------------------
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        """Snapshot the listing now; readdir offsets index into the snapshot."""
+        handle = DirHandle()
+        if inode == ROOT:
+            for name, ino in TOP.items():
+                try:
+                    a = await self._attr(ino)
+                except errors.CanfarfsError:
+                    a = dir_attr()
+                key = self._key(ino)
+                handle.entries.append((name.encode(), key, ino, a))
+        elif inode == TOP["sessions"]:
+            pass
+        else:
+            key = self._storage_key(inode)
+            for name, node in await self.storage.listdir(key):
+                ck = child_key(key, name)
+                try:
+                    a = await self.storage.attr(ck)
+                except errors.CanfarfsError:
+                    continue
+                handle.entries.append((os.fsencode(name), ck, self.inodes.ino_for(ck), a))
+        return self._new_fh(handle)
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        handle = self.handles[fh]
+        assert isinstance(handle, DirHandle)  # noqa: S101
+        for i in range(start_id, len(handle.entries)):
+            name, key, ino, a = handle.entries[i]
+            if not pyfuse3.readdir_reply(token, name, self._entry(ino, a), i + 1):
+                return
+            self.inodes.count_lookup(ino, key)
+
+    @fuse_errors
+    async def releasedir(self, fh: int) -> None:
+        self.handles.pop(fh, None)
+
+    @fuse_errors
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        await self.storage.mkdir(key)
+        return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
+
+    @fuse_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        await self.storage.rmdir(key)
+        self.inodes.detach(key)
+
+    def _writable_dir(self, parent_inode: int) -> Key:
+        if parent_inode == ROOT:
+            raise errors.NotPermitted("the mount root holds only arc, vault and sessions")
+        if parent_inode == TOP["sessions"]:
+            raise errors.NotPermitted("sessions/ is not yet writable")
+        return self._storage_key(parent_inode)
+
+    # -- files ---------------------------------------------------------------------------
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        key = self._storage_key(inode)
+        handle = FileHandle(inode, key)
+        if flags & (os.O_WRONLY | os.O_RDWR):
+            stage = await self.storage.open_write(key, truncate=bool(flags & os.O_TRUNC),
+                                                  create=False)
+            handle.stage = stage
+            handle.reader = stage
+        else:
+            handle.reader = await self.storage.open_read(key)
+        self.inodes.opened(inode)
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(self._new_fh(handle)))
+
+    @fuse_errors
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
+                                                           pyfuse3.EntryAttributes]:
+        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        if flags & os.O_EXCL:
+            try:
+                await self.storage.node(key)
+            except errors.NotFound:
+                pass
+            else:
+                raise errors.AlreadyExists(f"{key[0]}:{key[1]}")
+        stage = await self.storage.open_write(key, truncate=True, create=True)
+        ino = self.inodes.looked_up(key)
+        self.inodes.opened(ino)
+        fh = self._new_fh(FileHandle(ino, key, reader=stage, stage=stage))
+        return (pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh)),
+                self._entry(ino, await self.storage.attr(key)))
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self.handles[fh]
+        assert isinstance(handle, FileHandle) and handle.reader is not None  # noqa: S101
+        return await handle.reader.read(off, size)
+
+    @fuse_errors
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self.handles[fh]
+        assert isinstance(handle, FileHandle)  # noqa: S101
+        if handle.stage is None:
+            raise errors.CanfarfsError("file not open for writing")
+        return await handle.stage.write(off, buf)
+
+    @fuse_errors
+    async def flush(self, fh: int) -> None:
+        handle = self.handles[fh]
+        if isinstance(handle, FileHandle) and handle.stage is not None:
+            await self.storage.flush(handle.stage)
+
+    @fuse_errors
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.flush(fh)
+
+    @fuse_errors
+    async def release(self, fh: int) -> None:
+        handle = self.handles.pop(fh, None)
+        if not isinstance(handle, FileHandle):
+            return
+        if handle.stage is not None:
+            await self.storage.release(handle.stage)
+        elif isinstance(handle.reader, RemoteFile):
+            self.storage.close_read(handle.reader)
+        self.inodes.closed(handle.ino)
+
+    # -- namespace -----------------------------------------------------------------------
+
+    @fuse_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        await self.storage.unlink(key)
+        self.inodes.detach(key)
+
+    @fuse_errors
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        if flags:
+            raise errors.InvalidArgument("RENAME_EXCHANGE/NOREPLACE are not supported")
+        src = child_key(self._writable_dir(parent_inode_old), self._name(name_old))
+        dst = child_key(self._writable_dir(parent_inode_new), self._name(name_new))
+        await self.storage.rename(src, dst)
+        self.inodes.detach(dst)
+        self.inodes.rekey(src, dst)
+
+    @fuse_errors
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        await self.storage.symlink(key, os.fsdecode(target))
+        return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
+
+    @fuse_errors
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise errors.NotPermitted("VOSpace has no hard links")
+
+    # -- xattrs and statfs ---------------------------------------------------------------
+
+    @staticmethod
+    def _xattr_name(name: bytes) -> str:
+        text = os.fsdecode(name)
+        if not text.startswith("user."):
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
+        return text[len("user."):]
+
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if inode in (ROOT, TOP["sessions"]):
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        key = self._storage_key(inode)
+        try:
+            return await self.storage.getxattr(key, self._xattr_name(name))
+        except pyfuse3.FUSEError as exc:
+            if exc.errno == errno.ENOTSUP:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+            raise
+        except errors.CanfarfsError as exc:
+            if type(exc) is errors.CanfarfsError:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+            raise
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        if inode in (ROOT, TOP["sessions"]):
+            return []
+        names = await self.storage.listxattr(self._storage_key(inode))
+        return [os.fsencode("user." + n) for n in names]
+
+    @fuse_errors
+    async def setxattr(self, inode: int, name: bytes, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        await self.storage.setxattr(self._storage_key(inode), self._xattr_name(name), value)
+
+    @fuse_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        try:
+            await self.storage.removexattr(self._storage_key(inode), self._xattr_name(name))
+        except errors.CanfarfsError as exc:
+            if type(exc) is errors.CanfarfsError:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+            raise
+
+    @fuse_errors
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        quota = used = 0
+        for service in self.storage.clients:
+            q, u = await self.storage.statfs(service)
+            quota, used = quota + q, used + u
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_blocks = quota // 4096
+        s.f_bfree = s.f_bavail = max(quota - used, 0) // 4096
+        s.f_files = 1 << 20
+        s.f_ffree = s.f_favail = 1 << 20
+        s.f_namemax = 255
+        return s

@@ -1,0 +1,93 @@
+"""The daemon's view of remote metadata: nodes and listings with TTLs, and a negative cache.
+
+Attributes come from listings (one request per directory, not per entry); the mount's
+own changes update the cache at once, so they show immediately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from canfarfs.vospace.model import Node
+
+Key = tuple[str, str]  # (service, path)
+
+
+def parent_key(key: Key) -> Key:
+    return key[0], key[1].rpartition("/")[0]
+
+
+def child_key(key: Key, name: str) -> Key:
+    return key[0], f"{key[1]}/{name}" if key[1] else name
+
+
+@dataclass
+class Listing:
+    """A directory's children by name, as of ``fetched``."""
+
+    children: dict[str, Node]
+    fetched: float
+
+
+@dataclass
+class MetaCache:
+    """Nodes and listings keyed by (service, path), fresh for ``ttl`` seconds."""
+
+    ttl: float = 5.0
+    negative_ttl: float = 5.0
+    nodes: dict[Key, tuple[Node | None, float]] = field(default_factory=dict)
+    listings: dict[Key, Listing] = field(default_factory=dict)
+
+    def _fresh(self, stamp: float, ttl: float) -> bool:
+        return trio.current_time() - stamp < ttl
+
+    def node(self, key: Key) -> tuple[bool, Node | None]:
+        """(known, node): known with None means "known not to exist"."""
+        hit = self.nodes.get(key)
+        if hit is not None:
+            node, stamp = hit
+            if self._fresh(stamp, self.ttl if node is not None else self.negative_ttl):
+                return True, node
+        listing = self.listings.get(parent_key(key)) if key[1] else None
+        if listing is not None and self._fresh(listing.fetched, self.ttl):
+            name = key[1].rpartition("/")[2]
+            child = listing.children.get(name)
+            return True, child
+        return False, None
+
+    def put(self, key: Key, node: Node | None) -> None:
+        self.nodes[key] = (node, trio.current_time())
+        if key[1]:
+            listing = self.listings.get(parent_key(key))
+            if listing is not None:
+                name = key[1].rpartition("/")[2]
+                if node is None:
+                    listing.children.pop(name, None)
+                else:
+                    listing.children[name] = node
+
+    def listing(self, key: Key) -> Listing | None:
+        hit = self.listings.get(key)
+        if hit is not None and self._fresh(hit.fetched, self.ttl):
+            return hit
+        return None
+
+    def put_listing(self, key: Key, children: dict[str, Node]) -> None:
+        now = trio.current_time()
+        self.listings[key] = Listing(children, now)
+
+    def forget(self, key: Key) -> None:
+        """Drop what is known about ``key`` and everything below it."""
+        def below(k: Key) -> bool:
+            return k[0] == key[0] and (not key[1] or k[1] == key[1]
+                                       or k[1].startswith(key[1] + "/"))
+
+        for k in [k for k in self.nodes if below(k)]:
+            del self.nodes[k]
+        for k in [k for k in self.listings if below(k)]:
+            del self.listings[k]
+
+    def invalidate_listing(self, key: Key) -> None:
+        self.listings.pop(key, None)

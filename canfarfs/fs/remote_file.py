@@ -1,0 +1,230 @@
+"""Reading remote files through the local cache.
+
+* arc ignores ``Range``: one streamed GET fills the cache file from offset 0 and reads
+  are served as soon as their bytes have arrived. An interrupted stream restarts from 0
+  and skips what is already cached.
+* vault's storage honours ranges: a read fetches just the missing bytes, and sequential
+  reading grows a read-ahead window served by several ranged GETs in flight (the
+  mountpoint-s3 technique). An interrupted range resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import trio
+
+from canfarfs import errors
+from canfarfs.fs.cachefile import CacheFile, Intervals, cached_error
+from canfarfs.vospace.client import DataLocation, VOSpaceClient
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+WRITE_BATCH = 1 * MiB
+
+
+class RemoteFile:
+    """The bytes of one remote data file, filled into a :class:`CacheFile` on demand."""
+
+    def __init__(
+        self,
+        client: VOSpaceClient,
+        path: str,
+        cache: CacheFile,
+        nursery: trio.Nursery,
+        *,
+        read_timeout: float = 30.0,
+        attempts: int = 5,
+        initial_window: int = 1 * MiB,
+        max_window: int = 64 * MiB,
+        part_size: int = 8 * MiB,
+        parallel: int = 4,
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.cache = cache
+        self.nursery = nursery
+        self.read_timeout = read_timeout
+        self.attempts = attempts
+        self.initial_window = initial_window
+        self.max_window = max_window
+        self.part_size = part_size
+        self.location: DataLocation | None = None
+        self._locating = trio.Lock()
+        self._streaming = False
+        self._pending = Intervals()
+        self._limit = trio.CapacityLimiter(parallel)
+        self._last_end = -1
+        self._window = initial_window
+        #: Bytes asked of the server (for tests and benchmarks).
+        self.fetched = 0
+        self.readers = 0
+
+    @property
+    def size(self) -> int:
+        return self.cache.size
+
+    async def _locate(self) -> DataLocation:
+        async with self._locating:
+            if self.location is None:
+                loc = await self.client.locate(self.path, self.size)
+                if loc is None:
+                    loc = DataLocation(url="", size=0, ranges=False, needs_auth=False)
+                self.location = loc
+            return self.location
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """Bytes [offset, offset+size), waiting (bounded) for them to arrive."""
+        if offset >= self.size or size <= 0:
+            return b""
+        end = min(offset + size, self.size)
+        if not self.cache.filled.covers(offset, end):
+            self.cache.error = None
+            loc = await self._locate()
+            if loc.ranges:
+                self._request_ranges(offset, end)
+            elif not self._streaming:
+                self._streaming = True
+                self.nursery.start_soon(self._stream_whole, loc)
+            try:
+                with trio.fail_after(self.read_timeout):
+                    await self.cache.wait_for(offset, end)
+            except trio.TooSlowError:
+                raise errors.Timeout(
+                    f"read {self.client.service}:{self.path}: no data for "
+                    f"{self.read_timeout:g} s") from None
+            except errors.CanfarfsError:
+                raise
+            except Exception as exc:
+                raise cached_error(exc) from exc
+        return await self.cache.read(offset, end - offset)
+
+    def prefetch_all(self) -> None:
+        """Start filling the whole file (arc: the one stream; vault: the first window)."""
+        if self.size and not self.cache.complete:
+            self.nursery.start_soon(self.read, 0, 1)
+
+    # -- vault: ranges with read-ahead ------------------------------------------------
+
+    def _request_ranges(self, start: int, end: int) -> None:
+        sequential = self._last_end >= 0 and 0 <= start - self._last_end <= self._window
+        if sequential:
+            self._window = min(self._window * 2, self.max_window)
+        else:
+            self._window = self.initial_window
+        self._last_end = end
+        want_end = min(self.size, end + self._window) if sequential else end
+        for s, e in self.cache.filled.missing(start, want_end):
+            for gs, ge in self._pending.missing(s, e):
+                self._pending.add(gs, ge)
+                for part in range(gs, ge, self.part_size):
+                    self.nursery.start_soon(self._fetch_range, part, min(part + self.part_size, ge))
+
+    async def _fetch_range(self, start: int, end: int) -> None:
+        async with self._limit:
+            pos = start
+            for attempt in range(self.attempts):
+                try:
+                    pos = await self._copy(start=pos, end=end)
+                    return
+                except (errors.Unavailable, errors.Timeout, errors.ProtocolError) as exc:
+                    log.info("range %d-%d of %s interrupted at %d (%s); resuming",
+                             start, end, self.path, pos, exc)
+                    pos = self._resume_point(pos, end)
+                    if pos >= end:
+                        return
+                    if attempt == self.attempts - 1:
+                        self._give_up(start, end, exc)
+                        return
+                    await trio.sleep(min(0.1 * 2**attempt, 2.0))
+                except errors.CanfarfsError as exc:
+                    self._give_up(start, end, exc)
+                    return
+
+    def _resume_point(self, pos: int, end: int) -> int:
+        gaps = self.cache.filled.missing(pos, end)
+        return gaps[0][0] if gaps else end
+
+    def _give_up(self, start: int, end: int, exc: BaseException) -> None:
+        log.warning("reading %s:%s failed: %s", self.client.service, self.path, exc)
+        # Forget the pending mark so a later read can try again.
+        pending = Intervals()
+        for s, e in zip(self._pending.starts, self._pending.ends, strict=True):
+            for gs, ge in _subtract((s, e), (start, end)):
+                pending.add(gs, ge)
+        self._pending = pending
+        self.cache.fail(cached_error(exc))
+
+    # -- arc: one streamed body -------------------------------------------------------
+
+    async def _stream_whole(self, loc: DataLocation) -> None:
+        try:
+            for attempt in range(self.attempts):
+                try:
+                    await self._copy(start=0, end=self.size, skip_filled=True)
+                    return
+                except (errors.Unavailable, errors.Timeout, errors.ProtocolError) as exc:
+                    log.info("stream of %s interrupted (%s); restarting", self.path, exc)
+                    if attempt == self.attempts - 1:
+                        self.cache.fail(cached_error(exc))
+                        return
+                    await trio.sleep(min(0.1 * 2**attempt, 2.0))
+                except errors.CanfarfsError as exc:
+                    self.cache.fail(exc)
+                    return
+        finally:
+            self._streaming = False
+
+    # -- the copy loop ----------------------------------------------------------------
+
+    async def _copy(self, *, start: int, end: int, skip_filled: bool = False) -> int:
+        """Stream [start, end) into the cache; return the position reached.
+
+        With ``skip_filled`` (a restarted arc stream) bytes already cached are not
+        written again. Every wait for the next chunk is bounded.
+        """
+        loc = await self._locate()
+        pos = start
+        batch: list[bytes] = []
+        batch_start = pos
+        batch_len = 0
+        self.fetched += end - start
+        async with self.client.open_bytes(loc, start, end if loc.ranges else None) as r:
+            chunks = r.aiter_raw()
+            while True:
+                try:
+                    with trio.fail_after(self.read_timeout):
+                        chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except trio.TooSlowError:
+                    raise errors.Timeout(f"no data from server for {self.read_timeout:g} s") \
+                        from None
+                except Exception as exc:
+                    raise errors.Unavailable(f"body interrupted: {exc}") from exc
+                if skip_filled and self.cache.filled.covers(pos, pos + len(chunk)):
+                    pos += len(chunk)
+                    batch_start = pos
+                    continue
+                batch.append(chunk)
+                batch_len += len(chunk)
+                pos += len(chunk)
+                if batch_len >= WRITE_BATCH:
+                    await self.cache.write(batch_start, b"".join(batch))
+                    batch, batch_start, batch_len = [], pos, 0
+        if batch:
+            await self.cache.write(batch_start, b"".join(batch))
+        if pos < end and not math.isinf(end):
+            raise errors.ProtocolError(f"body ended at {pos} of {end} bytes")
+        return pos
+
+
+def _subtract(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[int, int]]:
+    out = []
+    if a[0] < b[0]:
+        out.append((a[0], min(a[1], b[0])))
+    if a[1] > b[1]:
+        out.append((max(a[0], b[1]), a[1]))
+    return [x for x in out if x[1] > x[0]]

@@ -1,0 +1,163 @@
+"""Writes are staged in a local file and uploaded at flush/fsync.
+
+Each staged file has a journal entry beside it (``<id>.json``: service, path, state), so
+bytes that were not yet on the server when the daemon died are found on the next mount
+(uploaded, or reported with where they are kept). An MD5 is kept up to date while the
+file is written sequentially, so a large upload does not re-read the file to hash it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from canfarfs.fs.cachefile import DISK
+
+
+@dataclass
+class Stage:
+    """One file's pending content."""
+
+    directory: Path
+    service: str
+    path: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    size: int = 0
+    dirty: bool = False
+    #: The file did not exist on the server when staging began.
+    new: bool = False
+    #: Set when the file was unlinked while open: nothing is uploaded.
+    discarded: bool = False
+    handles: int = 0
+    tries: int = 0
+    last_error: str | None = None
+    uploading: bool = False
+    uploaded_bytes: int = 0
+    #: Bumped by every change, so an upload knows whether writes raced it.
+    generation: int = 0
+    lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
+    _md5: Any = field(default_factory=hashlib.md5, repr=False)
+    _md5_upto: int = 0
+    fd: int = -1
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @property
+    def data_path(self) -> Path:
+        return self.directory / f"{self.id}.data"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.directory / f"{self.id}.json"
+
+    def journal(self) -> None:
+        """Record (atomically) where these bytes belong."""
+        entry = {"service": self.service, "path": self.path, "size": self.size,
+                 "dirty": self.dirty, "new": self.new, "time": time.time(),
+                 "last_error": self.last_error}
+        tmp = self.journal_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(entry, f)
+        os.replace(tmp, self.journal_path)
+
+    async def write(self, offset: int, data: bytes) -> int:
+        n: int = await trio.to_thread.run_sync(os.pwrite, self.fd, data, offset, limiter=DISK)
+        if offset == self._md5_upto:
+            self._md5.update(data[:n])
+            self._md5_upto += n
+        elif offset < self._md5_upto:
+            self._md5_upto = -1  # rewritten: hash again at upload
+        self.size = max(self.size, offset + n)
+        self.generation += 1
+        if not self.dirty:
+            self.dirty = True
+            await trio.to_thread.run_sync(self.journal, limiter=DISK)
+        return n
+
+    async def read(self, offset: int, size: int) -> bytes:
+        size = max(0, min(size, self.size - offset))
+        if size == 0:
+            return b""
+        data: bytes = await trio.to_thread.run_sync(os.pread, self.fd, size, offset, limiter=DISK)
+        return data
+
+    async def truncate(self, size: int) -> None:
+        await trio.to_thread.run_sync(os.ftruncate, self.fd, size, limiter=DISK)
+        if size == 0:
+            self._md5, self._md5_upto = hashlib.md5(), 0  # noqa: S324 - protocol checksum
+        elif size != self._md5_upto:
+            self._md5_upto = -1  # hash again at upload
+        self.size = size
+        self.generation += 1
+        self.dirty = True
+        await trio.to_thread.run_sync(self.journal, limiter=DISK)
+
+    async def fill_from(self, source: Path, size: int) -> None:
+        """Start from existing content (a cached or downloaded copy)."""
+        def copy() -> None:
+            with source.open("rb") as src:
+                offset = 0
+                while chunk := src.read(1024 * 1024):
+                    os.pwrite(self.fd, chunk, offset)
+                    self._md5.update(chunk)
+                    offset += len(chunk)
+        await trio.to_thread.run_sync(copy, limiter=DISK)
+        self.size = size
+        self._md5_upto = size
+
+    async def md5(self) -> str:
+        """The MD5 of the staged bytes (hashing again only if written out of order)."""
+        if self._md5_upto == self.size:
+            return str(self._md5.hexdigest())
+
+        def rehash() -> str:
+            h = hashlib.md5()  # noqa: S324 - protocol checksum
+            with self.data_path.open("rb") as f:
+                while chunk := f.read(1024 * 1024):
+                    h.update(chunk)
+            return h.hexdigest()
+
+        digest: str = await trio.to_thread.run_sync(rehash, limiter=DISK)
+        return digest
+
+    def uploaded(self) -> None:
+        """The server now holds these bytes: nothing to recover any more."""
+        self.dirty = False
+        self.last_error = None
+        self.journal_path.unlink(missing_ok=True)
+
+    def dispose(self) -> None:
+        """Drop the staging file (after a successful upload, or a discard)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if not self.dirty or self.discarded:
+            self.data_path.unlink(missing_ok=True)
+            self.journal_path.unlink(missing_ok=True)
+
+
+def pending_entries(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Journal entries left by an earlier run whose bytes may not be on the server."""
+    out: list[tuple[Path, dict[str, Any]]] = []
+    if not directory.is_dir():
+        return out
+    for journal in sorted(directory.glob("*.json")):
+        try:
+            entry = json.loads(journal.read_text())
+        except (OSError, ValueError):
+            continue
+        data = journal.with_suffix(".data")
+        if data.exists() and entry.get("dirty"):
+            out.append((data, entry))
+    return out

@@ -1,0 +1,164 @@
+"""``canfarfs mount`` and ``canfarfs umount``: checks, daemonising, clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from canfarfs import errors
+from canfarfs.cli import UsageError
+from canfarfs.daemon import MountOptions, run_mount
+
+READY_TIMEOUT = 60.0
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    path = Path(base) / "canfarfs"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def default_cache_dir(mountpoint: Path) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    name = str(mountpoint.resolve()).strip("/").replace("/", "_") or "root"
+    return Path(base) / "canfarfs" / name
+
+
+def check_mountpoint(mountpoint: Path, options: list[str]) -> None:
+    if not mountpoint.exists():
+        raise UsageError(f"mount point {mountpoint} does not exist (mkdir it first)")
+    try:
+        is_mount = os.path.ismount(mountpoint)
+    except OSError:
+        is_mount = True
+    if is_mount or _in_mounts(mountpoint):
+        raise UsageError(f"{mountpoint} is already mounted (canfarfs umount {mountpoint})")
+    if not mountpoint.is_dir():
+        raise UsageError(f"mount point {mountpoint} is not a directory")
+    if any(mountpoint.iterdir()) and not any("nonempty" in o for o in options):
+        raise UsageError(f"mount point {mountpoint} is not empty")
+
+
+def _in_mounts(mountpoint: Path) -> bool:
+    target = str(mountpoint.absolute())
+    try:
+        with open("/proc/self/mounts") as f:
+            return any(line.split()[1] == target for line in f if len(line.split()) > 1)
+    except OSError:
+        return False
+
+
+def setup_logging(debug: bool, foreground: bool) -> Path:
+    log_file = state_dir() / "canfarfs.log"
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file)]
+    if foreground:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, handlers=handlers,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("httpx2", "httpcore", "hpack", "hypercorn"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return log_file
+
+
+def options_from(args: argparse.Namespace) -> MountOptions:
+    token = None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") \
+                from None
+        if not token:
+            raise UsageError(f"token file {args.token_file} is empty")
+    token = token or os.environ.get("CANFARFS_TOKEN") or None
+    if args.local is None and not (args.arc_url and args.vault_url):
+        raise UsageError("say where the storage is: --local DATA_DIR, or --arc-url and "
+                         "--vault-url (with --token-file)")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    return MountOptions(
+        mountpoint=args.mountpoint, local=args.local, arc_url=args.arc_url,
+        vault_url=args.vault_url, skaha_url=args.skaha_url, token=token,
+        read_only=args.read_only, debug=args.debug, cache_size=args.cache_size,
+        cache_dir=args.cache_dir or default_cache_dir(args.mountpoint),
+        fuse_options=args.fuse_options, meta_ttl=args.meta_ttl, timeout=args.timeout)
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    if not Path("/dev/fuse").exists():
+        raise UsageError("/dev/fuse is missing: install fuse3 (apt-get install fuse3)")
+    check_mountpoint(args.mountpoint, args.fuse_options)
+    opts = options_from(args)
+    if not args.foreground:
+        return _spawn_background(args)
+    log_file = setup_logging(args.debug, foreground=args.notify_fd is None)
+    notify = args.notify_fd
+
+    def ready() -> None:
+        if notify is not None:
+            os.write(notify, b"ready\n")
+            os.close(notify)
+
+    opts.on_ready = ready
+    try:
+        trio.run(run_mount, opts)
+    except errors.CanfarfsError as exc:
+        logging.getLogger("canfarfs").error("%s", exc)
+        if notify is not None:
+            os.write(notify, f"error: {exc}\n".encode())
+        print(f"canfarfs: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # pyfuse3.init failures (permissions, fusermount)
+        logging.getLogger("canfarfs").error("mount failed: %s (log: %s)", exc, log_file)
+        if notify is not None:
+            os.write(notify, f"error: {exc}\n".encode())
+        print(f"canfarfs: mount failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _spawn_background(args: argparse.Namespace) -> int:
+    """Start the daemon detached and return once the mount answers, like sshfs."""
+    read_fd, write_fd = os.pipe()
+    argv = [sys.executable, "-m", "canfarfs", *sys.argv[1:], "--foreground",
+            "--notify-fd", str(write_fd)]
+    log_file = state_dir() / "canfarfs.log"
+    with open(log_file, "ab") as log:
+        subprocess.Popen(argv, pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log,
+                         stderr=log, start_new_session=True)
+    os.close(write_fd)
+    ready, _, _ = select.select([read_fd], [], [], READY_TIMEOUT)
+    message = os.read(read_fd, 4096).decode().strip() if ready else ""
+    os.close(read_fd)
+    if message == "ready":
+        return 0
+    if message.startswith("error: "):
+        print(f"canfarfs: {message[len('error: '):]}", file=sys.stderr)
+    else:
+        print(f"canfarfs: the daemon did not start; see {log_file}", file=sys.stderr)
+    return 1
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    mountpoint: Path = args.mountpoint
+    if not _in_mounts(mountpoint):
+        raise UsageError(f"{mountpoint} is not mounted")
+    flag = "-uz" if args.force else "-u"
+    result = subprocess.run(["fusermount3", flag, str(mountpoint.absolute())],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        text = result.stderr.strip()
+        if "busy" in text.lower():
+            raise UsageError(f"{mountpoint} is busy: files are still open "
+                             "(close them, or use --force)")
+        raise UsageError(text or f"fusermount3 {flag} failed")
+    return 0
