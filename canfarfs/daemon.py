@@ -46,7 +46,9 @@ class MountOptions:
     fuse_options: list[str] = field(default_factory=list)
     meta_ttl: float = 5.0
     timeout: float = 30.0
-    user: str = field(default_factory=getpass.getuser)
+    #: The account whose allocations ``df`` reports (CANFARFS_USER, else the login name).
+    user: str = field(default_factory=lambda: os.environ.get("CANFARFS_USER")
+                      or getpass.getuser())
     #: Called once the file system answers (the CLI uses it to release the parent).
     on_ready: Callable[[], None] | None = None
 
@@ -127,7 +129,7 @@ async def _start_local(opts: MountOptions, nursery: trio.Nursery,
     from canfarfs.emulator.config import load_config
     from canfarfs.emulator.server import serve_emulator
 
-    assert opts.local is not None  # noqa: S101 - checked by the caller
+    assert opts.local is not None
     config = load_config(opts.local, user=opts.user)
     emulator = build_emulator(config)
     stack.callback(emulator.close)

@@ -98,7 +98,7 @@ class CanfarOps(pyfuse3.Operations):
 
     def _key(self, ino: int) -> Key:
         key = self.inodes.key(ino)
-        assert isinstance(key, tuple)  # noqa: S101 - keys are tuples
+        assert isinstance(key, tuple)
         if key[0] in ("<deleted>", "<replaced>"):
             raise errors.NotFound("deleted")
         return cast(Key, key)
@@ -168,10 +168,9 @@ class CanfarOps(pyfuse3.Operations):
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
                       fields: pyfuse3.SetattrFields, fh: int | None,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        if fields.update_uid or fields.update_gid:
-            if (fields.update_uid and attr.st_uid != self.uid) or (
-                    fields.update_gid and attr.st_gid != self.gid):
-                raise errors.NotPermitted("VOSpace nodes are owned by the mounting user")
+        if (fields.update_uid and attr.st_uid != self.uid) or (
+                fields.update_gid and attr.st_gid != self.gid):
+            raise errors.NotPermitted("VOSpace nodes are owned by the mounting user")
         key = self._storage_key(inode)
         if fields.update_size:
             handle = self.handles.get(fh) if fh is not None else None
@@ -211,7 +210,7 @@ class CanfarOps(pyfuse3.Operations):
             pass
         else:
             key = self._storage_key(inode)
-            for name, node in await self.storage.listdir(key):
+            for name, _node in await self.storage.listdir(key):
                 ck = child_key(key, name)
                 try:
                     a = await self.storage.attr(ck)
@@ -223,7 +222,7 @@ class CanfarOps(pyfuse3.Operations):
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self.handles[fh]
-        assert isinstance(handle, DirHandle)  # noqa: S101
+        assert isinstance(handle, DirHandle)
         for i in range(start_id, len(handle.entries)):
             name, key, ino, a = handle.entries[i]
             if not pyfuse3.readdir_reply(token, name, self._entry(ino, a), i + 1):
@@ -292,13 +291,14 @@ class CanfarOps(pyfuse3.Operations):
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self.handles[fh]
-        assert isinstance(handle, FileHandle) and handle.reader is not None  # noqa: S101
+        assert isinstance(handle, FileHandle)
+        assert handle.reader is not None
         return await handle.reader.read(off, size)
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.handles[fh]
-        assert isinstance(handle, FileHandle)  # noqa: S101
+        assert isinstance(handle, FileHandle)
         if handle.stage is None:
             raise errors.CanfarfsError("file not open for writing")
         return await handle.stage.write(off, buf)

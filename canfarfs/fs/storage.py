@@ -158,7 +158,7 @@ class Storage:
                 raise
             self.meta.put_listing(key, children)
             listing = self.meta.listing(key)
-            assert listing is not None  # noqa: S101 - just stored
+            assert listing is not None
         entries = dict(listing.children)
         for skey, stage in self.stages.items():
             if parent_key(skey) == key and skey[1] and not stage.discarded:
@@ -263,7 +263,8 @@ class Storage:
         """A LinkNode's target as a symlink: relative inside the mount where possible."""
         target = node.target or ""
         for service, client in self.clients.items():
-            for prefix in (f"vos://{client.authority}", f"vos://{client.authority.replace('~', '!')}"):
+            bang = client.authority.replace("~", "!")
+            for prefix in (f"vos://{client.authority}", f"vos://{bang}"):
                 if target == prefix or target.startswith(prefix + "/"):
                     tpath = unquote(target[len(prefix):].lstrip("/"))
                     here = PurePosixPath(key[0], key[1]).parent
@@ -484,7 +485,7 @@ class Storage:
 
     async def _download_into(self, key: Key, stage: Stage, size: int) -> None:
         remote = await self.open_read(key)
-        assert isinstance(remote, RemoteFile)  # noqa: S101 - no stage exists yet
+        assert isinstance(remote, RemoteFile)
         try:
             remote.prefetch_all()
             step = 8 * MiB
@@ -518,18 +519,28 @@ class Storage:
                 stage.uploading = False
             if stage.generation == generation:
                 stage.uploaded()
-            stage.new = False
-            self._after_upload(key, stage, md5)
+            was_new, stage.new = stage.new, False
+            await self._after_upload(key, stage, md5, was_new)
 
-    def _after_upload(self, key: Key, stage: Stage, md5: str) -> None:
+    async def _after_upload(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
+        """Refresh the cached node: fetched for a new file (the server chose its
+        properties), updated in place for an overwrite."""
+        self._drop_cached(key)
         known, old = self.meta.node(key)
-        p: dict[str, str | None] = dict(old.properties) if known and old is not None else {}
+        if was_new or not known or old is None:
+            try:
+                node = await self.client(key).get_node(key[1])
+            except errors.CanfarfsError as exc:
+                log.info("refreshing %s:%s after upload: %s", key[0], key[1], exc)
+                self.meta.forget(key)
+                return
+            node.children = None
+            self.meta.put(key, node)
+            return
+        p = dict(old.properties)
         p.update({props.LENGTH: str(stage.size), props.MD5: md5,
                   props.DATE: time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime())})
-        p.setdefault(props.CREATOR, self.config.user)
-        self.meta.put(key, Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA,
-                                properties=p))
-        self._drop_cached(key)
+        self.meta.put(key, old.model_copy(update={"properties": p}))
 
     async def release(self, stage: Stage) -> None:
         stage.handles -= 1

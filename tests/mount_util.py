@@ -1,0 +1,66 @@
+"""Real mounts for end-to-end tests: start the daemon, wait for it, unmount cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+FUSE_OK = Path("/dev/fuse").exists() and shutil.which("fusermount3") is not None
+needs_fuse = pytest.mark.skipif(not FUSE_OK, reason="needs /dev/fuse and fusermount3")
+
+
+def is_mounted(path: Path) -> bool:
+    target = str(path.absolute())
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == target for line in f)
+
+
+@dataclass
+class Mount:
+    """A ``canfarfs mount --foreground`` subprocess and its mount point."""
+
+    path: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def unmount(self) -> None:
+        if is_mounted(self.path):
+            r = subprocess.run(["fusermount3", "-u", str(self.path)], capture_output=True,
+                               check=False)
+            if r.returncode != 0:
+                subprocess.run(["fusermount3", "-uz", str(self.path)], check=False)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_mount(mountpoint: Path, args: list[str], env: dict[str, str] | None = None,
+                timeout: float = 30.0) -> Mount:
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    log = mountpoint.parent / f"{mountpoint.name}.log"
+    cmd = [sys.executable, "-m", "canfarfs", "mount", str(mountpoint), "--foreground", *args]
+    full_env = dict(os.environ if env is None else env)
+    full_env.setdefault("XDG_STATE_HOME", str(mountpoint.parent / "state"))
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    deadline = time.monotonic() + timeout
+    while not is_mounted(mountpoint):
+        if proc.poll() is not None:
+            raise RuntimeError(f"mount exited with {proc.returncode}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"mount not ready after {timeout} s:\n{log.read_text()}")
+        time.sleep(0.05)
+    return Mount(mountpoint, proc, log)
