@@ -64,6 +64,9 @@ class LiveEmulator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
 
 def start_live_emulator(root: Path, port: int = 0, extra: list[str] | None = None) -> LiveEmulator:
