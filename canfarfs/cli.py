@@ -79,8 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
+    import logging
+
     from canfarfs.emulator.config import load_config
     from canfarfs.emulator.server import run_emulator_command
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("hypercorn", "hypercorn.error", "hypercorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {args.port}")

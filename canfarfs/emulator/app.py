@@ -97,6 +97,7 @@ def registry_app(config: EmulatorConfig) -> ASGIApp:
 def build_emulator(config: EmulatorConfig) -> Emulator:
     """Open the store under ``config.root`` and assemble every service."""
     from canfarfs.emulator.control import control_app
+    from canfarfs.emulator.oidc import oidc_app
     from canfarfs.emulator.skaha import build_skaha
     from canfarfs.emulator.vospace_http import build_vospace
 
@@ -112,6 +113,7 @@ def build_emulator(config: EmulatorConfig) -> Emulator:
         "skaha": skaha.app,
         "reg": registry_app(config),
         "_emulator": control_app(config, faults),
+        "oidc": oidc_app(config, store),
     }
     app = faults.wrap(_Router(routes, _not_found))
     return Emulator(config=config, store=store, faults=faults, app=app, services=[skaha])

@@ -12,6 +12,7 @@ rejects a request line starting with byte 0x16 and Hypercorn answers 400 and clo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -64,7 +65,7 @@ def hypercorn_config() -> Config:
 
 
 class _TLSInfo:
-    """Connection facts for the ASGI TLS extension, computed once per connection."""
+    """What the ASGI TLS extension reports: fixed per listener, peer facts per connection."""
 
     def __init__(self, server_pem: str, context: ssl.SSLContext) -> None:
         self.server_pem = server_pem
@@ -117,10 +118,26 @@ class _Connection(TCPServer):
                     await self.stream.do_handshake()
             except (trio.BrokenResourceError, trio.TooSlowError) as exc:
                 log.info("TLS handshake failed: %s", _reason(exc))
+                await _send_alert(self.stream)
                 await trio.aclose_forcefully(self.stream)
                 return
             self.app = _WithTLSScope(self.app, self.tls_info.extension(self.stream))
         await super().run()
+
+
+async def _send_alert(stream: trio.SSLStream[Any]) -> None:
+    """Send the TLS alert OpenSSL wrote for a failed handshake, so the client learns why.
+
+    trio marks the stream broken without flushing it; without this the client sees a
+    bare EOF instead of e.g. ``sslv3 alert certificate expired``. Best effort: it
+    reads trio's outgoing memory BIO (private) and gives up quietly if that changes.
+    """
+    outgoing = getattr(stream, "_outgoing", None)
+    data = outgoing.read() if isinstance(outgoing, ssl.MemoryBIO) else b""
+    if data:
+        with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError,
+                                                        trio.ClosedResourceError):
+            await stream.transport_stream.send_all(data)
 
 
 def _reason(exc: BaseException) -> str:
@@ -128,6 +145,8 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         return "timed out"
     cause = exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"client certificate refused: {cause.verify_message}"
     if isinstance(cause, ssl.SSLError):
         return cause.reason or str(cause)
     return str(cause or exc) or type(exc).__name__
@@ -212,7 +231,8 @@ def run_emulator_command(
         else:
             print("token: as given", flush=True)
         if tls:
-            print(f"TLS: clients trust {config.root / 'tls' / 'ca.pem'}", flush=True)
+            ca = (config.root / "tls" / "ca.pem").resolve()
+            print(f"TLS: clients trust {ca}", flush=True)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

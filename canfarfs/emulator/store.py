@@ -126,7 +126,10 @@ class Store:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in ("arc", "vault-blobs", "tmp"):
             (root / sub).mkdir(exist_ok=True, mode=0o700)
-        self.db = sqlite3.connect(root / "emulator.sqlite3", isolation_level=None)
+        db_path = root / "emulator.sqlite3"
+        db_path.touch(mode=0o600, exist_ok=True)
+        os.chmod(db_path, 0o600)
+        self.db = sqlite3.connect(db_path, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

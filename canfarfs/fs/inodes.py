@@ -6,8 +6,8 @@ holds lookups on it or a handle is open; renames re-key whole subtrees.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Hashable
 
 ROOT = 1
 
@@ -97,7 +97,7 @@ class InodeTable:
         for entry in moved:
             del self.by_key[entry.key]
         for entry in moved:
-            assert isinstance(entry.key, tuple)  # noqa: S101 - filtered above
+            assert isinstance(entry.key, tuple)
             suffix = str(entry.key[1])[len(path):]
             entry.key = (new[0], new[1] + suffix)
             displaced = self.by_key.get(entry.key)
