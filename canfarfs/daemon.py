@@ -93,7 +93,10 @@ async def run_mount(opts: MountOptions) -> None:
             if not arc_url or not vault_url:
                 raise errors.CanfarfsError("no storage URLs: give --local DIR, or --arc-url "
                                            "and --vault-url")
-            timeouts = Timeouts(read=opts.timeout, operation=max(opts.timeout, 60.0))
+            # A wait for an answer gets --timeout; retrying transient failures (503s, dropped
+            # connections) may take the operation to twice that, never more.
+            timeouts = Timeouts(connect=opts.timeout, read=opts.timeout,
+                                operation=2 * opts.timeout)
             http = HTTP(make_client(timeouts=timeouts), Credentials(token=token),
                         timeouts=timeouts)
             stack.push_async_callback(http.aclose)

@@ -147,39 +147,53 @@ class HTTP:
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
         limit = bound if bound is not None else self.timeouts.operation
+        deadline = trio.current_time() + limit
         attempts = self.retry.attempts if idempotent else 1
-        last_exc: Exception | None = None
+        last: str = "failed"
+        timed_out = False
         for attempt in range(attempts):
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                timed_out = True
+                break
             try:
-                with trio.fail_after(limit):
+                with trio.fail_after(remaining):
                     h = await self._headers(headers, auth)
                     self.sent += 1
                     response = await self.client.request(
                         method, url, content=content, data=data, params=params, headers=h)
             except trio.TooSlowError:
-                raise Timeout(f"{method} {_short(url)}: no answer within {limit:g} s") from None
+                timed_out = True
+                break
             except httpx2.TimeoutException as exc:
-                last_exc = exc
+                timed_out, last = True, f"timed out ({exc})"
             except httpx2.TransportError as exc:
-                last_exc = exc
+                timed_out, last = False, str(exc) or type(exc).__name__
             else:
                 if response.status_code not in RETRY_STATUSES or attempt == attempts - 1:
                     return response
-                last_exc = None
-                await self._backoff(attempt, method, url, f"HTTP {response.status_code}",
-                                    response.headers.get("retry-after"))
+                timed_out, last = False, f"HTTP {response.status_code}"
+                retry_after = response.headers.get("retry-after")
+                if not await self._backoff(attempt, method, url, last, retry_after, deadline):
+                    return response
                 continue
-            if attempt < attempts - 1:
-                await self._backoff(attempt, method, url, type(last_exc).__name__, None)
-        if isinstance(last_exc, httpx2.TimeoutException):
-            raise Timeout(f"{method} {_short(url)}: timed out ({last_exc})")
-        raise Unavailable(f"{method} {_short(url)}: {last_exc or 'failed'}")
+            if attempt < attempts - 1 and not await self._backoff(
+                    attempt, method, url, last, None, deadline):
+                break
+        if timed_out:
+            raise Timeout(f"{method} {_short(url)}: no answer within {limit:g} s")
+        raise Unavailable(f"{method} {_short(url)}: {last}")
 
     async def _backoff(self, attempt: int, method: str, url: str, why: str,
-                       retry_after: str | None) -> None:
+                       retry_after: str | None, deadline: float) -> bool:
+        """Sleep before another try; False when the deadline leaves no room for one."""
+        delay = self.retry.delay(attempt, retry_after)
+        if trio.current_time() + delay >= deadline:
+            return False
         level = logging.INFO if attempt < 2 else logging.WARNING
         log.log(level, "retrying %s %s after %s (try %d)", method, _short(url), why, attempt + 2)
-        await self.retry.sleep(self.retry.delay(attempt, retry_after))
+        await self.retry.sleep(delay)
+        return True
 
     @asynccontextmanager
     async def stream(

@@ -74,6 +74,19 @@ class MetaCache:
             return hit
         return None
 
+    def stale_listing(self, key: Key) -> Listing | None:
+        """A listing past its TTL, to answer with while the server cannot be reached."""
+        return self.listings.get(key)
+
+    def stale_node(self, key: Key) -> Node | None:
+        hit = self.nodes.get(key)
+        if hit is not None and hit[0] is not None:
+            return hit[0]
+        listing = self.listings.get(parent_key(key)) if key[1] else None
+        if listing is not None:
+            return listing.children.get(key[1].rpartition("/")[2])
+        return None
+
     def put_listing(self, key: Key, children: dict[str, Node]) -> None:
         now = trio.current_time()
         self.listings[key] = Listing(children, now)

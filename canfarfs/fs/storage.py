@@ -32,6 +32,7 @@ from canfarfs.vospace.model import Node, NodeType
 log = logging.getLogger(__name__)
 
 NAME_MAX = 255
+DOWN_HOLD = 10.0
 MiB = 1024 * 1024
 _XML_BAD = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\ufffe", "\uffff"}
 
@@ -96,6 +97,26 @@ class Storage:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(d, 0o700)
         self._quota: dict[str, tuple[int, int]] = {}
+        self.down_until: dict[str, float] = {}
+        self.last_error: dict[str, str] = {}
+
+    # -- reachability ------------------------------------------------------------------
+    # After a time-out or an unreachable server, cached views are served at once (for
+    # DOWN_HOLD seconds) instead of waiting for the network again on every lookup.
+
+    def is_down(self, service: str) -> bool:
+        return trio.current_time() < self.down_until.get(service, 0.0)
+
+    def mark_down(self, service: str, exc: BaseException) -> None:
+        if not self.is_down(service):
+            log.warning("%s unreachable (%s): answering from cache where possible",
+                        service, exc)
+        self.down_until[service] = trio.current_time() + DOWN_HOLD
+        self.last_error[service] = str(exc)
+
+    def mark_up(self, service: str) -> None:
+        if self.down_until.pop(service, None) is not None:
+            log.warning("%s reachable again", service)
 
     def client(self, key: Key) -> VOSpaceClient:
         return self.clients[key[0]]
@@ -116,11 +137,20 @@ class Storage:
             if node is None:
                 raise errors.NotFound(f"{key[0]}:{key[1]}")
             return node
+        stale = self.meta.stale_node(key)
+        if stale is not None and self.is_down(key[0]):
+            return stale
         try:
             node = await self.client(key).get_node(key[1])
         except errors.NotFound:
             self.meta.put(key, None)
             raise
+        except (errors.Timeout, errors.Unavailable) as exc:
+            self.mark_down(key[0], exc)
+            if stale is None:
+                raise
+            return stale
+        self.mark_up(key[0])
         node.children = None
         self.meta.put(key, node)
         return node
@@ -144,26 +174,40 @@ class Storage:
     async def listdir(self, key: Key) -> list[tuple[str, Node]]:
         """All children of a directory (snapshotted by the caller), staged files included."""
         listing = self.meta.listing(key)
+        if listing is None and self.is_down(key[0]):
+            listing = self.meta.stale_listing(key)
         if listing is None:
-            children: dict[str, Node] = {}
             try:
-                async for parent, page in self.client(key).list_dir(key[1]):
-                    if parent.type is not NodeType.CONTAINER:
-                        raise errors.NotADirectory(f"{key[0]}:{key[1]} is not a directory")
-                    for child in page:
-                        child.children = None
-                        children[child.name] = child
-            except errors.NotFound:
-                self.meta.put(key, None)
-                raise
-            self.meta.put_listing(key, children)
-            listing = self.meta.listing(key)
+                children = await self._fetch_listing(key)
+            except (errors.Timeout, errors.Unavailable) as exc:
+                self.mark_down(key[0], exc)
+                listing = self.meta.stale_listing(key)
+                if listing is None:
+                    raise
+            else:
+                self.mark_up(key[0])
+                self.meta.put_listing(key, children)
+                listing = self.meta.listing(key)
             assert listing is not None
         entries = dict(listing.children)
         for skey, stage in self.stages.items():
             if parent_key(skey) == key and skey[1] and not stage.discarded:
                 entries[skey[1].rpartition("/")[2]] = self._staged_node(skey, stage)
         return sorted(entries.items())
+
+    async def _fetch_listing(self, key: Key) -> dict[str, Node]:
+        children: dict[str, Node] = {}
+        try:
+            async for parent, page in self.client(key).list_dir(key[1]):
+                if parent.type is not NodeType.CONTAINER:
+                    raise errors.NotADirectory(f"{key[0]}:{key[1]} is not a directory")
+                for child in page:
+                    child.children = None
+                    children[child.name] = child
+        except errors.NotFound:
+            self.meta.put(key, None)
+            raise
+        return children
 
     async def lookup(self, parent: Key, name: str) -> Node:
         check_name(name)

@@ -1,0 +1,190 @@
+"""Faults through a real mount: errors injected by the emulator, servers and daemons
+killed. Nothing a user wrote is lost, nothing hangs (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
+from tests.mount_util import Mount, is_mounted, needs_fuse, start_mount
+
+pytestmark = [needs_fuse, pytest.mark.fuse]
+TIMEOUT = 3.0
+
+
+@dataclass
+class Rig:
+    live: LiveEmulator
+    mount: Mount
+    tmp: Path
+    mount_args: list[str]
+
+    def faults(self, **plan: object) -> None:
+        r = httpx2.post(f"{self.live.url}/_emulator/faults", json=plan,
+                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert r.status_code == 200, r.text
+
+    def clear(self) -> None:
+        httpx2.delete(f"{self.live.url}/_emulator/faults",
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+    def node(self, service: str, path: str) -> httpx2.Response:
+        return httpx2.get(f"{self.live.url}/{service}/nodes/{path}",
+                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+    def restart_emulator(self) -> None:
+        port = int(self.live.url.rsplit(":", 1)[1])
+        self.live.stop()
+        self.live = start_live_emulator(self.live.root, port=port)
+
+
+def mount_args(url: str, tmp: Path) -> list[str]:
+    token = tmp / "token"
+    token.write_text(TOKEN)
+    return ["--arc-url", f"{url}/arc", "--vault-url", f"{url}/vault", "--token-file",
+            str(token), "--cache-dir", str(tmp / "cache"), "--timeout", str(TIMEOUT),
+            "--meta-ttl", "1"]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    root = tmp_path / "emu"
+    root.mkdir()
+    live = start_live_emulator(root)
+    args = mount_args(live.url, tmp_path)
+    env = dict(os.environ, CANFARFS_USER="alice")
+    m = start_mount(tmp_path / "mnt", args, env=env)
+    r = Rig(live, m, tmp_path, args)
+    yield r
+    r.clear()
+    r.mount.unmount()
+    r.live.stop()
+
+
+def home(rig: Rig, service: str) -> Path:
+    return rig.mount.path / ("arc/home/alice" if service == "arc" else "vault/alice")
+
+
+def data(n: int) -> bytes:
+    return (hashlib.sha256(b"fault").digest() * (n // 32 + 1))[:n]
+
+
+@pytest.mark.parametrize("service", ["arc", "vault"])
+def test_503s_are_retried_without_the_user_noticing(rig: Rig, service: str) -> None:
+    payload = data(3_000_000)
+    rig.faults(fail_next=3, fail_status=503)
+    (home(rig, service) / "retried.bin").write_bytes(payload)
+    rig.faults(fail_next=3, fail_status=503)
+    assert (home(rig, service) / "retried.bin").read_bytes() == payload
+
+
+@pytest.mark.parametrize("service", ["arc", "vault"])
+def test_reads_cut_mid_body_resume(rig: Rig, service: str) -> None:
+    payload = data(6_000_000)
+    (home(rig, service) / "cut.bin").write_bytes(payload)
+    rig.faults(drop_next=2, drop_after=1_000_000, methods=["GET"], path_prefix="/")
+    assert (home(rig, service) / "cut.bin").read_bytes() == payload
+
+
+def test_latency_beyond_the_timeout_is_etimedout_and_cached_views_still_answer(
+    rig: Rig,
+) -> None:
+    h = home(rig, "arc")
+    (h / "slow.bin").write_bytes(data(100_000))
+    (h / "d").mkdir()
+    assert "slow.bin" in os.listdir(h)
+    os.statvfs(h)
+    rig.faults(latency=TIMEOUT * 4)
+    time.sleep(1.5)  # the listing's TTL passes: it is now stale, not fresh
+    start = time.monotonic()
+    with pytest.raises(OSError) as exc:
+        (h / "d" / "never-seen").read_bytes()
+    assert exc.value.errno in (errno.ETIMEDOUT, errno.EIO)
+    assert time.monotonic() - start < TIMEOUT * 12
+    assert "slow.bin" in os.listdir(h)  # answered from the cached listing
+    start = time.monotonic()
+    os.statvfs(h)
+    assert time.monotonic() - start < TIMEOUT * 2
+    rig.clear()
+    assert (h / "slow.bin").read_bytes() == data(100_000)
+
+
+def test_server_stopped_mid_copy_fails_cleanly_and_the_same_cp_then_succeeds(
+    rig: Rig,
+) -> None:
+    src = rig.tmp / "big.bin"
+    payload = data(200 * 1024 * 1024)
+    src.write_bytes(payload)
+    dest = home(rig, "arc") / "big.bin"
+    cp = subprocess.Popen(["cp", str(src), str(dest)], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    rig.live.proc.send_signal(signal.SIGKILL)
+    rig.live.proc.wait()
+    start = time.monotonic()
+    _, err = cp.communicate(timeout=TIMEOUT * 20)
+    assert time.monotonic() - start < TIMEOUT * 20
+    assert cp.returncode != 0, "cp must not report success"
+    assert err
+    rig.restart_emulator()
+    r = rig.node("arc", "home/alice/big.bin")
+    if r.status_code == 200:  # whatever is there must not look complete
+        assert f">{len(payload)}<" not in r.text or hashlib.md5(payload).hexdigest() \
+            not in r.text  # noqa: S324
+    again = subprocess.run(["cp", str(src), str(dest)], capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    md5 = os.getxattr(dest, "user.MD5").decode()
+    assert md5 == hashlib.md5(payload).hexdigest()  # noqa: S324
+
+
+def test_sigkill_of_the_daemon_loses_nothing(rig: Rig) -> None:
+    h = home(rig, "vault")
+    payload = data(500_000)
+    src = rig.tmp / "payload.bin"
+    src.write_bytes(payload)
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        f"f = open({str(h / 'unsaved.bin')!r}, 'wb')\n"
+        f"f.write(open({str(src)!r}, 'rb').read())\n"
+        "f.flush()\n"
+        "print('written', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "written"
+    rig.mount.proc.send_signal(signal.SIGKILL)
+    rig.mount.proc.wait()
+    writer.kill()
+    writer.wait()
+    writer.stdout.close()
+    umount = subprocess.run([sys.executable, "-m", "canfarfs", "umount", str(rig.mount.path)],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert umount.returncode == 0, umount.stderr
+    assert not is_mounted(rig.mount.path)
+    env = dict(os.environ, CANFARFS_USER="alice")
+    rig.mount = start_mount(rig.mount.path, rig.mount_args, env=env)
+    assert (rig.mount.path / "vault/alice/unsaved.bin").read_bytes() == payload
+    assert "recovered: vault:alice/unsaved.bin" in rig.mount.log_text()
+
+
+def test_a_second_daemon_on_the_same_cache_dir_is_refused(rig: Rig) -> None:
+    other = rig.tmp / "mnt2"
+    other.mkdir()
+    r = subprocess.run([sys.executable, "-m", "canfarfs", "mount", str(other),
+                        *rig.mount_args], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode != 0
+    assert "another canfarfs daemon is using the cache directory" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not is_mounted(other)
