@@ -74,7 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     umnt = sub.add_parser("umount", help="unmount (after every upload is on the server)")
     umnt.add_argument("mountpoint", type=Path)
     umnt.add_argument("--force", action="store_true",
-                      help="unmount even with open files (lazy unmount)")
+                      help="unmount even with open files or failing uploads (lazy unmount)")
+
+    st = sub.add_parser("status", help="connectivity, pending uploads and cache use")
+    st.add_argument("mountpoint", type=Path)
+    st.add_argument("--json", action="store_true", help="print the raw JSON document")
+
+    sy = sub.add_parser("sync", help="wait, with progress, until every upload is durable")
+    sy.add_argument("mountpoint", type=Path)
     return parser
 
 
@@ -116,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             from canfarfs.mountcmd import cmd_umount
 
             return cmd_umount(args)
+        if args.command in ("status", "sync"):
+            from canfarfs.statuscmd import cmd_status, cmd_sync
+
+            return cmd_status(args) if args.command == "status" else cmd_sync(args)
     except UsageError as exc:
         print(f"canfarfs: {exc}", file=sys.stderr)
         return 2

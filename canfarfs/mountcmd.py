@@ -148,10 +148,32 @@ def _spawn_background(args: argparse.Namespace) -> int:
     return 1
 
 
+def _drain(mountpoint: Path) -> None:
+    """Before unmounting: refuse with open files; upload whatever is pending."""
+    from canfarfs.statuscmd import read_status, request_sync
+
+    try:
+        doc = read_status(mountpoint)
+    except UsageError:
+        return  # a dead daemon: nothing to wait for, fusermount clears the mount point
+    if doc["open_files"]:
+        raise UsageError(f"{mountpoint} has {doc['open_files']} open file(s); close them "
+                         "first, or use --force")
+    if doc["uploads"]:
+        error = request_sync(mountpoint)
+        if error is not None:
+            left = ", ".join(u["name"] for u in read_status(mountpoint)["uploads"])
+            raise UsageError(f"uploads still failing ({left}): {error.strerror}; the bytes "
+                             "stay in the cache and are retried on the next mount. Use "
+                             "--force to unmount anyway")
+
+
 def cmd_umount(args: argparse.Namespace) -> int:
     mountpoint: Path = args.mountpoint
     if not _in_mounts(mountpoint):
         raise UsageError(f"{mountpoint} is not mounted")
+    if not args.force:
+        _drain(mountpoint)
     flag = "-uz" if args.force else "-u"
     result = subprocess.run(["fusermount3", flag, str(mountpoint.absolute())],
                             capture_output=True, text=True, check=False)

@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -17,17 +18,21 @@ import trio
 
 from canfarfs import errors
 from canfarfs.fs.attrs import Attr, dir_attr
+from canfarfs.fs.control import CONTROL_NAME, ControlHandle, render, status_document
 from canfarfs.fs.inodes import ROOT, InodeTable
 from canfarfs.fs.meta import Key, child_key
 from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.fs.staging import Stage
 from canfarfs.fs.storage import Storage
+from canfarfs.fs.virtual import VirtualHandle
 
 log = logging.getLogger(__name__)
 
 TTL = 1.0
 TOP = {"arc": 2, "vault": 3, "sessions": 4}
 SESSIONS_KEY = ("sessions", "")
+CONTROL_INO = 5
+CONTROL_KEY = ("<control>", "")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -65,8 +70,9 @@ class DirHandle:
 class FileHandle:
     ino: int
     key: Key
-    reader: RemoteFile | Stage | None = None
+    reader: RemoteFile | Stage | VirtualHandle | None = None
     stage: Stage | None = None
+    virtual: VirtualHandle | None = None
 
 
 class CanfarOps(pyfuse3.Operations):
@@ -83,6 +89,9 @@ class CanfarOps(pyfuse3.Operations):
         self.inodes.fixed(ROOT, ("", "<root>"))
         for name, ino in TOP.items():
             self.inodes.fixed(ino, (name, "") if name != "sessions" else SESSIONS_KEY)
+        self.inodes.fixed(CONTROL_INO, CONTROL_KEY)
+        self.started = time.monotonic()
+        self.mountpoint = str(storage.config.mountpoint or "")
         self.handles: dict[int, DirHandle | FileHandle] = {}
         self._next_fh = 1
         self.uid = os.getuid()
@@ -125,9 +134,18 @@ class CanfarOps(pyfuse3.Operations):
         e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
         return e
 
+    def _status(self) -> bytes:
+        open_files = sum(1 for h in self.handles.values() if isinstance(h, FileHandle)
+                         and h.virtual is None)
+        return render(status_document(self.storage, mountpoint=self.mountpoint,
+                                      open_files=open_files, started=self.started))
+
     async def _attr(self, ino: int) -> Attr:
         if ino == ROOT or ino == TOP["sessions"]:
             return dir_attr()
+        if ino == CONTROL_INO:
+            return Attr(mode=stat.S_IFREG | 0o600, size=len(self._status()),
+                        mtime_ns=time.time_ns())
         key = self._key(ino)
         if key[0] == "sessions":
             raise errors.NotFound("no such session entry")
@@ -147,6 +165,8 @@ class CanfarOps(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
         text = self._name(name)
         if parent_inode == ROOT:
+            if text == CONTROL_NAME:
+                return self._entry(CONTROL_INO, await self._attr(CONTROL_INO))
             if text not in TOP:
                 raise errors.NotFound(text)
             ino = TOP[text]
@@ -172,6 +192,8 @@ class CanfarOps(pyfuse3.Operations):
                 fields.update_gid and attr.st_gid != self.gid):
             raise errors.NotPermitted("VOSpace nodes are owned by the mounting user")
         key = self._storage_key(inode)
+        if inode == CONTROL_INO:
+            return self._entry(inode, await self._attr(inode))
         if fields.update_size:
             handle = self.handles.get(fh) if fh is not None else None
             if isinstance(handle, FileHandle) and handle.stage is not None:
@@ -257,6 +279,12 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        if inode == CONTROL_INO:
+            if ctx.uid != self.uid and ctx.uid != 0:
+                raise errors.PermissionDenied("only the mounting user may use the control file")
+            control = ControlHandle(self.storage, self._status())
+            fh = self._new_fh(FileHandle(inode, CONTROL_KEY, reader=control, virtual=control))
+            return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), direct_io=True)
         key = self._storage_key(inode)
         handle = FileHandle(inode, key)
         if flags & (os.O_WRONLY | os.O_RDWR):
@@ -299,6 +327,8 @@ class CanfarOps(pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.handles[fh]
         assert isinstance(handle, FileHandle)
+        if handle.virtual is not None:
+            return await handle.virtual.write(off, buf)
         if handle.stage is None:
             raise errors.CanfarfsError("file not open for writing")
         return await handle.stage.write(off, buf)
@@ -306,7 +336,9 @@ class CanfarOps(pyfuse3.Operations):
     @fuse_errors
     async def flush(self, fh: int) -> None:
         handle = self.handles[fh]
-        if isinstance(handle, FileHandle) and handle.stage is not None:
+        if isinstance(handle, FileHandle) and handle.virtual is not None:
+            await handle.virtual.flush()
+        elif isinstance(handle, FileHandle) and handle.stage is not None:
             await self.storage.flush(handle.stage)
 
     @fuse_errors
@@ -318,7 +350,11 @@ class CanfarOps(pyfuse3.Operations):
         handle = self.handles.pop(fh, None)
         if not isinstance(handle, FileHandle):
             return
-        if handle.stage is not None:
+        if handle.virtual is not None:
+            await handle.virtual.release()
+            if handle.ino == CONTROL_INO:
+                return
+        elif handle.stage is not None:
             await self.storage.release(handle.stage)
         elif isinstance(handle.reader, RemoteFile):
             self.storage.close_read(handle.reader)
@@ -366,7 +402,7 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        if inode in (ROOT, TOP["sessions"]):
+        if inode in (ROOT, TOP["sessions"], CONTROL_INO):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         key = self._storage_key(inode)
         try:
@@ -382,7 +418,7 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        if inode in (ROOT, TOP["sessions"]):
+        if inode in (ROOT, TOP["sessions"], CONTROL_INO):
             return []
         names = await self.storage.listxattr(self._storage_key(inode))
         return [os.fsencode("user." + n) for n in names]

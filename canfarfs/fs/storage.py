@@ -12,7 +12,6 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
@@ -550,9 +549,14 @@ class Storage:
             md5 = await stage.md5()
             stage.tries += 1
             stage.uploading = True
+            stage.uploaded_bytes = 0
+
+            def progress(n: int) -> None:
+                stage.uploaded_bytes = n
+
             try:
                 await self.clients[stage.service].upload(
-                    stage.path, stage.data_path, stage.size, md5)
+                    stage.path, stage.data_path, stage.size, md5, progress=progress)
             except errors.CanfarfsError as exc:
                 stage.last_error = str(exc)
                 await trio.to_thread.run_sync(stage.journal)
@@ -609,8 +613,19 @@ class Storage:
 
     # -- recovery ----------------------------------------------------------------------
 
-    def pending(self) -> Iterable[Stage]:
+    def pending(self) -> list[Stage]:
+        """Staged files whose bytes are not (all) on the server yet."""
         return [s for s in self.stages.values() if s.dirty and not s.discarded]
+
+    async def sync(self) -> list[str]:
+        """Upload every pending file now; return the failures (one line each)."""
+        failures: list[str] = []
+        for stage in self.pending():
+            try:
+                await self.flush(stage)
+            except errors.CanfarfsError as exc:
+                failures.append(f"{stage.service}:{stage.path}: {exc}")
+        return failures
 
     async def recover(self) -> list[str]:
         """Upload bytes an earlier run staged but never got onto the server.

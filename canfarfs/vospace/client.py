@@ -13,7 +13,7 @@ import base64
 import hashlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,7 +298,8 @@ class VOSpaceClient:
     # -- writing -----------------------------------------------------------------------
 
     async def upload(self, path: str, source: Path, size: int, md5_hex: str,
-                     content_type: str | None = None) -> None:
+                     content_type: str | None = None,
+                     progress: Callable[[int], None] | None = None) -> None:
         """Put ``source``'s bytes at ``path``; return only once the server's MD5 matches."""
         if size == 0:
             await self._ensure_empty(path)
@@ -311,7 +312,8 @@ class VOSpaceClient:
         attempts = self.http.retry.attempts
         for attempt in range(attempts):
             try:
-                r = await self._put_file(url, source, headers, auth=self.service == "arc")
+                r = await self._put_file(url, source, headers, auth=self.service == "arc",
+                                         progress=progress)
             except (errors.Unavailable, errors.Timeout):
                 if attempt == attempts - 1:
                     raise
@@ -378,15 +380,20 @@ class VOSpaceClient:
         return endpoints[0]
 
     async def _put_file(self, url: str, source: Path, headers: dict[str, str],
-                        auth: bool) -> httpx2.Response:
+                        auth: bool, progress: Callable[[int], None] | None = None,
+                        ) -> httpx2.Response:
         async def body() -> AsyncIterator[bytes]:
             f = await trio.to_thread.run_sync(source.open, "rb")
+            sent = 0
             try:
                 while True:
                     chunk = await trio.to_thread.run_sync(f.read, UPLOAD_CHUNK)
                     if not chunk:
                         return
                     yield chunk
+                    sent += len(chunk)
+                    if progress is not None:
+                        progress(sent)
             finally:
                 await trio.to_thread.run_sync(f.close)
 

@@ -1,0 +1,103 @@
+"""The channel between the CLI and the daemon: a hidden file at the mount root.
+
+``MOUNTPOINT/.canfarfs-control`` is not listed by ``ls``. Reading it gives the daemon's
+status as JSON (a snapshot taken at open); writing ``sync`` to it and closing uploads
+every pending file, and close() fails (EIO) if any upload still fails. Only the mounting
+user can open it: FUSE keeps other users out unless ``-o allow_other``, and then the
+adapter checks the caller's uid itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from canfarfs import errors
+from canfarfs.fs.storage import Storage
+
+CONTROL_NAME = ".canfarfs-control"
+MAX_COMMAND = 4096
+
+
+def status_document(storage: Storage, *, mountpoint: str, open_files: int,
+                    started: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything ``canfarfs status`` shows; no secrets (URLs, states and counts only)."""
+    services = {}
+    for name, client in storage.clients.items():
+        services[name] = {
+            "url": client.base,
+            "reachable": not storage.is_down(name),
+            "last_error": storage.last_error.get(name) if storage.is_down(name) else None,
+        }
+    uploads = []
+    for stage in storage.stages.values():
+        if stage.discarded or not (stage.dirty or stage.uploading):
+            continue
+        uploads.append({
+            "name": f"{stage.service}/{stage.path}",
+            "size": stage.size,
+            "uploaded": stage.uploaded_bytes,
+            "uploading": stage.uploading,
+            "tries": stage.tries,
+            "last_error": stage.last_error,
+            "kept_at": str(stage.data_path),
+            "open_handles": stage.handles,
+        })
+    used = sum(c.remote.cache.filled.total for c in storage.cached.values())
+    doc: dict[str, Any] = {
+        "mountpoint": mountpoint,
+        "pid": os.getpid(),
+        "uptime": round(time.monotonic() - started, 1),
+        "services": services,
+        "uploads": uploads,
+        "open_files": open_files,
+        "cache": {"dir": str(storage.config.cache_dir), "used": used,
+                  "budget": storage.config.cache_size},
+        "requests": next(iter(storage.clients.values())).http.sent if storage.clients else 0,
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+@dataclass
+class ControlHandle:
+    """An open of the control file: a status snapshot to read, a command to write."""
+
+    storage: Storage
+    snapshot: bytes
+    direct_io: bool = True
+    command: bytearray = field(default_factory=bytearray)
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return self.snapshot[offset:offset + size]
+
+    async def write(self, offset: int, data: bytes) -> int:
+        if offset + len(data) > MAX_COMMAND:
+            raise errors.InvalidArgument("control commands are short words (sync)")
+        self.command[offset:offset + len(data)] = data
+        return len(data)
+
+    async def truncate(self, size: int) -> None:
+        del self.command[size:]
+
+    async def flush(self) -> None:
+        word = self.command.decode(errors="replace").strip()
+        self.command.clear()
+        if not word:
+            return
+        if word != "sync":
+            raise errors.InvalidArgument(f"unknown control command {word!r} (try: sync)")
+        failures = await self.storage.sync()
+        if failures:
+            raise errors.Unavailable("; ".join(failures))
+
+    async def release(self) -> None:
+        return None
+
+
+def render(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
