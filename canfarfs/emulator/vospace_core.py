@@ -6,6 +6,7 @@ checklist of vospace-api.md §13.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -15,9 +16,10 @@ from canfarfs.emulator.config import EmulatorConfig, User
 from canfarfs.emulator.errors import Fault
 from canfarfs.emulator.store import NodeRecord, Store
 from canfarfs.vospace import props
-from canfarfs.vospace.model import Node, NodeType
+from canfarfs.vospace.model import Node, NodeType, path_to_uri
 
 ADMIN = "root"
+PATH_MAX = 4096
 MAX_LINK_HOPS = 20
 # Characters XML 1.0 cannot carry (a node name must fit in a node document).
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -92,8 +94,7 @@ class Space:
     # -- URIs ----------------------------------------------------------------------
 
     def uri(self, path: str) -> str:
-        base = f"vos://{self.flavour.authority}"
-        return f"{base}/{path}" if path else base
+        return path_to_uri(self.flavour.authority, path)
 
     def path_of(self, uri: str) -> str:
         """The node path of a ``vos://`` URI of this service; Fault 400 otherwise."""
@@ -280,9 +281,15 @@ class Space:
 
     # -- operations ------------------------------------------------------------------
 
+    def check_path_length(self, path: str) -> None:
+        """arc keeps bytes in a POSIX tree: a path the OS cannot hold is a 400, not a 500."""
+        if self.service == "arc" and len(os.fsencode(self.store.root / "arc" / path)) >= PATH_MAX:
+            raise errors.invalid(f"path too long: {len(path.encode())} bytes")
+
     def create(self, path: str, node: Node, user: User | None) -> NodeRecord:
         if user is None:
             raise errors.denied(self.uri(path))
+        self.check_path_length(path)
         if not path:
             raise errors.duplicate(self.uri(path))
         if self.path_of(node.uri) != path:
@@ -407,6 +414,11 @@ class Space:
             if container.type is not NodeType.CONTAINER:
                 raise Fault(404, f"NodeNotFound: Parent directory for destination {dst_path}")
         new_path = f"{container.path}/{name}" if container.path else name
+        self.check_path_length(new_path)
+        deepest = self.store.db.execute(
+            "SELECT MAX(LENGTH(CAST(path AS BLOB))) FROM nodes WHERE service=? AND path>=? AND "
+            "path<?", (self.service, src.path + "/", src.path + "0")).fetchone()[0] or 0
+        self.check_path_length(new_path + "x" * max(0, deepest - len(src.path.encode())))
         if self.store.get(self.service, new_path) is not None:
             raise Fault(409, f"DuplicateNode: {self.uri(new_path)}")
         if src.type is NodeType.CONTAINER and (

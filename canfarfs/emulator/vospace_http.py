@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -148,14 +149,15 @@ async def receive_body(request: Request, dest: Path, limit: int | None) -> Recei
             nursery.start_soon(writer)
             async with send:
                 buf = bytearray()
-                async for chunk in request.stream():
-                    total += len(chunk)
-                    if limit is not None and total > limit:
-                        raise Fault(413, f"limit: {limit}")
-                    buf += chunk
-                    if len(buf) >= CHUNK:
-                        await send.send(bytes(buf))
-                        buf.clear()
+                async with aclosing(request.stream()) as stream:
+                    async for chunk in stream:
+                        total += len(chunk)
+                        if limit is not None and total > limit:
+                            raise Fault(413, f"limit: {limit}")
+                        buf += chunk
+                        if len(buf) >= CHUNK:
+                            await send.send(bytes(buf))
+                            buf.clear()
                 if buf:
                     await send.send(bytes(buf))
     finally:
@@ -165,10 +167,11 @@ async def receive_body(request: Request, dest: Path, limit: int | None) -> Recei
 
 async def read_limited(request: Request, limit: int = MAX_DOC) -> bytes:
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Fault(413, f"InvalidArgument: document exceeds {limit} bytes")
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            body += chunk
+            if len(body) > limit:
+                raise Fault(413, f"InvalidArgument: document exceeds {limit} bytes")
     return bytes(body)
 
 
@@ -320,6 +323,7 @@ class VOSpaceHTTP:
                 limit = -1
             if limit < 0:
                 raise errors.invalid("value for limit must be a positive integer.")
+            limit = min(limit, 2**31 - 1)  # the servers' SQL LIMIT is a 32-bit int
         rec = self.space.resolve(path, user)
         if rec.type is not NodeType.CONTAINER and not self.space.can_read(rec, user):
             parent = self.store.get(self.name, rec.parent or "")
@@ -636,7 +640,18 @@ class VOSpaceHTTP:
             results["transferDetails"] = f"{self.base(request)}/xfer/{job.id}"
         return vxml.job_to_xml(
             Job(job_id=job.id, phase=JobPhase(job.phase), error=job.error, results=results),
-            owner=job.owner, created=job.created, job_info=job.request)
+            owner=job.owner, created=job.created, job_info=self._job_info(job))
+
+    @staticmethod
+    def _job_info(job: JobRecord) -> bytes | None:
+        """The job's request as a clean transfer document (never the raw bytes, which
+        may be in another encoding or carry a byte-order mark)."""
+        if job.kind == "delete" or not job.request:
+            return None
+        try:
+            return vxml.transfer_to_xml(vxml.parse_transfer(job.request))
+        except vxml.XMLError:
+            return None
 
     async def _transfers(self, request: Request, user: User | None, rest: str) -> Response:
         parts = [p for p in rest.split("/") if p]

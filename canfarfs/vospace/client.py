@@ -25,7 +25,7 @@ import trio
 from canfarfs import errors
 from canfarfs.net import HTTP
 from canfarfs.vospace import xml as vxml
-from canfarfs.vospace.model import Node, NodeType, Protocol, Transfer
+from canfarfs.vospace.model import Node, NodeType, Protocol, Transfer, path_to_uri
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,7 @@ class VOSpaceClient:
     # -- URLs and URIs -----------------------------------------------------------------
 
     def uri(self, path: str) -> str:
-        path = path.strip("/")
-        return f"vos://{self.authority}/{path}" if path else f"vos://{self.authority}"
+        return path_to_uri(self.authority, path)
 
     def _url(self, endpoint: str, path: str) -> str:
         path = path.strip("/")

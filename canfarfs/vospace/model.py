@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, Field
 
 from canfarfs.vospace import props
+
+#: Characters left as they are in the path of a vos:// URI; everything else (``%``,
+#: spaces, ``#``, ``?``, non-ASCII...) is percent-encoded, and readers decode once.
+URI_SAFE = "/~!$&'()*+,;=:@-._"
+
+
+def path_to_uri(authority: str, path: str) -> str:
+    """``vos://<authority>/<encoded path>`` (no trailing slash for the root)."""
+    path = path.strip("/")
+    return f"vos://{authority}/{quote(path, safe=URI_SAFE)}" if path else f"vos://{authority}"
 
 
 class NodeType(StrEnum):
@@ -33,7 +44,7 @@ class Node(BaseModel):
         """The last path component of the node URI ('' for a service root)."""
         path = self.uri.split("://", 1)[-1]
         head, _, tail = path.rpartition("/")
-        return tail if head else ""
+        return unquote(tail) if head else ""
 
     def prop(self, uri: str) -> str | None:
         """A property's text, or None when absent or nil."""

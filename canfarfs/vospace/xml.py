@@ -65,6 +65,8 @@ def _parse(data: bytes) -> tuple[Element, dict[str, str]]:
                 root = item
     except (SafeET.ParseError, DefusedXmlException) as exc:
         raise XMLError(f"malformed XML: {exc}") from exc
+    except (LookupError, ValueError) as exc:  # unknown or unsupported declared encoding
+        raise XMLError(f"unreadable XML: {exc}") from exc
     if root is None:
         raise XMLError("empty document")
     return root, nsmap
@@ -215,8 +217,9 @@ def parse_transfer(data: bytes, max_size: int = MAX_NODE_DOC) -> Transfer:
     keep = (root.findtext(_V + "keepBytes") or "true").strip().lower() != "false"
     length = None
     for param in root.findall(_V + "param"):
-        if param.get("uri") == props.LENGTH and (param.text or "").strip().isdigit():
-            length = int((param.text or "").strip())
+        text = (param.text or "").strip()
+        if param.get("uri") == props.LENGTH and text.isascii() and text.isdigit():
+            length = int(text)
     return Transfer(
         target=target, direction=direction, protocols=protocols, keep_bytes=keep, length=length
     )
