@@ -34,7 +34,7 @@ from canfarfs.emulator.vospace_core import FLAVOURS, Space, split_raw_path
 from canfarfs.vospace import xml as vxml
 from canfarfs.vospace.model import Job, JobPhase, Node, NodeType, Protocol, Transfer
 
-CHUNK = 1024 * 1024
+CHUNK = 4 * 1024 * 1024
 MAX_DOC = vxml.MAX_NODE_DOC
 HTTPS_GET = "ivo://ivoa.net/vospace/core#httpsget"
 HTTPS_PUT = "ivo://ivoa.net/vospace/core#httpsput"
