@@ -19,10 +19,16 @@ from typing import Any
 
 import httpx2
 import trio
+from httpcore2 import AsyncHTTP11Connection
 
 from canfarfs.errors import Timeout, Unavailable
 
 log = logging.getLogger(__name__)
+
+# httpcore reads 64 KiB per receive; every read is an h11 event and a few task switches,
+# which made the body loop, not the network, the limit of a 1 GiB download. 1 MiB reads
+# cut that overhead by 16 (docs/performance.md).
+AsyncHTTP11Connection.READ_NUM_BYTES = 1024 * 1024
 
 #: Statuses worth another try for an idempotent request.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

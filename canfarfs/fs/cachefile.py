@@ -1,7 +1,8 @@
 """A sparse local file that remote bytes are filled into, and readers wait on.
 
 Filled ranges are tracked as a sorted list of disjoint intervals; every fill wakes the
-waiters, who re-check their range. Disk I/O goes through a thread with a limiter.
+waiters, who re-check their range. Fills are written from a thread with a limiter;
+reads of filled bytes are inline (they come from the page cache).
 """
 
 from __future__ import annotations
@@ -107,10 +108,13 @@ class CacheFile:
             await self._changed.wait()
 
     async def read(self, offset: int, size: int) -> bytes:
+        """Read filled bytes. Inline, as s3ql reads its cache: the bytes were written
+        moments ago and sit in the page cache, so a thread hop would cost more than the
+        copy (docs/performance.md)."""
         size = max(0, min(size, self.size - offset))
         if size == 0:
             return b""
-        return await trio.to_thread.run_sync(os.pread, self.fd, size, offset, limiter=DISK)
+        return os.pread(self.fd, size, offset)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -9,6 +9,7 @@ import logging
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -91,6 +92,8 @@ class CanfarOps(pyfuse3.Operations):
             self.inodes.fixed(ino, (name, "") if name != "sessions" else SESSIONS_KEY)
         self.inodes.fixed(CONTROL_INO, CONTROL_KEY)
         self.started = time.monotonic()
+        #: Counts of FUSE requests and bytes, shown by ``canfarfs status``.
+        self.stats: Counter[str] = Counter()
         self.mountpoint = str(storage.config.mountpoint or "")
         self.handles: dict[int, DirHandle | FileHandle] = {}
         self._next_fh = 1
@@ -138,7 +141,8 @@ class CanfarOps(pyfuse3.Operations):
         open_files = sum(1 for h in self.handles.values() if isinstance(h, FileHandle)
                          and h.virtual is None)
         return render(status_document(self.storage, mountpoint=self.mountpoint,
-                                      open_files=open_files, started=self.started))
+                                      open_files=open_files, started=self.started,
+                                      extra={"fuse": dict(self.stats)}))
 
     async def _attr(self, ino: int) -> Attr:
         if ino == ROOT or ino == TOP["sessions"]:
@@ -318,6 +322,8 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        self.stats["read"] += 1
+        self.stats["read_bytes"] += size
         handle = self.handles[fh]
         assert isinstance(handle, FileHandle)
         assert handle.reader is not None
@@ -325,6 +331,8 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        self.stats["write"] += 1
+        self.stats["write_bytes"] += len(buf)
         handle = self.handles[fh]
         assert isinstance(handle, FileHandle)
         if handle.virtual is not None:

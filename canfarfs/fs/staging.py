@@ -72,9 +72,12 @@ class Stage:
         os.replace(tmp, self.journal_path)
 
     async def write(self, offset: int, data: bytes) -> int:
-        n: int = await trio.to_thread.run_sync(os.pwrite, self.fd, data, offset, limiter=DISK)
+        """Write into the staging file. Inline, as s3ql writes its cache: a write of at
+        most 1 MiB lands in the page cache, and a thread hop per FUSE write cost more
+        than the copy (docs/performance.md)."""
+        n = os.pwrite(self.fd, data, offset)
         if offset == self._md5_upto:
-            self._md5.update(data[:n])
+            self._md5.update(data if n == len(data) else memoryview(data)[:n])
             self._md5_upto += n
         elif offset < self._md5_upto:
             self._md5_upto = -1  # rewritten: hash again at upload
@@ -89,8 +92,7 @@ class Stage:
         size = max(0, min(size, self.size - offset))
         if size == 0:
             return b""
-        data: bytes = await trio.to_thread.run_sync(os.pread, self.fd, size, offset, limiter=DISK)
-        return data
+        return os.pread(self.fd, size, offset)
 
     async def truncate(self, size: int) -> None:
         await trio.to_thread.run_sync(os.ftruncate, self.fd, size, limiter=DISK)
