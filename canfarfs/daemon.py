@@ -24,6 +24,8 @@ from canfarfs import errors
 from canfarfs.fs.fuse_ops import CanfarOps
 from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.net import HTTP, Credentials, Timeouts, make_client
+from canfarfs.sessions.tree import SessionsTree
+from canfarfs.skaha.client import SkahaClient
 from canfarfs.vospace.client import VOSpaceClient
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,10 @@ async def run_mount(opts: MountOptions) -> None:
                 cache_size=opts.cache_size, user=opts.user), nursery)
             for line in await storage.recover():
                 log.warning("%s", line)
-            ops = CanfarOps(storage)
+            sessions = None
+            if opts.skaha_url:
+                sessions = SessionsTree(SkahaClient(http, opts.skaha_url), user=opts.user)
+            ops = CanfarOps(storage, sessions)
             pyfuse3.init(ops, str(opts.mountpoint), fuse_options(opts))
             log.info("mounted %s (arc %s, vault %s)", opts.mountpoint, arc_url, vault_url)
             try:

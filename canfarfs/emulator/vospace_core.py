@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from canfarfs.emulator import errors
@@ -172,6 +173,50 @@ class Space:
     def locked(self, rec: NodeRecord) -> bool:
         return self.flavour.locks and rec.props.get(props.ISLOCKED, "").lower() == "true"
 
+    # -- arc is a POSIX tree -----------------------------------------------------------
+    # cavern serves a file system: what a session writes under /arc is simply there.
+    # The emulator keeps metadata in SQLite, so it reconciles a container with its
+    # directory on disk whenever the container is listed or a missing child is looked up.
+
+    def reconcile(self, container: NodeRecord) -> None:
+        """Import files and directories that appeared on disk (arc only); refresh the
+        length and date of data nodes whose bytes changed there."""
+        if self.service != "arc" or container.type is not NodeType.CONTAINER:
+            return
+        disk = self.store.root / "arc" / container.path
+        try:
+            entries = list(os.scandir(disk))
+        except OSError:
+            return
+        known = {c.name: c for c in self.store.children(self.service, container.path)}
+        for entry in entries:
+            self._reconcile_entry(container, entry, known.get(entry.name))
+
+    def _reconcile_entry(self, container: NodeRecord, entry: os.DirEntry[str],
+                         rec: NodeRecord | None) -> None:
+        try:
+            check_name(entry.name, self.flavour)
+            st = entry.stat(follow_symlinks=False)
+        except (Fault, OSError):
+            return
+        path = f"{container.path}/{entry.name}" if container.path else entry.name
+        date = datetime.fromtimestamp(st.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        if rec is None:
+            if entry.is_dir(follow_symlinks=False):
+                kind = NodeType.CONTAINER
+            elif entry.is_file(follow_symlinks=False):
+                kind = NodeType.DATA
+            else:
+                return
+            alloc = self.allocation(container.path)
+            owner = alloc.owner if alloc is not None else container.owner
+            self.store.insert(NodeRecord(self.service, path, kind, owner,
+                                         {props.ISPUBLIC: "false"}, length=st.st_size
+                                         if kind is NodeType.DATA else 0, date=date))
+        elif rec.type is NodeType.DATA and entry.is_file(follow_symlinks=False) and (
+                st.st_size != rec.length):
+            self.store.save_bytes(rec, st.st_size, None)
+
     # -- resolution ------------------------------------------------------------------
 
     def link_target_path(self, rec: NodeRecord) -> str:
@@ -207,8 +252,12 @@ class Space:
                 raise errors.node_not_found(self.uri(path), not_found_target)
             if current and not self.can_read(rec, user):
                 raise errors.denied(self.uri(current))
+            parent_rec = rec
             current = f"{current}/{name}" if current else name
             child = self.store.get(self.service, current)
+            if child is None and self.service == "arc":
+                self.reconcile(parent_rec)
+                child = self.store.get(self.service, current)
             if child is None:
                 raise errors.node_not_found(self.uri(path), not_found_target)
             while child.type is NodeType.LINK and (not last or follow_last):

@@ -355,6 +355,7 @@ class VOSpaceHTTP:
             start = child_path.rpartition("/")[2]
         if not self.space.flavour.paged:
             limit = None
+        self.space.reconcile(rec)
         rows = self.store.children(self.name, rec.path, start=start, limit=limit)
         return [self.space.to_node(c, user, detail=detail) for c in rows]
 

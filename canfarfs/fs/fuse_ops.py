@@ -25,7 +25,7 @@ from canfarfs.fs.meta import Key, child_key
 from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.fs.staging import Stage
 from canfarfs.fs.storage import Storage
-from canfarfs.fs.virtual import VirtualHandle
+from canfarfs.fs.virtual import VirtualHandle, VirtualTree
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class DirHandle:
     """A listing snapshot: (name, key, inode, attributes) per entry."""
 
     entries: list[tuple[bytes, Key, int, Attr]] = field(default_factory=list)
+    #: Kernel cache time of each entry (virtual trees vary it; storage uses TTL).
+    ttls: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,7 +84,7 @@ class CanfarOps(pyfuse3.Operations):
     enable_writeback_cache = False
     supports_dot_lookup = False
 
-    def __init__(self, storage: Storage, sessions: Any = None) -> None:
+    def __init__(self, storage: Storage, sessions: VirtualTree | None = None) -> None:
         super().__init__()
         self.storage = storage
         self.sessions = sessions
@@ -115,18 +117,32 @@ class CanfarOps(pyfuse3.Operations):
             raise errors.NotFound("deleted")
         return cast(Key, key)
 
+    def _virtual_path(self, ino: int) -> str | None:
+        """The path inside sessions/ of ``ino``, or None for a storage inode."""
+        if ino == TOP["sessions"]:
+            return ""
+        if ino in (ROOT, CONTROL_INO):
+            return None
+        key = self._key(ino)
+        return key[1] if key[0] == "sessions" else None
+
+    def _tree(self) -> VirtualTree:
+        if self.sessions is None:
+            raise errors.NotPermitted("no Skaha service configured (--skaha-url or --local)")
+        return self.sessions
+
     def _storage_key(self, ino: int) -> Key:
         key = self._key(ino)
         if key[0] not in self.storage.clients:
             raise errors.NotPermitted("not a storage path")
         return key
 
-    def _entry(self, ino: int, a: Attr) -> pyfuse3.EntryAttributes:
+    def _entry(self, ino: int, a: Attr, ttl: float = TTL) -> pyfuse3.EntryAttributes:
         e = pyfuse3.EntryAttributes()
         e.st_ino = pyfuse3.InodeT(ino)
         e.generation = 0
-        e.entry_timeout = TTL
-        e.attr_timeout = TTL
+        e.entry_timeout = ttl
+        e.attr_timeout = ttl
         e.st_mode = pyfuse3.ModeT(a.mode)
         e.st_nlink = a.nlink
         e.st_uid = self.uid
@@ -145,14 +161,16 @@ class CanfarOps(pyfuse3.Operations):
                                       extra={"fuse": dict(self.stats)}))
 
     async def _attr(self, ino: int) -> Attr:
-        if ino == ROOT or ino == TOP["sessions"]:
+        if ino == ROOT or (ino == TOP["sessions"] and self.sessions is None):
             return dir_attr()
+        if ino == TOP["sessions"]:
+            return await self._tree().attr("")
         if ino == CONTROL_INO:
             return Attr(mode=stat.S_IFREG | 0o600, size=len(self._status()),
                         mtime_ns=time.time_ns())
         key = self._key(ino)
         if key[0] == "sessions":
-            raise errors.NotFound("no such session entry")
+            return await self._tree().attr(key[1])
         if not key[1]:
             a = await self.storage.attr(key)
             return Attr(mode=stat.S_IFDIR | 0o755, size=0, mtime_ns=a.mtime_ns, nlink=2)
@@ -175,8 +193,13 @@ class CanfarOps(pyfuse3.Operations):
                 raise errors.NotFound(text)
             ino = TOP[text]
             return self._entry(ino, await self._attr(ino))
-        if parent_inode == TOP["sessions"]:
-            raise errors.NotFound(text)
+        vpath = self._virtual_path(parent_inode)
+        if vpath is not None:
+            tree = self._tree()
+            path = f"{vpath}/{text}" if vpath else text
+            a = await tree.attr(path)
+            ttl = await tree.attr_ttl(path)
+            return self._entry(self.inodes.looked_up(("sessions", path)), a, ttl)
         parent = self._storage_key(parent_inode)
         node_key = child_key(parent, text)
         await self.storage.lookup(parent, text)
@@ -186,6 +209,10 @@ class CanfarOps(pyfuse3.Operations):
     @fuse_errors
     async def getattr(self, inode: int,
                       ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        vpath = self._virtual_path(inode)
+        if vpath is not None and self.sessions is not None:
+            return self._entry(inode, await self.sessions.attr(vpath),
+                               await self.sessions.attr_ttl(vpath))
         return self._entry(inode, await self._attr(inode))
 
     @fuse_errors
@@ -195,9 +222,12 @@ class CanfarOps(pyfuse3.Operations):
         if (fields.update_uid and attr.st_uid != self.uid) or (
                 fields.update_gid and attr.st_gid != self.gid):
             raise errors.NotPermitted("VOSpace nodes are owned by the mounting user")
-        key = self._storage_key(inode)
         if inode == CONTROL_INO:
             return self._entry(inode, await self._attr(inode))
+        vpath = self._virtual_path(inode)
+        if vpath is not None:
+            return await self._setattr_virtual(inode, vpath, attr, fields, fh)
+        key = self._storage_key(inode)
         if fields.update_size:
             handle = self.handles.get(fh) if fh is not None else None
             if isinstance(handle, FileHandle) and handle.stage is not None:
@@ -209,8 +239,27 @@ class CanfarOps(pyfuse3.Operations):
         # atime/mtime: accepted, VOSpace dates cannot be set (docs/semantics.md).
         return self._entry(inode, await self._attr(inode))
 
+    async def _setattr_virtual(self, inode: int, vpath: str, attr: pyfuse3.EntryAttributes,
+                               fields: pyfuse3.SetattrFields,
+                               fh: int | None) -> pyfuse3.EntryAttributes:
+        tree = self._tree()
+        if fields.update_mode:
+            raise errors.NotPermitted("sessions/ entries have fixed permissions")
+        if fields.update_size:
+            handle = self.handles.get(fh) if fh is not None else None
+            if isinstance(handle, FileHandle) and handle.virtual is not None:
+                await handle.virtual.truncate(attr.st_size)
+            else:
+                await tree.truncate(vpath, attr.st_size)
+        if fields.update_mtime or fields.update_atime:
+            await tree.touch(vpath)  # touch sessions/<id> renews it
+        return self._entry(inode, await tree.attr(vpath), await tree.attr_ttl(vpath))
+
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        vpath = self._virtual_path(inode)
+        if vpath is not None:
+            return os.fsencode(await self._tree().readlink(vpath))
         return os.fsencode(await self.storage.readlink(self._storage_key(inode)))
 
     @fuse_errors
@@ -232,8 +281,13 @@ class CanfarOps(pyfuse3.Operations):
                     a = dir_attr()
                 key = self._key(ino)
                 handle.entries.append((name.encode(), key, ino, a))
-        elif inode == TOP["sessions"]:
-            pass
+        elif (vpath := self._virtual_path(inode)) is not None:
+            if self.sessions is not None:
+                for name, a in await self.sessions.listdir(vpath):
+                    key = ("sessions", f"{vpath}/{name}" if vpath else name)
+                    handle.ttls[len(handle.entries)] = await self.sessions.attr_ttl(key[1])
+                    handle.entries.append((os.fsencode(name), key,
+                                           self.inodes.ino_for(key), a))
         else:
             key = self._storage_key(inode)
             for name, _node in await self.storage.listdir(key):
@@ -251,7 +305,8 @@ class CanfarOps(pyfuse3.Operations):
         assert isinstance(handle, DirHandle)
         for i in range(start_id, len(handle.entries)):
             name, key, ino, a = handle.entries[i]
-            if not pyfuse3.readdir_reply(token, name, self._entry(ino, a), i + 1):
+            entry = self._entry(ino, a, handle.ttls.get(i, TTL))
+            if not pyfuse3.readdir_reply(token, name, entry, i + 1):
                 return
             self.inodes.count_lookup(ino, key)
 
@@ -262,22 +317,52 @@ class CanfarOps(pyfuse3.Operations):
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        parent = self._writable_dir(parent_inode)
+        if parent[0] == "sessions":
+            path = self._join(parent, self._name(name))
+            await self._tree().mkdir(path)
+            return self._entry(self.inodes.looked_up(("sessions", path)),
+                               await self._tree().attr(path))
+        key = child_key(parent, self._name(name))
         await self.storage.mkdir(key)
         return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        parent = self._writable_dir(parent_inode)
+        if parent[0] == "sessions":
+            path = self._join(parent, self._name(name))
+            await self._tree().rmdir(path)
+            self.inodes.detach(("sessions", path))
+            return
+        key = child_key(parent, self._name(name))
         await self.storage.rmdir(key)
         self.inodes.detach(key)
 
     def _writable_dir(self, parent_inode: int) -> Key:
         if parent_inode == ROOT:
             raise errors.NotPermitted("the mount root holds only arc, vault and sessions")
-        if parent_inode == TOP["sessions"]:
-            raise errors.NotPermitted("sessions/ is not yet writable")
+        vpath = self._virtual_path(parent_inode)
+        if vpath is not None:
+            self._tree()
+            return ("sessions", vpath)
         return self._storage_key(parent_inode)
+
+    @staticmethod
+    def _join(parent: Key, name: str) -> str:
+        return f"{parent[1]}/{name}" if parent[1] else name
+
+    def _invalidate_companions(self, path: str) -> None:
+        """A spec was written or removed: its ``.ids``/``.error`` may have appeared or
+        gone, so drop the kernel's cached entries for them (no waiting for the TTL)."""
+        parent, _, name = path.rpartition("/")
+        parent_ino = TOP["sessions"] if not parent else getattr(
+            self.inodes.by_key.get(("sessions", parent)), "ino", None)
+        if parent_ino is None:
+            return
+        for suffix in (".ids", ".error"):
+            pyfuse3.invalidate_entry_async(pyfuse3.InodeT(parent_ino),
+                                           os.fsencode(name + suffix), ignore_enoent=True)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -289,6 +374,13 @@ class CanfarOps(pyfuse3.Operations):
             control = ControlHandle(self.storage, self._status())
             fh = self._new_fh(FileHandle(inode, CONTROL_KEY, reader=control, virtual=control))
             return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), direct_io=True)
+        vpath = self._virtual_path(inode)
+        if vpath is not None:
+            vhandle = await self._tree().open(vpath, flags)
+            self.inodes.opened(inode)
+            vfh = self._new_fh(FileHandle(inode, ("sessions", vpath), reader=vhandle,
+                                          virtual=vhandle))
+            return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io)
         key = self._storage_key(inode)
         handle = FileHandle(inode, key)
         if flags & (os.O_WRONLY | os.O_RDWR):
@@ -305,7 +397,18 @@ class CanfarOps(pyfuse3.Operations):
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
                                                            pyfuse3.EntryAttributes]:
-        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        parent = self._writable_dir(parent_inode)
+        if parent[0] == "sessions":
+            path = self._join(parent, self._name(name))
+            vhandle = await self._tree().create(path, flags)
+            vkey = ("sessions", path)
+            vino = self.inodes.looked_up(vkey)
+            self.inodes.opened(vino)
+            vfh = self._new_fh(FileHandle(vino, vkey, reader=vhandle, virtual=vhandle))
+            return (pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io),
+                    self._entry(vino, await self._tree().attr(path),
+                                await self._tree().attr_ttl(path)))
+        key = child_key(parent, self._name(name))
         if flags & os.O_EXCL:
             try:
                 await self.storage.node(key)
@@ -345,7 +448,11 @@ class CanfarOps(pyfuse3.Operations):
     async def flush(self, fh: int) -> None:
         handle = self.handles[fh]
         if isinstance(handle, FileHandle) and handle.virtual is not None:
-            await handle.virtual.flush()
+            try:
+                await handle.virtual.flush()
+            finally:
+                if handle.key[0] == "sessions":
+                    self._invalidate_companions(handle.key[1])
         elif isinstance(handle, FileHandle) and handle.stage is not None:
             await self.storage.flush(handle.stage)
 
@@ -360,9 +467,10 @@ class CanfarOps(pyfuse3.Operations):
             return
         if handle.virtual is not None:
             await handle.virtual.release()
-            if handle.ino == CONTROL_INO:
-                return
-        elif handle.stage is not None:
+            if handle.ino != CONTROL_INO:
+                self.inodes.closed(handle.ino)
+            return
+        if handle.stage is not None:
             await self.storage.release(handle.stage)
         elif isinstance(handle.reader, RemoteFile):
             self.storage.close_read(handle.reader)
@@ -372,7 +480,14 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        parent = self._writable_dir(parent_inode)
+        if parent[0] == "sessions":
+            path = self._join(parent, self._name(name))
+            await self._tree().unlink(path)
+            self.inodes.detach(("sessions", path))
+            self._invalidate_companions(path)
+            return
+        key = child_key(parent, self._name(name))
         await self.storage.unlink(key)
         self.inodes.detach(key)
 
@@ -381,8 +496,19 @@ class CanfarOps(pyfuse3.Operations):
                      name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
         if flags:
             raise errors.InvalidArgument("RENAME_EXCHANGE/NOREPLACE are not supported")
-        src = child_key(self._writable_dir(parent_inode_old), self._name(name_old))
-        dst = child_key(self._writable_dir(parent_inode_new), self._name(name_new))
+        src_dir = self._writable_dir(parent_inode_old)
+        dst_dir = self._writable_dir(parent_inode_new)
+        if "sessions" in (src_dir[0], dst_dir[0]):
+            if src_dir[0] != dst_dir[0]:
+                raise errors.CrossDevice("cannot move between sessions/ and storage")
+            src_path = self._join(src_dir, self._name(name_old))
+            dst_path = self._join(dst_dir, self._name(name_new))
+            await self._tree().rename(src_path, dst_path)
+            self.inodes.detach(("sessions", dst_path))
+            self.inodes.rekey(("sessions", src_path), ("sessions", dst_path))
+            return
+        src = child_key(src_dir, self._name(name_old))
+        dst = child_key(dst_dir, self._name(name_new))
         await self.storage.rename(src, dst)
         self.inodes.detach(dst)
         self.inodes.rekey(src, dst)
@@ -390,7 +516,10 @@ class CanfarOps(pyfuse3.Operations):
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        key = child_key(self._writable_dir(parent_inode), self._name(name))
+        parent = self._writable_dir(parent_inode)
+        if parent[0] == "sessions":
+            raise errors.NotPermitted("sessions/ holds only the server's sessions and specs")
+        key = child_key(parent, self._name(name))
         await self.storage.symlink(key, os.fsdecode(target))
         return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
 
@@ -410,7 +539,7 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        if inode in (ROOT, TOP["sessions"], CONTROL_INO):
+        if inode in (ROOT, TOP["sessions"], CONTROL_INO) or self._virtual_path(inode) is not None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         key = self._storage_key(inode)
         try:
@@ -426,7 +555,7 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        if inode in (ROOT, TOP["sessions"], CONTROL_INO):
+        if inode in (ROOT, TOP["sessions"], CONTROL_INO) or self._virtual_path(inode) is not None:
             return []
         names = await self.storage.listxattr(self._storage_key(inode))
         return [os.fsencode("user." + n) for n in names]
