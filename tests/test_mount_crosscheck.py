@@ -15,17 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveEmulator
+from tests import test_emulator_vos as vos_tests
 from tests.mount_util import Mount, needs_fuse, start_mount
-from tests.test_emulator_vos import VosRig, rig  # noqa: F401 - fixture
-from tests.test_emulator_vos import live  # noqa: F401 - fixture used by rig
+from tests.test_emulator_vos import VosRig
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
+# The vos rig (an emulator plus the vos CLI pointed at it), reused as fixtures here.
+rig = vos_tests.rig
+live = vos_tests.live
 META_TTL = 1.0
 
 
 @pytest.fixture
-def mounted(rig: VosRig, tmp_path: Path) -> Iterator[tuple[VosRig, Path]]:  # noqa: F811
+def mounted(rig: VosRig, tmp_path: Path) -> Iterator[tuple[VosRig, Path]]:
     token_file = tmp_path / "token"
     token_file.write_text(rig.live.token + "\n")
     os.chmod(token_file, 0o600)

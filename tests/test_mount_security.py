@@ -72,7 +72,7 @@ def test_cache_and_staging_are_private(rig: tuple[LiveEmulator, Mount], tmp_path
 def test_the_token_appears_in_no_log_status_or_argument(
     rig: tuple[LiveEmulator, Mount],
 ) -> None:
-    live, m = rig
+    _, m = rig
     (m.path / "arc/home/alice/f.txt").write_text("data")
     (m.path / "arc/home/alice/f.txt").read_text()
     status = (m.path / ".canfarfs-control").read_text()

@@ -46,7 +46,7 @@ def home(request: pytest.FixtureRequest, mount: Mount) -> Path:
 
 def sh(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)  # noqa: S602 - tests drive a shell
+                          timeout=120, check=False)
 
 
 def payload(n: int, seed: int = 1) -> bytes:

@@ -29,7 +29,7 @@ def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
 
 
 def sh(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,  # noqa: S602
+    r = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
                        timeout=600, check=False)
     return r
 
