@@ -340,3 +340,35 @@ def test_rsync_of_world_readable_files_never_publishes_them(home: Path, tmp_path
     # The documented way to copy such trees: keep them private explicitly.
     assert sh(f"rsync -a --chmod=go-rwx {src}/ out2/", home).returncode == 0
     assert (home / "out2" / "a.txt").read_text() == "a\n"
+
+
+def test_vault_lock_flag_is_settable_and_refuses_changes(mount: Mount) -> None:
+    f = mount.path / "vault" / USER / "locked.txt"
+    f.write_text("keep me")
+    os.setxattr(f, "user.islocked", b"true")
+    assert os.getxattr(f, "user.islocked") == b"true"
+    with pytest.raises(OSError) as exc:
+        f.write_text("changed")
+    assert exc.value.errno in (errno.EACCES, errno.EPERM)
+    with pytest.raises(OSError) as exc:
+        os.unlink(f)
+    assert exc.value.errno in (errno.EACCES, errno.EPERM)
+    os.removexattr(f, "user.islocked")
+    f.write_text("changed")
+    assert f.read_text() == "changed"
+
+
+def test_read_only_mount_refuses_every_change(tmp_path: Path) -> None:
+    env = dict(os.environ, CANFARFS_USER=USER)
+    m = start_mount(tmp_path / "ro", ["--local", str(tmp_path / "data"), "--cache-dir",
+                                      str(tmp_path / "cache"), "--read-only"], env=env)
+    try:
+        home = m.path / "arc" / "home" / USER
+        assert os.listdir(home) == []
+        for attempt in (lambda: (home / "x").write_text("x"), lambda: (home / "d").mkdir(),
+                        lambda: os.setxattr(home, "user.k", b"v")):
+            with pytest.raises(OSError) as exc:
+                attempt()
+            assert exc.value.errno == errno.EROFS
+    finally:
+        m.unmount()
