@@ -43,7 +43,7 @@ async def test_arc_listing_is_one_document(emulator: Emulator) -> None:
     assert len(pages[0]) == 12
 
 
-@pytest.mark.parametrize("service,home", [("arc", "home/alice"), ("vault", "alice")])
+@pytest.mark.parametrize(("service", "home"), [("arc", "home/alice"), ("vault", "alice")])
 async def test_upload_is_verified_and_readable(emulator: Emulator, tmp_path: Path,
                                                service: str, home: str) -> None:
     c = client_for(emulator, service)
