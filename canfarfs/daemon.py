@@ -12,7 +12,7 @@ import getpass
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,15 @@ class MountOptions:
                       or getpass.getuser())
     #: Called once the file system answers (the CLI uses it to release the parent).
     on_ready: Callable[[], None] | None = None
+    #: Private-registry credentials for specs without ``registry:`` (the canfar client's
+    #: CANFAR_REGISTRY__USERNAME / CANFAR_REGISTRY__SECRET); never logged.
+    registry: tuple[str, str] | None = field(default_factory=lambda: registry_from_env(
+        os.environ), repr=False)
+
+
+def registry_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
+    user, secret = env.get("CANFAR_REGISTRY__USERNAME"), env.get("CANFAR_REGISTRY__SECRET")
+    return (user, secret) if user and secret else None
 
 
 def lock_cache_dir(cache_dir: Path) -> int:
@@ -113,7 +122,8 @@ async def run_mount(opts: MountOptions) -> None:
                 log.warning("%s", line)
             sessions = None
             if opts.skaha_url:
-                sessions = SessionsTree(SkahaClient(http, opts.skaha_url), user=opts.user)
+                sessions = SessionsTree(SkahaClient(http, opts.skaha_url), user=opts.user,
+                                        registry=opts.registry)
             ops = CanfarOps(storage, sessions)
             target = str(opts.mountpoint.resolve())  # before init: resolving after it
             pyfuse3.init(ops, target, fuse_options(opts))  # would call into ourselves

@@ -243,7 +243,8 @@ class CanfarOps(pyfuse3.Operations):
                                fields: pyfuse3.SetattrFields,
                                fh: int | None) -> pyfuse3.EntryAttributes:
         tree = self._tree()
-        if fields.update_mode:
+        if fields.update_mode and stat.S_IMODE(attr.st_mode) != stat.S_IMODE(
+                (await tree.attr(vpath)).mode):  # chmod to the same mode (vim, cp -p): fine
             raise errors.NotPermitted("sessions/ entries have fixed permissions")
         if fields.update_size:
             handle = self.handles.get(fh) if fh is not None else None
@@ -347,6 +348,13 @@ class CanfarOps(pyfuse3.Operations):
             self._tree()
             return ("sessions", vpath)
         return self._storage_key(parent_inode)
+
+    async def _virtual_gone(self, path: str) -> bool:
+        try:
+            await self._tree().attr(path)
+        except errors.NotFound:
+            return True
+        return False
 
     @staticmethod
     def _join(parent: Key, name: str) -> str:
@@ -503,9 +511,14 @@ class CanfarOps(pyfuse3.Operations):
                 raise errors.CrossDevice("cannot move between sessions/ and storage")
             src_path = self._join(src_dir, self._name(name_old))
             dst_path = self._join(dst_dir, self._name(name_new))
-            await self._tree().rename(src_path, dst_path)
-            self.inodes.detach(("sessions", dst_path))
-            self.inodes.rekey(("sessions", src_path), ("sessions", dst_path))
+            try:
+                await self._tree().rename(src_path, dst_path)  # may launch: its errno
+            finally:
+                if await self._virtual_gone(src_path):  # moved, even if the launch failed
+                    self.inodes.detach(("sessions", dst_path))
+                    self.inodes.rekey(("sessions", src_path), ("sessions", dst_path))
+                    self._invalidate_companions(src_path)
+                    self._invalidate_companions(dst_path)
             return
         src = child_key(src_dir, self._name(name_old))
         dst = child_key(dst_dir, self._name(name_new))
@@ -563,6 +576,8 @@ class CanfarOps(pyfuse3.Operations):
     @fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes,
                        ctx: pyfuse3.RequestContext) -> None:
+        if self._virtual_path(inode) is not None:
+            raise pyfuse3.FUSEError(errno.ENOTSUP)  # cp -p, vim: ACLs unsupported → fchmod
         await self.storage.setxattr(self._storage_key(inode), self._xattr_name(name), value)
 
     @fuse_errors

@@ -71,12 +71,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 @dataclass(frozen=True)
 class Parsed:
-    """A spec file read: its document, the spec if valid, and the text to keep."""
+    """A spec file's text as kept in memory: the registry secret replaced by ``***``."""
 
-    document: dict[str, Any]
-    #: The text with the registry secret replaced by ``***``.
     masked: str
-    secret: str | None
 
 
 def load(data: bytes, name: str) -> tuple[str, dict[str, Any]]:
@@ -155,6 +152,9 @@ def describe(exc: ValidationError) -> str:
             msg = f"unknown field (fields are: {allowed})"
         elif kind == "missing":
             msg = "required field missing"
+        elif kind == "string_type":
+            msg = ("must be text (quote it: YAML reads true, yes, no, numbers and dates "
+                   "as other types)")
         else:
             msg = str(e["msg"]).removeprefix("Value error, ")
         lines.append(f"{loc}: {msg}" if loc else msg)
@@ -211,7 +211,7 @@ def read_spec(data: bytes, name: str, known: dict[str, str]) -> tuple[SessionSpe
     """
     text, document = load(data, name)
     secret = registry_secret(document)
-    parsed = Parsed(document, mask_secret(text, name, secret) if secret else text, secret)
+    parsed = Parsed(mask_secret(text, name, secret) if secret else text)
     try:
         if secret == MASK:
             reg = document["registry"]

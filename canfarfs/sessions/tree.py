@@ -9,6 +9,7 @@ mount launched live in memory for the life of the mount.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import trio
+from pydantic import ValidationError
 
 from canfarfs import errors
 from canfarfs.fs.attrs import Attr
@@ -26,7 +28,7 @@ from canfarfs.fs.virtual import VirtualHandle
 from canfarfs.sessions.content import ContentCache, Key, LogHandle, SnapshotHandle
 from canfarfs.sessions.launch import Launcher
 from canfarfs.sessions.memfiles import MemFile, MemFiles, MemHandle
-from canfarfs.sessions.specs import is_spec_name, outcome_parts
+from canfarfs.sessions.specs import describe, is_spec_name, outcome_parts
 from canfarfs.skaha.client import SkahaClient
 from canfarfs.skaha.models import LAUNCH_KINDS, STATUSES, RegistryAuth, Session
 
@@ -47,6 +49,8 @@ LOG_AGE = 0.5
 HIDE_FOR = 120.0
 #: Sessions launched through the mount show before the server lists them.
 FRESH_FOR = 30.0
+#: Longest a listing of sessions/ waits for a platform document.
+LISTING_WAIT = 2.0
 #: Cached content unused this long is dropped.
 KEEP_CONTENT = 30.0
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
@@ -80,9 +84,9 @@ def _safe_component(text: str | None) -> bool:
 class SessionsTree:
     """The caller's sessions on ``client``'s Skaha service, as a directory tree.
 
-    ``user`` is the account the mount acts for (named in messages); ``registry`` is a
-    configured ``(username, secret)`` for private images, used when a spec has no
-    ``registry:`` of its own.
+    ``user`` is the account the mount acts for; ``registry`` is a configured
+    ``(username, secret)`` for private images, used when a spec has no ``registry:`` of
+    its own.
     """
 
     def __init__(self, client: SkahaClient, *, user: str,
@@ -92,8 +96,12 @@ class SessionsTree:
         self.list_ttl = list_ttl
         auth = None
         if registry is not None:
-            auth = RegistryAuth.model_validate({"username": registry[0],
-                                                "secret": registry[1]})
+            try:
+                auth = RegistryAuth.model_validate({"username": registry[0],
+                                                    "secret": registry[1]})
+            except ValidationError as exc:
+                raise errors.InvalidArgument(
+                    f"configured registry credentials: {describe(exc)}") from None
         self.launcher = Launcher(client, auth)
         self.files = MemFiles(self._launch)
         self.content = ContentCache(self._fetch)
@@ -104,6 +112,7 @@ class SessionsTree:
         #: Launched here, not listed by the server yet: id → when.
         self._awaiting: dict[str, float] = {}
         self._first_seen: dict[str, int] = {}
+        self._warned: set[str] = set()
         self._born = time.time_ns()
 
     # -- the session list ------------------------------------------------------------------
@@ -139,7 +148,9 @@ class SessionsTree:
         for raw in await self.client.list_raw():
             sid = raw.get("id")
             if not isinstance(sid, str) or not SAFE_ID.fullmatch(sid) or sid in RESERVED:
-                log.warning("ignoring a session with an unusable id: %r", sid)
+                if repr(sid) not in self._warned:
+                    self._warned.add(repr(sid))
+                    log.warning("ignoring a session with an unusable id: %r", sid)
                 continue
             try:
                 session = Session.from_json(raw)
@@ -238,7 +249,8 @@ class SessionsTree:
             if name in ("info", "status", "url"):
                 raw = await self.client.info_raw(sid)
                 if sid in self._listing:  # the freshest view wins in the indexes too
-                    self._listing[sid] = Session.from_json(raw)
+                    with contextlib.suppress(ValueError):
+                        self._listing[sid] = Session.from_json(raw)
                 status = raw.get("status") or "Unknown"
                 url = raw.get("connectURL") or ""
                 return {(sid, "info"): _pretty(raw), (sid, "status"): f"{status}\n".encode(),
@@ -267,15 +279,27 @@ class SessionsTree:
         snap = await self.content.get((sid, name), LOG_AGE if name == "logs" else CONTENT_AGE)
         return Attr(mode=mode, size=len(snap.data), mtime_ns=snap.mtime_ns)
 
-    async def _platform_attr(self, name: str, *, tolerant: bool = False) -> Attr:
-        try:
-            return await self._file_attr("", name, PLATFORM_MODE)
-        except errors.CanfarfsError:
-            if not tolerant:
-                raise
+    async def _platform_attr(self, name: str) -> Attr:
+        return await self._file_attr("", name, PLATFORM_MODE)
+
+    async def _platform_attrs(self) -> dict[str, Attr]:
+        """The platform files' attributes for a listing, fetched together; one that does
+        not answer within LISTING_WAIT shows its last known size (a listing never waits
+        for a slow stats backend; opening the file reports the error)."""
+        out: dict[str, Attr] = {}
+
+        async def one(name: str) -> None:
+            with trio.move_on_after(LISTING_WAIT), contextlib.suppress(errors.CanfarfsError):
+                out[name] = await self._platform_attr(name)
+                return
             snap = self.content.peek(("", name))
-            return Attr(mode=PLATFORM_MODE, size=len(snap.data) if snap else 0,
-                        mtime_ns=snap.mtime_ns if snap else self._born)
+            out[name] = Attr(mode=PLATFORM_MODE, size=len(snap.data) if snap else 0,
+                             mtime_ns=snap.mtime_ns if snap else self._born)
+
+        async with trio.open_nursery() as nursery:
+            for name in PLATFORM:
+                nursery.start_soon(one, name)
+        return out
 
     # -- VirtualTree: reading -----------------------------------------------------------------
 
@@ -342,8 +366,8 @@ class SessionsTree:
         out: list[tuple[str, Attr]] = [
             (name, Attr(mode=DIR_MODE, size=0, mtime_ns=self._born, nlink=2))
             for name in INDEXES]
-        for name in PLATFORM:
-            out.append((name, await self._platform_attr(name, tolerant=True)))
+        platform = await self._platform_attrs()
+        out += [(name, platform[name]) for name in PLATFORM]
         for sid in sorted(view):
             out.append((sid, self._session_attr(sid, view[sid])))
         for name in sorted(self.files.files):
