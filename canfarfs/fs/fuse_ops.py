@@ -40,8 +40,11 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 def fuse_errors(fn: F) -> F:
     """Map every exception of a handler to an errno; unknown ones are EIO, logged."""
 
+    name = fn.__name__
+
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        args[0].stats[name] += 1
         try:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
@@ -433,7 +436,6 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        self.stats["read"] += 1
         self.stats["read_bytes"] += size
         handle = self.handles[fh]
         assert isinstance(handle, FileHandle)
@@ -442,7 +444,6 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        self.stats["write"] += 1
         self.stats["write_bytes"] += len(buf)
         handle = self.handles[fh]
         assert isinstance(handle, FileHandle)
