@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,15 @@ def start_mount(mountpoint: Path, args: list[str], env: dict[str, str] | None = 
             raise RuntimeError(f"mount not ready after {timeout} s:\n{log.read_text()}")
         time.sleep(0.05)
     return Mount(mountpoint, proc, log)
+
+
+def local_mount(base: Path, *extra: str, user: str = "alice") -> Iterator[Mount]:
+    """A mount of the bundled local platform under ``base`` (a fixture body): yields the
+    mount, then unmounts and checks the daemon exited cleanly without a traceback."""
+    env = dict(os.environ, CANFARFS_USER=user)
+    m = start_mount(base / "mnt", ["--local", str(base / "data"), "--cache-dir",
+                                   str(base / "cache"), *extra], env=env)
+    yield m
+    m.unmount()
+    assert m.proc.returncode == 0, m.log_text()
+    assert "Traceback" not in m.log_text()

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from tests.mount_util import Mount, needs_fuse, start_mount
+from tests.mount_util import Mount, local_mount, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 USER = "alice"
@@ -160,13 +160,7 @@ def run_lockstep(mount: Mount, tmp_path: Path, service: str, steps: int) -> None
 
 @pytest.fixture(scope="module")
 def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
-    base = tmp_path_factory.mktemp("stateful")
-    env = dict(os.environ, CANFARFS_USER=USER)
-    m = start_mount(base / "mnt", ["--local", str(base / "data"), "--cache-dir",
-                                   str(base / "cache")], env=env)
-    yield m
-    m.unmount()
-    assert m.proc.returncode == 0, m.log_text()
+    yield from local_mount(tmp_path_factory.mktemp("stateful"))
 
 
 STEPS = int(os.environ.get("CANFARFS_STATEFUL_STEPS", "10000"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount_util import Mount, needs_fuse, start_mount
+from tests.mount_util import Mount, local_mount, needs_fuse, start_mount
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 USER = "alice"
@@ -24,14 +24,7 @@ USER = "alice"
 
 @pytest.fixture(scope="module")
 def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
-    base = tmp_path_factory.mktemp("mount")
-    env = dict(os.environ, CANFARFS_USER=USER)
-    m = start_mount(base / "mnt", ["--local", str(base / "data"), "--cache-dir",
-                                   str(base / "cache"), "--meta-ttl", "1"], env=env)
-    yield m
-    m.unmount()
-    assert m.proc.returncode == 0, m.log_text()
-    assert "Traceback" not in m.log_text()
+    yield from local_mount(tmp_path_factory.mktemp("mount"), "--meta-ttl", "1")
 
 
 @pytest.fixture(params=["arc", "vault"])

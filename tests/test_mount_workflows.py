@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount_util import Mount, needs_fuse, start_mount
+from tests.mount_util import Mount, local_mount, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 USER = "alice"
@@ -19,13 +19,7 @@ USER = "alice"
 
 @pytest.fixture(scope="module")
 def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
-    base = tmp_path_factory.mktemp("wf")
-    env = dict(os.environ, CANFARFS_USER=USER)
-    m = start_mount(base / "mnt", ["--local", str(base / "data"), "--cache-dir",
-                                   str(base / "cache")], env=env)
-    yield m
-    m.unmount()
-    assert m.proc.returncode == 0, m.log_text()
+    yield from local_mount(tmp_path_factory.mktemp("wf"))
 
 
 def sh(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
