@@ -12,7 +12,7 @@ import getpass
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,9 @@ class MountOptions:
     vault_url: str | None = None
     skaha_url: str | None = None
     token: str | None = None
+    #: A refreshing token (from the canfar login) or a client certificate, if no token.
+    token_provider: Callable[[], Awaitable[str]] | None = field(default=None, repr=False)
+    cert_file: str | None = None
     read_only: bool = False
     debug: bool = False
     cache_size: int = 10 * 1024**3
@@ -108,8 +111,9 @@ async def run_mount(opts: MountOptions) -> None:
             # connections) may take the operation to twice that, never more.
             timeouts = Timeouts(connect=opts.timeout, read=opts.timeout,
                                 operation=2 * opts.timeout)
-            http = HTTP(make_client(timeouts=timeouts), Credentials(token=token),
-                        timeouts=timeouts)
+            http = HTTP(make_client(timeouts=timeouts, cert=opts.cert_file),
+                        Credentials(token=token, token_provider=None if token else
+                                    opts.token_provider), timeouts=timeouts)
             stack.push_async_callback(http.aclose)
             clients = {"arc": VOSpaceClient(http, arc_url, "arc"),
                        "vault": VOSpaceClient(http, vault_url, "vault")}

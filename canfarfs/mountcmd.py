@@ -80,17 +80,43 @@ def options_from(args: argparse.Namespace) -> MountOptions:
         if not token:
             raise UsageError(f"token file {args.token_file} is empty")
     token = token or os.environ.get("CANFARFS_TOKEN") or None
-    if args.local is None and not (args.arc_url and args.vault_url):
-        raise UsageError("say where the storage is: --local DATA_DIR, or --arc-url and "
-                         "--vault-url (with --token-file)")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    return MountOptions(
+    opts = MountOptions(
         mountpoint=args.mountpoint, local=args.local, arc_url=args.arc_url,
         vault_url=args.vault_url, skaha_url=args.skaha_url, token=token,
         read_only=args.read_only, debug=args.debug, cache_size=args.cache_size,
         cache_dir=args.cache_dir or default_cache_dir(args.mountpoint),
         fuse_options=args.fuse_options, meta_ttl=args.meta_ttl, timeout=args.timeout)
+    if args.local is None and not (args.arc_url and args.vault_url and token):
+        _from_canfar_login(opts)
+    return opts
+
+
+def _from_canfar_login(opts: MountOptions) -> None:
+    """Fill what the flags left out from the canfar CLI's configuration."""
+    from canfarfs.login import DEFAULT_CONFIG, check_credentials, load_login
+
+    try:
+        login = load_login(DEFAULT_CONFIG)
+    except errors.CanfarfsError as exc:
+        raise UsageError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the canfar configuration {DEFAULT_CONFIG}: {exc}") \
+            from None
+    opts.arc_url = opts.arc_url or login.arc_url
+    opts.vault_url = opts.vault_url or login.vault_url
+    opts.skaha_url = opts.skaha_url or login.skaha_url
+    if not (opts.arc_url and opts.vault_url):
+        raise UsageError("say where the storage is: --local DATA_DIR, --arc-url and "
+                         "--vault-url, or log in first with `canfar auth login`")
+    if opts.token is None:
+        try:
+            check_credentials(login)
+        except errors.CanfarfsError as exc:
+            raise UsageError(str(exc)) from None
+        opts.token_provider = login.token
+        opts.cert_file = login.cert_file
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
