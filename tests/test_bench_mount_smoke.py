@@ -1,0 +1,52 @@
+"""The mount benchmark script runs end to end (tiny sizes, one run; not a measurement)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import have_tool
+from tests.mount_util import needs_fuse
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mount.py"
+WORKLOADS = {
+    "read_arc", "read_vault", "ttfb_arc", "ttfb_vault", "random_vault", "write_arc",
+    "ls_cold_arc", "ls_cold_vault", "ls_warm_arc", "ls_warm_vault", "small_files_arc",
+    "parallel_writers_arc", "rss", "sessions",
+}
+
+
+@needs_fuse
+@pytest.mark.skipif(not have_tool("curl"), reason="the benchmark drives curl")
+def test_bench_mount_script_runs_and_reports(tmp_path: Path) -> None:
+    out_json = tmp_path / "mount.json"
+    plot = tmp_path / "throughput.png"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--size", "4M", "--files", "20", "--rtts", "0",
+         "--runs", "1", "--no-vofs", "--json", str(out_json), "--plot", str(plot),
+         "--tmp", str(scratch)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| workload" in proc.stdout
+
+    result = json.loads(out_json.read_text())
+    assert set(result["workloads"]) == WORKLOADS
+    assert result["parameters"]["size"] == 4 * 1024 * 1024
+    # every measured workload has a canfarfs cell at 0 ms (figures, or the errors seen)
+    # and a row in the summary
+    for key in WORKLOADS - {"rss", "sessions"}:
+        cell = result["workloads"][key]["0"]["canfarfs"]
+        assert cell["runs"] or cell.get("errors"), (key, cell)
+        assert f"{key}@0" in result["rows"]
+    assert result["workloads"]["read_arc"]["0"]["curl"]["runs"]
+    assert result["rows"]["rss@0"]["result"] in {"PASS", "MISS"}
+    assert "not measured" in result["workloads"]["sessions"]["status"]
+    # the scratch directory (payload, emulator root, mounts) is cleaned up
+    assert list(scratch.iterdir()) == []
