@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import trio
 from starlette.requests import Request
@@ -18,7 +19,7 @@ _FIELDS = {"latency", "fail_next", "fail_status", "fail_rate", "drop_next", "dro
            "path_prefix", "methods", "outage_seconds"}
 
 
-def plan_from_json(data: dict[str, object]) -> FaultPlan:
+def plan_from_json(data: dict[str, Any]) -> FaultPlan:
     """Build a plan from the control endpoint's JSON (see docs/emulator.md)."""
     unknown = set(data) - _FIELDS
     if unknown:
@@ -26,9 +27,9 @@ def plan_from_json(data: dict[str, object]) -> FaultPlan:
     plan = FaultPlan()
     for key, value in data.items():
         if key == "outage_seconds":
-            plan.outage_until = trio.current_time() + float(value)  # type: ignore[arg-type]
+            plan.outage_until = trio.current_time() + float(value)
         elif key == "methods":
-            plan.methods = frozenset(str(m).upper() for m in value)  # type: ignore[attr-defined]
+            plan.methods = frozenset(str(m).upper() for m in value)
         else:
             setattr(plan, key, type(getattr(plan, key))(value))
     return plan

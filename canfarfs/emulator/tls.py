@@ -149,6 +149,8 @@ def _builder(subject: x509.Name, issuer: x509.Name, public: object, not_before: 
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
+        # ``public`` is any key type the CA may sign; cryptography's stub wants a union
+        # we only build from generated keys, so the narrowing is safe.
         .public_key(public)  # type: ignore[arg-type]
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
@@ -198,7 +200,9 @@ def _issued(ca: x509.Certificate, ca_key: CaKey, subject: x509.Name, public: obj
         _builder(subject, ca.subject, public, not_before, not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(aki, critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)  # type: ignore[arg-type]
+        # Same narrowing as in _builder: ``public`` comes from a key we generated.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public),  # type: ignore[arg-type]
+                       critical=False)
     )
 
 

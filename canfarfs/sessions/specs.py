@@ -62,7 +62,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML's stub lacks it
             raise yaml.constructor.ConstructorError(
                 None, None, "anchors and aliases (*name) are not supported in specs",
                 event.start_mark)
