@@ -11,6 +11,7 @@ fi
 "$VENV/bin/pip" install -q -e '.[test]'
 "$VENV/bin/ruff" check canfarfs tests benchmarks
 "$VENV/bin/mypy"
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$(mktemp -d)"
 set +e
 "$VENV/bin/pytest" -m "not slow and not real" "$@"
 rc=$?
