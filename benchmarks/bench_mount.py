@@ -589,6 +589,7 @@ class Bench:
         self.offsets: list[int] = []
         self.mount_failures = 0
         self.mount_seconds: list[float] = []
+        self.interrupted = ""
 
     # -- environments ---------------------------------------------------------------
 
@@ -1111,15 +1112,25 @@ def w_listing(b: Bench, rtt: int, service: str) -> None:
     cold, warm = f"ls_cold_{service}", f"ls_warm_{service}"
     entries = b.args.entries
 
+    def fuse_counts(m: Mount, tool: str) -> dict[str, int]:
+        return dict(m.status().get("fuse", {})) if tool == "canfarfs" else {}
+
+    def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+        """FUSE requests by kind (less the few that reading the status itself costs)."""
+        return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
     def fs(tool: str) -> None:
-        with b.mounted(tool, service) as (_, home):
+        with b.mounted(tool, service) as (m, home):
             timeout = min(b.args.timeout, 300 if tool == "canfarfs" else b.args.peer_timeout)
+            f0 = fuse_counts(m, tool)
             with b.counting() as c:
                 sec = run(["ls", "-l", str(home / "listing")], timeout=timeout)
-            b.record(cold, rtt, tool, sec, **c)
+            f1 = fuse_counts(m, tool)
+            b.record(cold, rtt, tool, sec, **c, **({"fuse": delta(f1, f0)} if f0 else {}))
             with b.counting() as c:
                 sec = run(["ls", "-l", str(home / "listing")], timeout=timeout)
-            b.record(warm, rtt, tool, sec, **c)
+            f2 = fuse_counts(m, tool)
+            b.record(warm, rtt, tool, sec, **c, **({"fuse": delta(f2, f1)} if f1 else {}))
 
     def by_curl() -> None:
         with b.counting() as c:
@@ -1555,15 +1566,35 @@ def benchmark(args: argparse.Namespace, work: Path, shm: Path) -> dict[str, Any]
                 for part in parts:
                     part()
                 log(f"  ({name} took {time.monotonic() - t0:.0f} s)")
+                # saved after every step: a run that is stopped keeps what it measured
+                save_json(args.json, assemble(b, bytes_note, started, partial=True))
         b.emu.set_latency(0)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        b.interrupted = f"stopped by {type(exc).__name__} {exc}".strip()
+        log(f"{b.interrupted}; reporting what was measured")
     finally:
         b.emu.stop()
         if b.netns:
             b.netns.delete()
+    return assemble(b, bytes_note, started, partial=bool(b.interrupted))
+
+
+def save_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def assemble(b: Bench, bytes_note: str, started: float, partial: bool) -> dict[str, Any]:
+    """The JSON document: parameters, how it was measured, every run, the summary rows."""
+    args = b.args
     b.results["sessions"] = {"status": "not measured: sessions/ is being wired elsewhere "
                                        "(issue 6 rows 'launch 10 replicas' and "
                                        "'ls sessions/, cat info')"}
     result: dict[str, Any] = {
+        "partial": partial,
+        "interrupted": b.interrupted or None,
         "parameters": {"size": args.size, "files": args.files, "entries": args.entries,
                        "reads": args.reads, "read_block": READ_BLOCK, "rtts_ms": args.rtts,
                        "runs": args.runs, "slow_runs": args.slow_runs,
@@ -1693,9 +1724,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RTT: {result['rtt_method']}")
     print(f"bytes: {result['bytes_counted']}")
     print(f"mountvofs: {result['mountvofs']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    save_json(args.json, result)
     print(f"results written to {args.json}")
+    if result["partial"]:
+        print(f"INCOMPLETE: {result['interrupted']}; no plot drawn")
+        return 143
     print(f"plot: {draw_plot(result, args.plot)}")
     print(f"wall time {result['wall_seconds']:.0f} s")
     missed = [k for k, r in result["rows"].items() if r["result"] == "MISS"]
