@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import trio
 
@@ -216,7 +215,7 @@ class RemoteFile:
                     batch, batch_start, batch_len = [], pos, 0
         if batch:
             await self.cache.write(batch_start, b"".join(batch))
-        if pos < end and not math.isinf(end):
+        if pos < end:
             raise errors.ProtocolError(f"body ended at {pos} of {end} bytes")
         return pos
 
