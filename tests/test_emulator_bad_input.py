@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
+from xml.sax.saxutils import escape
 
 import httpx2
 import pytest
@@ -837,3 +838,29 @@ def test_live_server_survives_raw_attacks(live: LiveEmulator) -> None:
     assert live.proc.poll() is None, "the emulator process died"
     assert outside_root(live.root) == before
     assert not list(live.root.parent.rglob("*escape*"))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("declared", ["text/plain\u00e9", "a\u2028b", "x" * 300, "nonsense",
+                                      "text/plain; charset=utf-8"])
+async def test_a_free_text_type_property_never_breaks_downloads(
+        emulator: Emulator, canaries: Canaries, service: str, declared: str) -> None:
+    """The ``type`` property is free text; only a real media type becomes Content-Type.
+
+    Found by the fuzz above: a type with non-Latin-1 characters made every download of
+    the file a 500, because it went into the Content-Type header as it was.
+    """
+    async with in_process_client(emulator) as client:
+        doc = (f'<vos:node xmlns:vos="{VOS_NS}" xmlns:xsi="{XSI_NS}" '
+               f'uri="{uri(service, "canary.bin")}" xsi:type="vos:DataNode"><vos:properties>'
+               f'<vos:property uri="{props.TYPE}">{escape(declared)}</vos:property>'
+               "</vos:properties></vos:node>")
+        r = await client.post(f"/{service}/nodes/{HOMES[service]}/canary.bin",
+                              content=doc.encode())
+        assert r.status_code == 200, r.text
+        got = await client.get(f"/{service}/files/{HOMES[service]}/canary.bin",
+                               follow_redirects=True)
+        assert got.status_code == 200
+        valid = declared.isascii() and "/" in declared and len(declared) < 256
+        assert got.headers["content-type"] == (declared if valid else "application/octet-stream")
+        await canaries.check(client)

@@ -87,6 +87,18 @@ def trio_wallclock() -> int:
     return int(time.time())
 
 
+#: A media type as a header can carry it: type/subtype and optional parameters, printable
+#: ASCII only. The ``type`` property is free text a client may set to anything.
+_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(;[ -~]*)?")
+
+
+def content_type(declared: str | None) -> str:
+    """The node's ``type`` property if it is a usable media type, else octet-stream."""
+    if declared and len(declared) <= 255 and _MEDIA_TYPE.fullmatch(declared):
+        return declared
+    return "application/octet-stream"
+
+
 def http_date(vospace_date: str) -> str:
     """A VOSpace timestamp as an RFC 7231 date for Last-Modified."""
     dt = datetime.strptime(vospace_date, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
@@ -126,28 +138,28 @@ class Received:
 async def receive_body(request: Request, dest: Path, limit: int | None) -> Received:
     """Stream the request body to ``dest``, hashing as it goes; 413 past ``limit``.
 
-    Receiving and writing are pipelined: a writer task hashes and writes 1 MiB blocks in
-    a worker thread while the next block arrives, so an upload runs at the speed of the
-    slower of the two instead of their sum.
+    Receiving, writing and hashing are pipelined: 4 MiB blocks go to a writer thread and
+    to a hashing thread (both release the GIL), while the next block arrives. An upload
+    therefore runs at the speed of the slowest of the three, which on most machines is
+    MD5 itself (one stream hashes on one core; see docs/performance.md).
     """
     md5 = hashlib.md5()  # noqa: S324 - MD5 is the protocol's checksum, not security
     total = 0
-    send, receive = trio.open_memory_channel[bytes](8)
     f = await trio.to_thread.run_sync(dest.open, "wb")
+    to_disk, disk_blocks = trio.open_memory_channel[bytes](4)
+    to_hash, hash_blocks = trio.open_memory_channel[bytes](4)
 
-    def put(data: bytes) -> None:
-        f.write(data)
-        md5.update(data)
-
-    async def writer() -> None:
-        async with receive:
-            async for block in receive:
-                await trio.to_thread.run_sync(put, block)
+    async def consume(blocks: trio.MemoryReceiveChannel[bytes],
+                      work: Callable[[bytes], object]) -> None:
+        async with blocks:
+            async for block in blocks:
+                await trio.to_thread.run_sync(work, block)
 
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(writer)
-            async with send:
+            nursery.start_soon(consume, disk_blocks, f.write)
+            nursery.start_soon(consume, hash_blocks, md5.update)
+            async with to_disk, to_hash:
                 buf = bytearray()
                 async with aclosing(request.stream()) as stream:
                     async for chunk in stream:
@@ -156,10 +168,14 @@ async def receive_body(request: Request, dest: Path, limit: int | None) -> Recei
                             raise Fault(413, f"limit: {limit}")
                         buf += chunk
                         if len(buf) >= CHUNK:
-                            await send.send(bytes(buf))
+                            block = bytes(buf)
                             buf.clear()
+                            await to_disk.send(block)
+                            await to_hash.send(block)
                 if buf:
-                    await send.send(bytes(buf))
+                    block = bytes(buf)
+                    await to_disk.send(block)
+                    await to_hash.send(block)
     finally:
         await trio.to_thread.run_sync(f.close)
     return Received(dest, total, md5.hexdigest())
@@ -387,8 +403,7 @@ class VOSpaceHTTP:
     def _byte_headers(self, rec: NodeRecord) -> dict[str, str]:
         h = {
             "Content-Disposition": f'inline; filename="{quote(rec.name)}"',
-            "Content-Type": rec.props.get("ivo://ivoa.net/vospace/core#type")
-            or "application/octet-stream",
+            "Content-Type": content_type(rec.props.get("ivo://ivoa.net/vospace/core#type")),
             "Last-Modified": http_date(rec.date),
         }
         if rec.md5:
