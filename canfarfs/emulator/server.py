@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import socket
 import ssl
@@ -25,6 +26,7 @@ from typing import Any, cast
 import trio
 from cryptography import x509
 from hypercorn.config import Config
+from hypercorn.events import Closed, RawData
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
@@ -40,6 +42,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds a client gets to complete the TLS handshake.
 HANDSHAKE_TIMEOUT = 10.0
+#: Bytes asked of the socket per read. Hypercorn reads 64 KiB; each read becomes one h11
+#: event, one ASGI message and one channel hand-off, about 200 µs of Python, which capped
+#: uploads near 200 MB/s. 1 MiB reads cut that per-byte cost sixteenfold (h11 hands a
+#: Content-Length body through in whatever pieces arrive, so nothing else changes).
+RECV_BYTES = 1 << 20
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
@@ -123,6 +130,19 @@ class _Connection(TCPServer):
                 return
             self.app = _WithTLSScope(self.app, self.tls_info.extension(self.stream))
         await super().run()
+
+    async def _read_data(self) -> None:
+        """Hypercorn's read loop, with :data:`RECV_BYTES` per read instead of 64 KiB."""
+        while True:
+            try:
+                with trio.fail_after(self.config.read_timeout or math.inf):
+                    data = await self.stream.receive_some(RECV_BYTES)
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                break
+            await self.protocol.handle(RawData(bytes(data)))
+            if data == b"":
+                break
+        await self.protocol.handle(Closed())
 
 
 async def _send_alert(stream: trio.SSLStream[Any]) -> None:
