@@ -504,13 +504,15 @@ class Space:
         return quota - self.store.subtree_bytes(self.service, alloc.path)
 
     def check_quota(
-        self, path: str, new_bytes: int, replacing: int = 0, *, files_api: bool = False
+        self, path: str, new_bytes: int, replacing: int = 0, *, files_api: bool = False,
+        left: int | None = None,
     ) -> None:
         """413 when ``new_bytes`` (replacing ``replacing``) would exceed the allocation.
 
         arc's ``/files`` answers ``limit: <remaining>``; negotiation says QuotaExceeded.
         """
-        left = self.remaining(path)
+        if left is None:
+            left = self.remaining(path)
         if left is not None and new_bytes - replacing > left:
             text = f"limit: {max(left, 0)}" if files_api else "QuotaExceeded: quota exceeded"
             raise Fault(413, text)

@@ -35,6 +35,8 @@ from canfarfs.vospace import xml as vxml
 from canfarfs.vospace.model import Job, JobPhase, Node, NodeType, Protocol, Transfer
 
 CHUNK = 4 * 1024 * 1024
+#: Uploads declared at or below this size are received in memory (see receive_body).
+SMALL_BODY = 1024 * 1024
 MAX_DOC = vxml.MAX_NODE_DOC
 HTTPS_GET = "ivo://ivoa.net/vospace/core#httpsget"
 HTTPS_PUT = "ivo://ivoa.net/vospace/core#httpsput"
@@ -143,6 +145,9 @@ async def receive_body(request: Request, dest: Path, limit: int | None) -> Recei
     therefore runs at the speed of the slowest of the three, which on most machines is
     MD5 itself (one stream hashes on one core; see docs/performance.md).
     """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= SMALL_BODY:
+        return await _receive_small_body(request, dest, limit)
     md5 = hashlib.md5()  # noqa: S324 - MD5 is the protocol's checksum, not security
     total = 0
     f = await trio.to_thread.run_sync(dest.open, "wb")
@@ -179,6 +184,27 @@ async def receive_body(request: Request, dest: Path, limit: int | None) -> Recei
     finally:
         await trio.to_thread.run_sync(f.close)
     return Received(dest, total, md5.hexdigest())
+
+
+async def _receive_small_body(request: Request, dest: Path, limit: int | None) -> Received:
+    """A body of at most :data:`SMALL_BODY` bytes: gathered in memory, stored in one go.
+
+    Small files are where per-request costs show; one worker-thread hop instead of one per
+    block (and two more to open and close) roughly halves the emulator's time per file.
+    h11 enforces the declared Content-Length, so the body cannot grow past it.
+    """
+    body = bytearray()
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            body += chunk
+            if limit is not None and len(body) > limit:
+                raise Fault(413, f"limit: {limit}")
+
+    def store() -> str:
+        dest.write_bytes(body)
+        return hashlib.md5(body).hexdigest()  # noqa: S324 - the protocol's checksum
+
+    return Received(dest, len(body), await trio.to_thread.run_sync(store))
 
 
 async def read_limited(request: Request, limit: int = MAX_DOC) -> bytes:
@@ -473,7 +499,7 @@ class VOSpaceHTTP:
         replacing = rec.length if rec is not None else 0
         left = self.space.remaining(real)
         if declared is not None and declared.isdigit():
-            self.space.check_quota(real, int(declared), replacing, files_api=True)
+            self.space.check_quota(real, int(declared), replacing, files_api=True, left=left)
         limit = None if left is None else left + replacing
         want_md5 = parse_digest(request.headers.get("digest"))
         tmp = self.store.temp_path()
