@@ -96,6 +96,7 @@ class Storage:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(d, 0o700)
         self._quota: dict[str, tuple[int, int]] = {}
+        self._listing_in_flight: dict[Key, trio.Event] = {}
         self.down_until: dict[str, float] = {}
         self.last_error: dict[str, str] = {}
 
@@ -139,6 +140,12 @@ class Storage:
         stale = self.meta.stale_node(key)
         if stale is not None and self.is_down(key[0]):
             return stale
+        if await self._relist_parent(key):
+            known, node = self.meta.node(key)
+            if known:
+                if node is None:
+                    raise errors.NotFound(f"{key[0]}:{key[1]}")
+                return node
         try:
             node = await self.client(key).get_node(key[1])
         except errors.NotFound:
@@ -193,6 +200,37 @@ class Storage:
             if parent_key(skey) == key and skey[1] and not stage.discarded:
                 entries[skey[1].rpartition("/")[2]] = self._staged_node(skey, stage)
         return sorted(entries.items())
+
+    async def _relist_parent(self, key: Key) -> bool:
+        """Refresh the expired listing of ``key``'s parent when that is the cheaper way.
+
+        A copy into a directory asks about one new name after another; once the listing's
+        TTL has passed, each would cost a request of its own. When the parent was listed
+        before and fits in one page, one listing request answers all of them (and
+        concurrent askers share it). Returns whether a fresh listing is now known.
+        """
+        if not key[1]:
+            return False
+        parent = parent_key(key)
+        old = self.meta.stale_listing(parent)
+        if old is None or len(old.children) >= self.client(key).page_size:
+            return False
+        waiting = self._listing_in_flight.get(parent)
+        if waiting is not None:
+            await waiting.wait()
+            return self.meta.listing(parent) is not None
+        done = self._listing_in_flight[parent] = trio.Event()
+        try:
+            children = await self._fetch_listing(parent)
+        except errors.CanfarfsError as exc:
+            log.debug("relisting %s:%s: %s", parent[0], parent[1], exc)
+            return False
+        finally:
+            del self._listing_in_flight[parent]
+            done.set()
+        self.mark_up(key[0])
+        self.meta.put_listing(parent, children)
+        return True
 
     async def _fetch_listing(self, key: Key) -> dict[str, Node]:
         children: dict[str, Node] = {}
@@ -571,11 +609,26 @@ class Storage:
             await self._after_upload(key, stage, md5, was_new)
 
     async def _after_upload(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
-        """Refresh the cached node: fetched for a new file (the server chose its
-        properties), updated in place for an overwrite."""
+        """Update the cached node without asking the server again.
+
+        An overwrite keeps the node's properties with the new length, MD5 and date. A new
+        file gets what the server gives one (the service's rules, vospace-api.md): the
+        parent's permissions when it has ``inheritPermissions``, ``ispublic=false``
+        otherwise, and on arc the content type it was sent with. Only when the parent is
+        unknown is the new node fetched. The next listing replaces this node either way.
+        """
         self._drop_cached(key)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime())
         known, old = self.meta.node(key)
-        if was_new or not known or old is None:
+        if not was_new and known and old is not None:
+            p = dict(old.properties)
+            p.update({props.LENGTH: str(stage.size), props.MD5: md5, props.DATE: now})
+            self.meta.put(key, old.model_copy(update={"properties": p}))
+            return
+        parent_known, parent = self.meta.node(parent_key(key))
+        if not parent_known or parent is None:
+            parent = self.meta.stale_node(parent_key(key))
+        if parent is None:
             try:
                 node = await self.client(key).get_node(key[1])
             except errors.CanfarfsError as exc:
@@ -585,10 +638,17 @@ class Storage:
             node.children = None
             self.meta.put(key, node)
             return
-        p = dict(old.properties)
-        p.update({props.LENGTH: str(stage.size), props.MD5: md5,
-                  props.DATE: time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime())})
-        self.meta.put(key, old.model_copy(update={"properties": p}))
+        p = {props.LENGTH: str(stage.size), props.MD5: md5, props.DATE: now,
+             props.CREATOR: self.config.user, props.ISPUBLIC: "false"}
+        if (parent.prop(props.INHERIT) or "").lower() == "true":
+            for name in (props.ISPUBLIC, props.GROUPREAD, props.GROUPWRITE):
+                value = parent.prop(name)
+                if value is not None:
+                    p[name] = value
+        if key[0] == "arc":
+            p[props.TYPE] = "application/octet-stream"
+        self.meta.put(key, Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA,
+                                properties=p))
 
     async def release(self, stage: Stage) -> None:
         stage.handles -= 1
