@@ -3,7 +3,9 @@
 Each staged file has a journal entry beside it (``<id>.json``: service, path, state), so
 bytes that were not yet on the server when the daemon died are found on the next mount
 (uploaded, or reported with where they are kept). An MD5 is kept up to date while the
-file is written sequentially, so a large upload does not re-read the file to hash it.
+file is written sequentially, so a large upload does not re-read the file to hash it;
+given a nursery, the hashing runs in a worker thread beside the writes (MD5 costs about
+1.7 ms per MiB, more than the write itself), in order, with a bounded backlog.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any
 import trio
 
 from canfarfs.fs.cachefile import DISK
+
+#: Bytes written but not yet hashed before a write waits for the hashing thread.
+HASH_BACKLOG = 32 * 1024 * 1024
 
 
 @dataclass
@@ -44,8 +49,13 @@ class Stage:
     #: Bumped by every change, so an upload knows whether writes raced it.
     generation: int = 0
     lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
+    #: Where background hashing runs; None hashes inline.
+    nursery: trio.Nursery | None = field(default=None, repr=False)
     _md5: Any = field(default_factory=hashlib.md5, repr=False)
     _md5_upto: int = 0
+    _unhashed: list[bytes] = field(default_factory=list, repr=False)
+    _unhashed_bytes: int = 0
+    _hashed: trio.Event | None = field(default=None, repr=False)
     fd: int = -1
 
     def __post_init__(self) -> None:
@@ -77,8 +87,10 @@ class Stage:
         than the copy (docs/performance.md)."""
         n = os.pwrite(self.fd, data, offset)
         if offset == self._md5_upto:
-            self._md5.update(data if n == len(data) else memoryview(data)[:n])
+            self._hash_later(data if n == len(data) else data[:n])
             self._md5_upto += n
+            if self._unhashed_bytes > HASH_BACKLOG:
+                await self._hashing_done()
         elif offset < self._md5_upto:
             self._md5_upto = -1  # rewritten: hash again at upload
         self.size = max(self.size, offset + n)
@@ -88,6 +100,38 @@ class Stage:
             await trio.to_thread.run_sync(self.journal, limiter=DISK)
         return n
 
+    def _hash_later(self, piece: bytes) -> None:
+        """Queue ``piece`` (the next bytes in order) for the hashing thread."""
+        if self.nursery is None:
+            self._md5.update(piece)
+            return
+        self._unhashed.append(piece)
+        self._unhashed_bytes += len(piece)
+        if self._hashed is None:
+            self._hashed = trio.Event()
+            self.nursery.start_soon(self._hash_backlog)
+
+    async def _hash_backlog(self) -> None:
+        md5 = self._md5
+
+        def update(pieces: list[bytes]) -> None:
+            for piece in pieces:
+                md5.update(piece)
+
+        try:
+            while self._unhashed:
+                pieces, self._unhashed, self._unhashed_bytes = self._unhashed, [], 0
+                await trio.to_thread.run_sync(update, pieces)
+        finally:
+            done, self._hashed = self._hashed, None
+            if done is not None:
+                done.set()
+
+    async def _hashing_done(self) -> None:
+        """Wait until every queued piece is in the running MD5."""
+        while self._hashed is not None:
+            await self._hashed.wait()
+
     async def read(self, offset: int, size: int) -> bytes:
         size = max(0, min(size, self.size - offset))
         if size == 0:
@@ -96,6 +140,7 @@ class Stage:
 
     async def truncate(self, size: int) -> None:
         await trio.to_thread.run_sync(os.ftruncate, self.fd, size, limiter=DISK)
+        await self._hashing_done()
         if size == 0:
             self._md5, self._md5_upto = hashlib.md5(), 0  # noqa: S324 - protocol checksum
         elif size != self._md5_upto:
@@ -107,6 +152,8 @@ class Stage:
 
     async def fill_from(self, source: Path, size: int) -> None:
         """Start from existing content (a cached or downloaded copy)."""
+        await self._hashing_done()
+
         def copy() -> None:
             with source.open("rb") as src:
                 offset = 0
@@ -120,6 +167,7 @@ class Stage:
 
     async def md5(self) -> str:
         """The MD5 of the staged bytes (hashing again only if written out of order)."""
+        await self._hashing_done()
         if self._md5_upto == self.size:
             return str(self._md5.hexdigest())
 

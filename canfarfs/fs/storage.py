@@ -553,7 +553,8 @@ class Storage:
             parent = await self.node(parent_key(key))
             if parent.type is not NodeType.CONTAINER:
                 raise errors.NotADirectory(f"{key[0]}:{parent_key(key)[1]} is not a directory")
-        stage = Stage(self.staging_dir, key[0], key[1], new=node is None)
+        stage = Stage(self.staging_dir, key[0], key[1], new=node is None,
+                      nursery=self.nursery)
         if node is not None and node.length and not truncate:
             await self._download_into(key, stage, node.length)
         if node is None or truncate:
@@ -638,8 +639,11 @@ class Storage:
             node.children = None
             self.meta.put(key, node)
             return
+        # The creator is the caller's server identity, which the mount does not otherwise
+        # learn; the parent's creator is that identity in one's own tree.
         p = {props.LENGTH: str(stage.size), props.MD5: md5, props.DATE: now,
-             props.CREATOR: self.config.user, props.ISPUBLIC: "false"}
+             props.CREATOR: parent.prop(props.CREATOR) or self.config.user,
+             props.ISPUBLIC: "false"}
         if (parent.prop(props.INHERIT) or "").lower() == "true":
             for name in (props.ISPUBLIC, props.GROUPREAD, props.GROUPWRITE):
                 value = parent.prop(name)
