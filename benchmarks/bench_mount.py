@@ -672,6 +672,27 @@ class Bench:
                                     cwd=base)
         return wait_mounted("mountvofs", mnt, proc, base / "stdout.log")
 
+    def mount_floor(self, source: Path) -> Mount:
+        """The FUSE-in-Python floor: a pyfuse3 passthrough of ``source`` (issue 6)."""
+        base = self.new_dir("floor")
+        mnt = base / "mnt"
+        mnt.mkdir()
+        log_path = base / "passthrough.log"
+        cmd = [sys.executable, str(HERE / "passthrough_fs.py"), str(source), str(mnt)]
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=base)
+        return wait_mounted("floor", mnt, proc, log_path)
+
+    @contextmanager
+    def floored(self, source: Path) -> Iterator[Path]:
+        """A fresh passthrough mount of ``source``; yields its mount point."""
+        m = self.mount_floor(source)
+        try:
+            yield m.path
+        finally:
+            m.unmount()
+            shutil.rmtree(m.path.parent, ignore_errors=True)
+
     @contextmanager
     def mounted(self, tool: str, service: str) -> Iterator[tuple[Mount, Path]]:
         """A fresh mount (fresh cache) and the path of alice's home on ``service``."""
@@ -928,11 +949,22 @@ def w_read(b: Bench, rtt: int, service: str) -> None:
             raise Failed(f"vcp wrote {got} bytes")
         b.record(key, rtt, "vcp", mb_s(size, sec), seconds=round(sec, 3), **c)
 
+    def floor() -> None:
+        """``cat`` of the same bytes through the passthrough (a fresh mount)."""
+        src = b.shm / "floor-read"
+        if not src.exists():
+            src.mkdir()
+            os.link(b.payload, src / "big.bin")
+        with b.floored(src) as mnt:
+            on_mount(["stat", "-t", str(mnt / "big.bin")])
+            sec = run(["cat", str(mnt / "big.bin")], timeout=timeout)
+        b.record(key, rtt, "floor", mb_s(size, sec), seconds=round(sec, 3))
+
     for i in range(b.runs_for(rtt, slow=True)):
-        for tool in b.tools(*TOOLS, run=i):
+        for tool in b.tools(*TOOLS, "floor", run=i):
             log(f"  {key} @{rtt} ms run {i + 1}: {tool}")
             fn = {"canfarfs": lambda: fs("canfarfs"), "mountvofs": lambda: fs("mountvofs"),
-                  "curl": by_curl, "vcp": by_vcp}[tool]
+                  "curl": by_curl, "vcp": by_vcp, "floor": floor}[tool]
             b.attempt(key, rtt, tool, fn)
 
 
@@ -1060,15 +1092,26 @@ def w_write(b: Bench, rtt: int) -> None:
         on_server(name, time.perf_counter() + 30, (size, b.payload_md5))
         b.record(key, rtt, "vcp", mb_s(size, sec), seconds=round(sec, 3), **c)
 
+    def floor(name: str) -> None:
+        """``cp`` of the payload through the passthrough onto the work disk, where
+        canfarfs keeps its staging files."""
+        dest = b.new_dir("floor-write")
+        with b.floored(dest) as mnt:
+            sec = run(["cp", str(b.payload), str(mnt / name)], timeout=b.args.timeout)
+        shutil.rmtree(dest, ignore_errors=True)
+        b.record(key, rtt, "floor", mb_s(size, sec), seconds=round(sec, 3))
+
     for i in range(b.runs_for(rtt, slow=True)):
-        for tool in b.tools(*TOOLS, run=i):
+        for tool in b.tools(*TOOLS, "floor", run=i):
             name = f"write-{tool}-{rtt}-{i}.bin"
             log(f"  {key} @{rtt} ms run {i + 1}: {tool}")
             fn = {"canfarfs": partial(fs, "canfarfs", name),
                   "mountvofs": partial(fs, "mountvofs", name),
-                  "curl": partial(by_curl, name), "vcp": partial(by_vcp, name)}[tool]
+                  "curl": partial(by_curl, name), "vcp": partial(by_vcp, name),
+                  "floor": partial(floor, name)}[tool]
             b.attempt(key, rtt, tool, fn)
-            emu.delete("arc", f"home/{USER}/bench/{name}")
+            if tool != "floor":
+                emu.delete("arc", f"home/{USER}/bench/{name}")
 
 
 def curl_listing(b: Bench, service: str) -> tuple[float, int, int]:
@@ -1145,14 +1188,19 @@ def w_listing(b: Bench, rtt: int, service: str) -> None:
         b.record(cold, rtt, "vcp", sec, **c)
 
     def floor() -> None:
-        """``ls -l`` of a local tmpfs directory of as many entries: what ls itself costs."""
-        local = b.shm / "listing"
+        """``ls -l`` of a local tmpfs directory of as many entries (what ls itself costs),
+        and of the same directory through the passthrough, cold and warm (the floor)."""
+        local = b.shm / "listing-src" / "listing"
         if not local.exists():
-            local.mkdir()
+            local.mkdir(parents=True)
             for i in range(entries):
                 (local / f"entry-{i:05d}.fits").touch()
         run(["ls", "-l", str(local)], timeout=60)
         b.record(warm, rtt, "local dir", run(["ls", "-l", str(local)], timeout=60))
+        with b.floored(local.parent) as mnt:
+            on_mount(["stat", "-t", str(mnt / "listing")])
+            b.record(cold, rtt, "floor", run(["ls", "-l", str(mnt / "listing")], timeout=300))
+            b.record(warm, rtt, "floor", run(["ls", "-l", str(mnt / "listing")], timeout=300))
 
     for i in range(b.runs_for(rtt, slow=False)):
         for tool in b.tools(*TOOLS, run=i):
@@ -1243,13 +1291,33 @@ def w_small(b: Bench, rtt: int) -> None:
                  in_s_per_file=round(t_in / k, 3), out_s_per_file=round(t_out / k, 3),
                  requests_per_file=round(c["requests"] / k, 1))
 
+    def floor(tag: str) -> None:
+        """``cp -r`` in and out through the passthrough (fresh mounts), on the work disk."""
+        n = n_all
+        dest = b.new_dir("floor-small")
+        with b.floored(dest) as mnt:
+            t_in = run(["cp", "-r", str(b.small_src), str(mnt / tag)], timeout=b.args.timeout)
+        out = b.new_dir("small-out")
+        with b.floored(dest) as mnt:
+            on_mount(["stat", "-t", str(mnt / tag)])
+            t_out = run(["cp", "-r", str(mnt / tag), str(out / "copy")],
+                        timeout=b.args.timeout)
+        got = len(list((out / "copy").iterdir()))
+        shutil.rmtree(out)
+        shutil.rmtree(dest, ignore_errors=True)
+        if got != n:
+            raise Failed(f"copied out {got} of {n} files")
+        b.record(key, rtt, "floor", 2 * n / (t_in + t_out), in_s=round(t_in, 3),
+                 out_s=round(t_out, 3))
+
     for i in range(b.runs_for(rtt, slow=True)):
-        for tool in b.tools(*TOOLS, run=i):
+        for tool in b.tools(*TOOLS, "floor", run=i):
             tag = f"small-{tool}-{rtt}-{i}"
             log(f"  {key} @{rtt} ms run {i + 1}: {tool}")
             fn = {"canfarfs": partial(fs, "canfarfs", tag),
                   "mountvofs": partial(fs, "mountvofs", tag),
-                  "curl": partial(by_curl, tag), "vcp": partial(by_vcp, tag)}[tool]
+                  "curl": partial(by_curl, tag), "vcp": partial(by_vcp, tag),
+                  "floor": partial(floor, tag)}[tool]
             b.attempt(key, rtt, tool, fn)
 
 
@@ -1320,6 +1388,7 @@ GOALS = {
     "rss": "≤200 MB",
     "sessions": "≤0.5× canfar create; ≤10 ms",
 }
+FLOOR_SHARE = 0.9  # of the pyfuse3 passthrough's speed, where a goal is out of FUSE's reach
 O1_REQUESTS = 6  # lookups of arc|vault, home, alice, listing + the opendir; "O(1)"
 
 
@@ -1339,7 +1408,7 @@ def summarise(b: Bench) -> dict[str, Any]:
             ratios = {}
             base = med.get("canfarfs")
             if key != "parallel_writers_arc" and key != "rss" and base is not None:
-                for tool in ("curl", "vcp", "mountvofs"):
+                for tool in ("curl", "vcp", "mountvofs", "floor"):
                     other = med.get(tool)
                     if other:
                         ratios[tool] = base / other
@@ -1359,6 +1428,27 @@ def _med_extra(cells: dict[str, Any], tool: str, name: str) -> float | None:
 
 def judge(key: str, rtt: int, med: dict[str, float | None], ratios: dict[str, float],
           cells: dict[str, Any]) -> tuple[str, str]:
+    """The goal's verdict, or the floor's where the goal is missed (issue 6: "if a goal
+    cannot be met because of FUSE in Python on this machine, the goal then becomes
+    ≥ 0.9× that floor"); the floor verdict says so (PASS@floor, MISS@floor)."""
+    verdict, why = judge_goal(key, rtt, med, ratios, cells)
+    if verdict != "MISS" or "floor" not in ratios:
+        return verdict, why
+    f = ratios["floor"]  # canfarfs ÷ floor in the row's unit
+    higher_is_better = UNITS[key] in ("MB/s", "files/s")
+    share = f if higher_is_better else 1 / f
+    ok = share >= FLOOR_SHARE
+    if key.startswith("ls_cold_"):
+        req = _med_extra(cells, "canfarfs", "requests")
+        pages = _med_extra(cells, "curl", "pages")
+        ok = ok and req is not None and pages is not None and req <= pages + O1_REQUESTS
+    if key.startswith("ls_warm_"):
+        ok = ok and _med_extra(cells, "canfarfs", "requests") == 0
+    return ("PASS@floor" if ok else "MISS@floor"), f"{why}; {share:.2f}× the floor"
+
+
+def judge_goal(key: str, rtt: int, med: dict[str, float | None], ratios: dict[str, float],
+               cells: dict[str, Any]) -> tuple[str, str]:
     """PASS, MISS, info (no goal at this RTT) or n/a (not measured)."""
     if key == "rss":
         vals = [v for v in med.values() if v is not None]
@@ -1434,25 +1524,26 @@ def shown(row: dict[str, Any], tool: str) -> str:
 
 def print_table(result: dict[str, Any]) -> list[str]:
     rows: dict[str, dict[str, Any]] = result["rows"]
-    head = ["workload", "RTT", "unit", "canfarfs", "curl", "vcp/vls", "mountvofs",
-            "÷curl", "÷vcp", "÷vofs", "goal", "result"]
+    head = ["workload", "RTT", "unit", "canfarfs", "curl", "vcp/vls", "mountvofs", "floor",
+            "÷curl", "÷vcp", "÷vofs", "÷floor", "goal", "result"]
     lines = [head]
     for row in rows.values():
         med, rat, unit = row["median"], row["ratio"], row["unit"]
         key = row["workload"]
         if key == "parallel_writers_arc":
-            cells = [fmt(med.get("canfarfs"), unit), fmt(med.get("curl"), unit), "", "",
-                     "", "", ""]
+            cells = [fmt(med.get("canfarfs"), unit), fmt(med.get("curl"), unit), "", "", "",
+                     "", "", "", ""]
         elif key == "rss":
             cells = [" / ".join(f"{k} {fmt(v, unit)}" for k, v in med.items()),
-                     "", "", "", "", "", ""]
+                     "", "", "", "", "", "", "", ""]
         else:
-            cells = [shown(row, t) for t in ("canfarfs", "curl", "vcp", "mountvofs")]
-            cells += [f"{rat[t]:.2f}" if t in rat else "" for t in ("curl", "vcp", "mountvofs")]
+            tools = ("curl", "vcp", "mountvofs", "floor")
+            cells = [shown(row, t) for t in ("canfarfs", *tools)]
+            cells += [f"{rat[t]:.2f}" if t in rat else "" for t in tools]
         lines.append([key, f"{row['rtt_ms']} ms", unit, *cells, row["goal"],
                       f"{row['result']} ({row['why']})" if row["why"] else row["result"]])
     lines.append(["sessions (ls, info, replicas)", "—", "", "not measured", "", "", "", "",
-                  "", "", GOALS["sessions"], "n/a (sessions/ being wired)"])
+                  "", "", "", "", GOALS["sessions"], "by hand: docs/performance.md"])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
     for j, line in enumerate(lines):
@@ -1482,7 +1573,8 @@ def draw_plot(result: dict[str, Any], path: Path) -> str:
               ("ls_cold_arc", "ls -l cold, arc", "entries/s")]
     fig, axes = plt.subplots(2, 3, figsize=(14, 8))
     styles = {"canfarfs": ("tab:blue", "o"), "curl": ("black", "s"),
-              "vcp": ("tab:orange", "^"), "mountvofs": ("tab:red", "v")}
+              "vcp": ("tab:orange", "^"), "mountvofs": ("tab:red", "v"),
+              "floor": ("tab:green", "D")}
     workloads = result["workloads"]
     params = result["parameters"]
     for ax, (key, title, ylabel) in zip(axes.flat, panels, strict=True):

@@ -46,6 +46,10 @@ def test_bench_mount_script_runs_and_reports(tmp_path: Path) -> None:
         assert cell["runs"] or cell.get("errors"), (key, cell)
         assert f"{key}@0" in result["rows"]
     assert result["workloads"]["read_arc"]["0"]["curl"]["runs"]
+    # the pyfuse3 passthrough floor is measured beside canfarfs, and summarised
+    for key in ("read_arc", "write_arc", "ls_cold_arc", "ls_warm_arc", "small_files_arc"):
+        assert result["workloads"][key]["0"]["floor"]["runs"], key
+        assert "floor" in result["rows"][f"{key}@0"]["ratio"], key
     assert result["rows"]["rss@0"]["result"] in {"PASS", "MISS"}
     assert "not measured" in result["workloads"]["sessions"]["status"]
     # the scratch directory (payload, emulator root, mounts) is cleaned up
