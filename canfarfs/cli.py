@@ -1,4 +1,6 @@
-"""The ``canfarfs`` command line: emulator (and, as they land, mount/umount/status/sync)."""
+"""The ``canfarfs`` command line: mount, umount, status, sync, emulator — and the
+mount-helper form ``canfarfs SOURCE MOUNTPOINT -o OPTIONS`` that mount(8) runs for
+``-t fuse.canfarfs`` and fstab lines (see :mod:`canfarfs.mountopts`)."""
 
 from __future__ import annotations
 
@@ -30,9 +32,16 @@ def parse_size(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from canfarfs.mountopts import OPTIONS_HELP, SOURCES
+
     parser = argparse.ArgumentParser(
         prog="canfarfs",
+        usage="canfarfs [-h] [--version] COMMAND ...\n"
+              "       canfarfs SOURCE MOUNTPOINT [-o OPTIONS] [mount flags]",
         description="CANFAR storage and sessions as a file system, and a local platform.",
+        epilog=f"The second form is what mount -t fuse.canfarfs and fstab lines run: SOURCE is "
+               f"{SOURCES}, and -o takes the mount options (canfarfs mount --help). "
+               "See docs/system-mounts.md.",
     )
     parser.add_argument("--version", action="version", version=f"canfarfs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -57,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     mnt.add_argument("--vault-url", help="vault service base URL")
     mnt.add_argument("--skaha-url", help="skaha service URL (with /v1)")
     mnt.add_argument("--token-file", type=Path, help="file holding a bearer token")
+    mnt.add_argument("--cert-file", type=Path, metavar="PEM",
+                     help="X.509 proxy certificate (certificate and key in one PEM)")
+    mnt.add_argument("--ca-file", type=Path, metavar="PEM",
+                     help="trust only the CA certificates in PEM for HTTPS (default: the "
+                          "system's trusted CAs)")
     mnt.add_argument("--foreground", "-f", action="store_true", help="stay attached")
     mnt.add_argument("--read-only", action="store_true", help="refuse every change (EROFS)")
     mnt.add_argument("--cache-dir", type=Path, help="cache and staging directory")
@@ -67,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     mnt.add_argument("--meta-ttl", type=float, default=5.0,
                      help="seconds cached listings and attributes stay fresh (5)")
     mnt.add_argument("--debug", action="store_true", help="verbose log")
+    mnt.add_argument("--nonempty", action="store_true",
+                     help="allow a mount point that is not empty (its files are hidden)")
     mnt.add_argument("-o", dest="fuse_options", action="append", default=[],
-                     metavar="OPTION", help="FUSE mount option (e.g. allow_other)")
+                     metavar="OPTIONS", help=OPTIONS_HELP)
     mnt.add_argument("--notify-fd", type=int, help=argparse.SUPPRESS)
 
     umnt = sub.add_parser("umount", help="unmount (after every upload is on the server)")
@@ -110,8 +126,17 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from canfarfs.mountopts import helper_argv
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = helper_argv(argv)
+    except UsageError as exc:
+        print(f"canfarfs: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
+    args.argv = argv  # what a background mount passes on to its daemon
     try:
         if args.command == "emulator":
             return _cmd_emulator(args)

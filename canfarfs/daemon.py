@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import json
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ import pyfuse3
 import trio
 
 from canfarfs import errors
+from canfarfs.authinfo import AuthInfo
+from canfarfs.fs.control import render
 from canfarfs.fs.fuse_ops import CanfarOps
 from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.net import HTTP, Credentials, Timeouts, make_client
@@ -45,6 +49,10 @@ class MountOptions:
     #: A refreshing token (from the canfar login) or a client certificate, if no token.
     token_provider: Callable[[], Awaitable[str]] | None = field(default=None, repr=False)
     cert_file: str | None = None
+    #: Trust only these CA certificates for HTTPS (``--ca-file``); None: the system's.
+    ca_file: Path | None = None
+    #: What ``canfarfs status`` says about the credentials.
+    auth: AuthInfo = field(default_factory=AuthInfo)
     read_only: bool = False
     debug: bool = False
     cache_size: int = 10 * 1024**3
@@ -85,15 +93,38 @@ def lock_cache_dir(cache_dir: Path) -> int:
 
 
 def fuse_options(opts: MountOptions) -> set[str]:
-    options = set(pyfuse3.default_options)
-    options |= {"fsname=canfarfs", "subtype=canfarfs"}
-    options.discard("default_permissions")
-    options.add("default_permissions")
+    """The FUSE options: ours, then the user's (already checked by canfarfs.mountopts);
+    a user's ``fsname=`` or ``subtype=`` replaces ours."""
+    options = set(pyfuse3.default_options) | {"default_permissions"}
+    given = [o.strip() for item in opts.fuse_options for o in item.split(",") if o.strip()]
+    for name in ("fsname", "subtype"):
+        if not any(o.startswith(f"{name}=") for o in given):
+            options.add(f"{name}=canfarfs")
     if opts.read_only:
         options.add("ro")
-    for item in opts.fuse_options:
-        options.update(o.strip() for o in item.split(",") if o.strip())
+    options.update(given)
     return options
+
+
+def tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """Certificate verification for every HTTPS request: on, against ``ca_file`` alone if
+    given, else the default trust store. There is deliberately no way to turn it off."""
+    if ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+class MountOps(CanfarOps):
+    """The FUSE adapter, with the credentials' state in ``canfarfs status``."""
+
+    def __init__(self, storage: Storage, sessions: SessionsTree | None, auth: AuthInfo) -> None:
+        super().__init__(storage, sessions)
+        self.auth = auth
+
+    def _status(self) -> bytes:
+        doc = json.loads(super()._status())
+        doc["auth"] = self.auth.describe()
+        return render(doc)
 
 
 async def run_mount(opts: MountOptions) -> None:
@@ -111,9 +142,12 @@ async def run_mount(opts: MountOptions) -> None:
             # connections) may take the operation to twice that, never more.
             timeouts = Timeouts(connect=opts.timeout, read=opts.timeout,
                                 operation=2 * opts.timeout)
-            http = HTTP(make_client(timeouts=timeouts, cert=opts.cert_file),
-                        Credentials(token=token, token_provider=None if token else
-                                    opts.token_provider), timeouts=timeouts)
+            provider = None
+            if not token and opts.token_provider is not None:
+                provider = opts.auth.wrap(opts.token_provider)
+            http = HTTP(make_client(timeouts=timeouts, cert=opts.cert_file,
+                                    verify=tls_verify(opts.ca_file)),
+                        Credentials(token=token, token_provider=provider), timeouts=timeouts)
             stack.push_async_callback(http.aclose)
             clients = {"arc": VOSpaceClient(http, arc_url, "arc"),
                        "vault": VOSpaceClient(http, vault_url, "vault")}
@@ -128,7 +162,7 @@ async def run_mount(opts: MountOptions) -> None:
             if opts.skaha_url:
                 sessions = SessionsTree(SkahaClient(http, opts.skaha_url), user=opts.user,
                                         registry=opts.registry)
-            ops = CanfarOps(storage, sessions)
+            ops = MountOps(storage, sessions, opts.auth)
             target = str(opts.mountpoint.resolve())  # before init: resolving after it
             pyfuse3.init(ops, target, fuse_options(opts))  # would call into ourselves
             log.info("mounted %s (arc %s, vault %s)", opts.mountpoint, arc_url, vault_url)
@@ -183,6 +217,7 @@ async def _start_local(opts: MountOptions, nursery: trio.Nursery,
     stack.callback(emulator.close)
     url: str = await nursery.start(serve_emulator, emulator, "127.0.0.1", 0)
     log.info("local platform at %s (data in %s)", url, opts.local)
+    opts.auth = AuthInfo(kind="local", source=f"--local {opts.local}")
     opts.skaha_url = opts.skaha_url or f"{url}/skaha/v1"
     return f"{url}/arc", f"{url}/vault", config.user.token
 

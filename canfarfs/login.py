@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,9 @@ from canfarfs import errors
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path.home() / ".canfar" / "config.yaml"
-#: Refresh this long before the access token expires (the canfar client uses none).
+#: Refresh this long before the access token expires (the canfar client uses none), or
+#: half the token's lifetime if that is shorter: a token that lives under two margins
+#: would otherwise be refreshed before every request.
 REFRESH_MARGIN = 60.0
 RELOGIN = "run `canfar auth login` to log in again"
 
@@ -56,13 +59,26 @@ class OIDCToken:
     access: str
     expires: float
     _lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
+    #: TLS verification for the token endpoint (the mount's ``--ca-file``, if given).
+    verify: ssl.SSLContext | bool = field(default=True, repr=False)
+    #: The current token's lifetime: ``expires_in`` when we refreshed it, or the time it
+    #: had left when read from the file (its issue time is not recorded there).
+    lifetime: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.lifetime:
+            self.lifetime = self.expires - time.time()
+
+    def _fresh(self) -> bool:
+        margin = max(0.0, min(REFRESH_MARGIN, self.lifetime / 2))
+        return self.expires - margin > time.time()
 
     async def __call__(self) -> str:
         """The current access token, refreshed first if it is about to expire."""
-        if self.expires - REFRESH_MARGIN > time.time():
+        if self._fresh():
             return self.access
         async with self._lock:
-            if self.expires - REFRESH_MARGIN > time.time():
+            if self._fresh():
                 return self.access
             await self._refresh()
             return self.access
@@ -72,9 +88,11 @@ class OIDCToken:
         record = config.get("authentication", {}).get(self.idp, {})
         token = record.get("token", {})
         expiry = float(record.get("expiry", {}).get("access") or 0)
-        if token.get("access") and expiry - REFRESH_MARGIN > time.time():
-            self.access, self.expires = token["access"], expiry  # refreshed elsewhere
-            return
+        if token.get("access") and token["access"] != self.access:  # refreshed elsewhere?
+            other = OIDCToken(self.path, self.idp, token["access"], expiry)
+            if other._fresh():
+                self.access, self.expires, self.lifetime = other.access, expiry, other.lifetime
+                return
         endpoint = record.get("endpoints", {}).get("token")
         client = record.get("client", {})
         refresh = token.get("refresh")
@@ -83,7 +101,7 @@ class OIDCToken:
                                      f"{RELOGIN}")
         basic = base64.b64encode(f"{client['identity']}:{client['secret']}".encode()).decode()
         try:
-            async with httpx2.AsyncClient(timeout=30) as http:
+            async with httpx2.AsyncClient(timeout=30, verify=self.verify) as http:
                 r = await http.post(endpoint, data={"grant_type": "refresh_token",
                                                     "refresh_token": refresh},
                                     headers={"Authorization": f"Basic {basic}"})
@@ -101,10 +119,11 @@ class OIDCToken:
         for key in ("token_type", "scope"):
             if key in answer:
                 token[key] = answer[key]
-        expires = float(answer.get("expires_at") or time.time() + float(answer["expires_in"]))
+        now = time.time()
+        expires = float(answer.get("expires_at") or now + float(answer["expires_in"]))
         record.setdefault("expiry", {})["access"] = expires
         await trio.to_thread.run_sync(_write, self.path, config)
-        self.access, self.expires = token["access"], expires
+        self.access, self.expires, self.lifetime = token["access"], expires, expires - now
         log.info("access token refreshed (valid for %.0f s)", expires - time.time())
 
 

@@ -6,15 +6,20 @@ import argparse
 import logging
 import os
 import select
+import socket
+import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import trio
 
 from canfarfs import errors
+from canfarfs.authinfo import AuthInfo
 from canfarfs.cli import UsageError
-from canfarfs.daemon import MountOptions, run_mount
+from canfarfs.daemon import MountOptions, run_mount, tls_verify
+from canfarfs.mountopts import apply_mount_options
 
 READY_TIMEOUT = 60.0
 
@@ -32,7 +37,11 @@ def default_cache_dir(mountpoint: Path) -> Path:
     return Path(base) / "canfarfs" / name
 
 
-def check_mountpoint(mountpoint: Path, options: list[str]) -> None:
+def check_mountpoint(mountpoint: Path, nonempty: bool = False) -> None:
+    if str(mountpoint).startswith("/dev/fd/"):
+        raise UsageError("the mount point is a file descriptor (mount.fuse3's "
+                         "drop_privileges option): canfarfs needs the directory itself; "
+                         "use setuid=USER instead")
     if not mountpoint.exists():
         raise UsageError(f"mount point {mountpoint} does not exist (mkdir it first)")
     try:
@@ -43,8 +52,9 @@ def check_mountpoint(mountpoint: Path, options: list[str]) -> None:
         raise UsageError(f"{mountpoint} is already mounted (canfarfs umount {mountpoint})")
     if not mountpoint.is_dir():
         raise UsageError(f"mount point {mountpoint} is not a directory")
-    if any(mountpoint.iterdir()) and not any("nonempty" in o for o in options):
-        raise UsageError(f"mount point {mountpoint} is not empty")
+    if any(mountpoint.iterdir()) and not nonempty:
+        raise UsageError(f"mount point {mountpoint} is not empty (-o nonempty mounts over "
+                         "its files)")
 
 
 def _in_mounts(mountpoint: Path) -> bool:
@@ -70,7 +80,7 @@ def setup_logging(debug: bool, foreground: bool) -> Path:
 
 
 def options_from(args: argparse.Namespace) -> MountOptions:
-    token = None
+    token, auth = None, AuthInfo()
     if args.token_file is not None:
         try:
             token = args.token_file.read_text().strip()
@@ -79,18 +89,58 @@ def options_from(args: argparse.Namespace) -> MountOptions:
                 from None
         if not token:
             raise UsageError(f"token file {args.token_file} is empty")
-    token = token or os.environ.get("CANFARFS_TOKEN") or None
+        auth = AuthInfo(kind="token", source=f"--token-file {args.token_file}")
+    elif os.environ.get("CANFARFS_TOKEN"):
+        token = os.environ["CANFARFS_TOKEN"]
+        auth = AuthInfo(kind="token", source="CANFARFS_TOKEN")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    cert_file = None
+    if args.cert_file is not None:
+        cert_file = str(args.cert_file)
+        check_certificate(cert_file, "the certificate given with --cert-file")
+        if token is None:
+            auth = AuthInfo(kind="certificate", source="--cert-file", cert_file=cert_file)
+    if args.ca_file is not None:
+        try:
+            tls_verify(args.ca_file)
+        except ssl.SSLError:  # (an OSError too: first)
+            raise UsageError(f"cannot use --ca-file {args.ca_file}: no CA certificate in it "
+                             "(PEM expected)") from None
+        except OSError as exc:
+            raise UsageError(f"cannot use --ca-file {args.ca_file}: "
+                             f"{exc.strerror or exc}") from None
     opts = MountOptions(
         mountpoint=args.mountpoint, local=args.local, arc_url=args.arc_url,
         vault_url=args.vault_url, skaha_url=args.skaha_url, token=token,
+        cert_file=cert_file, ca_file=args.ca_file, auth=auth,
         read_only=args.read_only, debug=args.debug, cache_size=args.cache_size,
         cache_dir=args.cache_dir or default_cache_dir(args.mountpoint),
         fuse_options=args.fuse_options, meta_ttl=args.meta_ttl, timeout=args.timeout)
-    if args.local is None and not (args.arc_url and args.vault_url and token):
+    if args.local is None and not (args.arc_url and args.vault_url and (token or cert_file)):
         _from_canfar_login(opts)
     return opts
+
+
+def check_certificate(path: str, what: str) -> float:
+    """Refuse, in one line, a certificate that is missing, unusable or expired; its
+    expiry (epoch seconds) otherwise."""
+    from canfarfs.login import RELOGIN, cert_expiry
+
+    if not Path(path).is_file():
+        raise UsageError(f"{what}, {path}, does not exist")
+    try:
+        expiry = cert_expiry(path)
+        ssl.create_default_context().load_cert_chain(path)  # the key is there and matches
+    except (ValueError, ssl.SSLError):  # (SSLError is an OSError: first)
+        raise UsageError(f"{path} is not a certificate with its key (a proxy PEM holds "
+                         "both, like the one cadc-get-cert writes)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if expiry < time.time():
+        raise UsageError(f"the certificate {path} expired; get a new one (cadc-get-cert, or "
+                         f"{RELOGIN})")
+    return expiry
 
 
 def _from_canfar_login(opts: MountOptions) -> None:
@@ -110,19 +160,32 @@ def _from_canfar_login(opts: MountOptions) -> None:
     if not (opts.arc_url and opts.vault_url):
         raise UsageError("say where the storage is: --local DATA_DIR, --arc-url and "
                          "--vault-url, or log in first with `canfar auth login`")
-    if opts.token is None:
+    if opts.token is None and opts.cert_file is None:
         try:
             check_credentials(login)
         except errors.CanfarfsError as exc:
             raise UsageError(str(exc)) from None
         opts.token_provider = login.token
         opts.cert_file = login.cert_file
+        if login.token is not None and os.environ.get("CANFAR_TOKEN"):
+            opts.auth = AuthInfo(kind="token", source="CANFAR_TOKEN")
+        elif login.token is not None:
+            token = login.token
+            if opts.ca_file is not None:
+                token.verify = tls_verify(opts.ca_file)  # the refresh goes there too
+            opts.auth = AuthInfo(kind="oidc", source=login.source,
+                                 token_expiry=lambda: token.expires)
+        else:
+            source = "CANFAR_CERTIFICATE" if os.environ.get("CANFAR_CERTIFICATE") else \
+                login.source
+            opts.auth = AuthInfo(kind="certificate", source=source, cert_file=login.cert_file)
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
+    apply_mount_options(args)
     if not Path("/dev/fuse").exists():
         raise UsageError("/dev/fuse is missing: install fuse3 (apt-get install fuse3)")
-    check_mountpoint(args.mountpoint, args.fuse_options)
+    check_mountpoint(args.mountpoint, args.nonempty)
     opts = options_from(args)
     if not args.foreground:
         return _spawn_background(args)
@@ -133,6 +196,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         if notify is not None:
             os.write(notify, b"ready\n")
             os.close(notify)
+        else:
+            sd_notify(f"READY=1\nSTATUS=mounted at {args.mountpoint}")
 
     opts.on_ready = ready
     try:
@@ -155,7 +220,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
 def _spawn_background(args: argparse.Namespace) -> int:
     """Start the daemon detached and return once the mount answers, like sshfs."""
     read_fd, write_fd = os.pipe()
-    argv = [sys.executable, "-m", "canfarfs", *sys.argv[1:], "--foreground",
+    argv = [sys.executable, "-m", "canfarfs", *args.argv, "--foreground",
             "--notify-fd", str(write_fd)]
     log_file = state_dir() / "canfarfs.log"
     with open(log_file, "ab") as log:
@@ -172,6 +237,23 @@ def _spawn_background(args: argparse.Namespace) -> int:
     else:
         print(f"canfarfs: the daemon did not start; see {log_file}", file=sys.stderr)
     return 1
+
+
+def sd_notify(message: str) -> bool:
+    """Tell systemd (a ``Type=notify`` unit running ``--foreground``) our state: the
+    sd_notify(3) datagram to $NOTIFY_SOCKET. Without that variable, nothing happens."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address or not address.startswith(("/", "@")):
+        return False
+    target = "\0" + address[1:] if address.startswith("@") else address
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(target)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        logging.getLogger("canfarfs").warning("cannot notify systemd: %s", exc)
+        return False
+    return True
 
 
 def _drain(mountpoint: Path) -> None:

@@ -174,7 +174,7 @@ class HTTP:
             except httpx2.TimeoutException as exc:
                 timed_out, last = True, f"timed out ({exc})"
             except httpx2.TransportError as exc:
-                timed_out, last = False, str(exc) or type(exc).__name__
+                timed_out, last = False, transport_reason(exc)
             else:
                 if response.status_code not in RETRY_STATUSES or attempt == attempts - 1:
                     return response
@@ -228,11 +228,26 @@ class HTTP:
         except httpx2.TimeoutException as exc:
             raise Timeout(f"{method} {_short(url)}: timed out ({exc})") from None
         except httpx2.TransportError as exc:
-            raise Unavailable(f"{method} {_short(url)}: {exc}") from None
+            raise Unavailable(f"{method} {_short(url)}: {transport_reason(exc)}") from None
         try:
             yield response
         finally:
             await response.aclose()
+
+
+def transport_reason(exc: BaseException) -> str:
+    """Why a connection failed, in words: httpx2's ConnectError often has no message and
+    keeps the reason (e.g. ``CERTIFICATE_VERIFY_FAILED``) in its causes."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError):
+            reason = getattr(seen, "reason", None) or str(seen)
+            detail = getattr(seen, "verify_message", None)
+            return f"TLS: {reason}" + (f" ({detail})" if detail else "")
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
 
 
 def _short(url: str) -> str:

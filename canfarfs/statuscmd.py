@@ -57,6 +57,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = "[green]reachable[/green]" if svc["reachable"] else "[red]unreachable[/red]"
         services.add_row(name, svc["url"], state, svc.get("last_error") or "")
     console.print(services)
+    if "auth" in doc:
+        from rich.markup import escape
+
+        from canfarfs.authinfo import describe_line
+
+        colour = "green" if doc["auth"]["state"] == "ok" else "red"
+        console.print(f"Auth: [{colour}]{escape(describe_line(doc['auth']))}[/{colour}]")
     if doc["uploads"]:
         uploads = Table(title="Pending uploads", title_justify="left")
         for col in ("file", "done", "tries", "last error", "kept at"):
