@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from canfarfs.fs.cachefile import DISK
+from canfarfs.fs.upstream import UploadStream
 
 #: Bytes written but not yet hashed before a write waits for the hashing thread.
 HASH_BACKLOG = 32 * 1024 * 1024
@@ -49,6 +50,10 @@ class Stage:
     #: Bumped by every change, so an upload knows whether writes raced it.
     generation: int = 0
     lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
+    #: The upload streaming while the file is written (new arc files; see upstream.py).
+    stream: UploadStream | None = field(default=None, repr=False)
+    #: A stream was started once; after it is given up, the file is staged only.
+    streamed: bool = False
     #: Where background hashing runs; None hashes inline.
     nursery: trio.Nursery | None = field(default=None, repr=False)
     _md5: Any = field(default_factory=hashlib.md5, repr=False)
@@ -138,7 +143,19 @@ class Stage:
             return b""
         return os.pread(self.fd, size, offset)
 
+    @property
+    def in_order(self) -> bool:
+        """Every byte so far was written in order from offset 0 (and is being hashed)."""
+        return self._md5_upto == self.size
+
+    def end_stream(self, why: str) -> None:
+        """Give up the streaming upload, if any; the staged copy is uploaded at flush."""
+        if self.stream is not None:
+            self.stream.abort(why)
+            self.stream = None
+
     async def truncate(self, size: int) -> None:
+        self.end_stream("truncated")
         await trio.to_thread.run_sync(os.ftruncate, self.fd, size, limiter=DISK)
         await self._hashing_done()
         if size == 0:
@@ -189,6 +206,7 @@ class Stage:
 
     def dispose(self) -> None:
         """Drop the staging file (after a successful upload, or a discard)."""
+        self.end_stream("staged file dropped")
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -24,6 +24,7 @@ from canfarfs.fs.cachefile import CacheFile
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
 from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.fs.staging import Stage, pending_entries
+from canfarfs.fs.upstream import STREAM_AFTER, UploadStream
 from canfarfs.vospace import props
 from canfarfs.vospace.client import VOSpaceClient
 from canfarfs.vospace.model import Node, NodeType
@@ -280,6 +281,7 @@ class Storage:
             raise errors.IsADirectory(f"{key[0]}:{key[1]} is a directory")
         if stage is not None:
             stage.discarded = True
+            stage.end_stream("unlinked")
             if not stage.handles:
                 self._drop_stage(key)
             if stage.new:
@@ -333,6 +335,7 @@ class Storage:
         for key in [k for k in self.stages if k[0] == src[0]
                     and (k[1] == src[1] or k[1].startswith(src[1] + "/"))]:
             stage = self.stages.pop(key)
+            stage.end_stream("renamed")
             stage.path = dst[1] + key[1][len(src[1]):]
             self.stages[(dst[0], stage.path)] = stage
             if stage.dirty:
@@ -578,6 +581,59 @@ class Storage:
         finally:
             self.close_read(remote)
 
+    async def write(self, stage: Stage, offset: int, data: bytes) -> int:
+        """Write into the staged file; feed or start its streaming upload (upstream.py)."""
+        n = await stage.write(offset, data)
+        piece = data if n == len(data) else data[:n]
+        if stage.stream is not None:
+            await stage.stream.feed(offset, piece)
+        elif self._may_stream(stage, offset + n):
+            client = self.clients[stage.service]
+            path = stage.path
+            stage.stream = UploadStream.start(
+                lambda body: client.upload_stream(path, body), stage.data_path, stage.size,
+                self.config.read_timeout, self.nursery)
+            stage.streamed = stage.stream is not None
+        return n
+
+    def _may_stream(self, stage: Stage, end: int) -> bool:
+        """A new arc file, written in order up to here, past STREAM_AFTER, never streamed."""
+        return (stage.service == "arc" and stage.new and not stage.streamed
+                and not stage.discarded and not stage.uploading and end == stage.size
+                and stage.size >= STREAM_AFTER and stage.in_order)
+
+    async def _finish_stream(self, stage: Stage, md5: str) -> bool:
+        """Complete the streaming upload if it holds exactly the staged bytes.
+
+        True when the server answered with our MD5; otherwise (stream broken, behind,
+        failed or a different MD5) False, and the caller uploads the staged copy.
+        """
+        stream, stage.stream = stage.stream, None
+        if stream is None:
+            return False
+        if stream.upto != stage.size or not stage.in_order:
+            stream.abort("the file changed out of order")
+            return False
+        try:
+            server_md5 = await stream.finish()
+        except errors.CanfarfsError as exc:
+            log.info("streaming upload of %s:%s failed, uploading the staged copy: %s",
+                     stage.service, stage.path, exc)
+            return False
+        if server_md5 is None:
+            try:
+                node = await self.clients[stage.service].get_node(stage.path)
+            except errors.CanfarfsError:
+                return False
+            server_md5 = node.prop(props.MD5) if node.length == stage.size else None
+        if server_md5 != md5:
+            log.warning("streaming upload of %s:%s: server holds MD5 %s, ours is %s; "
+                        "uploading the staged copy", stage.service, stage.path,
+                        server_md5, md5)
+            return False
+        stage.uploaded_bytes = stage.size
+        return True
+
     async def flush(self, stage: Stage) -> None:
         """Upload if dirty; return only once the server holds the bytes (MD5 checked)."""
         async with stage.lock:
@@ -586,6 +642,12 @@ class Storage:
             key = (stage.service, stage.path)
             generation = stage.generation
             md5 = await stage.md5()
+            if await self._finish_stream(stage, md5):
+                if stage.generation == generation:
+                    stage.uploaded()
+                was_new, stage.new = stage.new, False
+                await self._after_upload(key, stage, md5, was_new)
+                return
             stage.tries += 1
             stage.uploading = True
             stage.uploaded_bytes = 0

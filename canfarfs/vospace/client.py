@@ -333,6 +333,23 @@ class VOSpaceClient:
             if node.prop("ivo://ivoa.net/vospace/core#MD5") != md5_hex or node.length != size:
                 raise errors.IntegrityError(f"{what}: server copy does not match")
 
+    async def upload_stream(self, path: str, body: AsyncIterator[bytes]) -> str | None:
+        """PUT a body of unknown length to arc's ``/files`` (chunked); one try, no retry.
+
+        Returns the MD5 the server reports (None if it sends no Digest). The caller
+        compares it with its own; an unfinished body is discarded by the server.
+        """
+        if self.service != "arc":
+            raise ValueError("streaming uploads go to arc's /files only")
+        what = f"upload {self.service}:{path}"
+        async with self.http.stream("PUT", self._url("files", path), content=body,
+                                    headers={"Content-Type": "application/octet-stream"},
+                                    bound=math.inf) as r:
+            await r.aread()
+        if r.status_code not in (200, 201):
+            raise error_from_response(r, what)
+        return digest_md5(r.headers.get("digest"))
+
     async def _ensure_empty(self, path: str) -> None:
         try:
             node = await self.get_node(path)
