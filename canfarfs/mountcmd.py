@@ -74,7 +74,7 @@ def setup_logging(debug: bool, foreground: bool) -> Path:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, handlers=handlers,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("httpx2", "httpcore", "hpack", "hypercorn"):
+    for noisy in ("httpx2", "httpcore", "httpcore2", "hpack", "hypercorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return log_file
 

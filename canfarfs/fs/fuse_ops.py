@@ -50,7 +50,11 @@ def fuse_errors(fn: F) -> F:
         except pyfuse3.FUSEError:
             raise
         except errors.CanfarfsError as exc:
-            log.info("%s: %s (%s)", fn.__name__, exc, errno.errorcode.get(exc.errno, exc.errno))
+            # A name that does not exist is the everyday answer to lookup (every new
+            # file starts with one): debug, not a log line per file at info.
+            level = logging.DEBUG if exc.errno == errno.ENOENT else logging.INFO
+            log.log(level, "%s: %s (%s)", fn.__name__, exc,
+                    errno.errorcode.get(exc.errno, exc.errno))
             raise pyfuse3.FUSEError(exc.errno) from None
         except KeyError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
@@ -451,7 +455,7 @@ class CanfarOps(pyfuse3.Operations):
             return await handle.virtual.write(off, buf)
         if handle.stage is None:
             raise errors.CanfarfsError("file not open for writing")
-        return await handle.stage.write(off, buf)
+        return await self.storage.write(handle.stage, off, buf)
 
     @fuse_errors
     async def flush(self, fh: int) -> None:
@@ -553,6 +557,10 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        # ls -l asks for security.selinux and system.posix_acl_access on every entry, and
+        # the kernel asks for security.capability before every write: answer first.
+        if not name.startswith(b"user."):
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         if inode in (ROOT, TOP["sessions"], CONTROL_INO) or self._virtual_path(inode) is not None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         key = self._storage_key(inode)
