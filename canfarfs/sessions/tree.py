@@ -2,8 +2,8 @@
 index directories of symbolic links, the platform's JSON documents, and spec files that
 launch sessions when closed. Implements :class:`canfarfs.fs.virtual.VirtualTree`.
 
-Freshness: the session list is cached ``list_ttl`` seconds; file content is fetched at
-each open and cached about a second for getattr. Specs, their outcomes and what this
+Freshness: the session list is cached ``list_ttl`` seconds; file content is at most
+``CONTENT_AGE`` (1 s) old when opened (logs: fetched at each open) and as old for getattr. Specs, their outcomes and what this
 mount launched live in memory for the life of the mount.
 """
 
@@ -405,10 +405,13 @@ class SessionsTree:
             base, suffix = outcome_parts(e.name) or ("", "")
             return SnapshotHandle(self._outcome_text(self.files.files[base], suffix) or b"")
         if e.what == "platform":
-            return SnapshotHandle((await self.content.get(("", e.name), 0.0)).data)
+            return SnapshotHandle((await self.content.get(("", e.name), CONTENT_AGE)).data)
         if e.what == "sfile":
+            # Within CONTENT_AGE of the last fetch (the size stat showed), an open reuses
+            # that content: `ls -l` then `cat`, or a script polling status, costs no
+            # request. Logs are fetched at each open, so `cat logs` is always current.
             key = (e.sid, e.name)
-            snap = await self.content.get(key, 0.0)
+            snap = await self.content.get(key, 0.0 if e.name == "logs" else CONTENT_AGE)
             if e.name == "logs":
                 return LogHandle(snap, lambda: self.content.get(key, LOG_AGE), LOG_AGE)
             return SnapshotHandle(snap.data)
