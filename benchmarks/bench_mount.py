@@ -80,7 +80,7 @@ PAGE = 1000  # vault listing page size (limit=1000, inclusive uri cursor)
 WORKLOADS = (
     "read_arc", "read_vault", "ttfb_arc", "ttfb_vault", "random_vault", "write_arc",
     "ls_cold_arc", "ls_cold_vault", "ls_warm_arc", "ls_warm_vault", "small_files_arc",
-    "parallel_writers_arc", "rss", "sessions",
+    "parallel_writers_arc", "rss", "sessions_launch", "sessions_ls", "sessions_info",
 )
 
 
@@ -349,7 +349,16 @@ def run(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None,
 PY_TIMED = r"""
 import hashlib, json, os, sys, time
 mode, path = sys.argv[1], sys.argv[2]
-if mode == "ttfb":
+if mode == "listdir":  # what `ls` does: open the directory, read every entry
+    t0 = time.perf_counter()
+    names = os.listdir(path)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "entries": len(names)}))
+elif mode == "cat":
+    t0 = time.perf_counter()
+    with open(path, "rb") as f:
+        data = f.read()
+    print(json.dumps({"seconds": time.perf_counter() - t0, "bytes": len(data)}))
+elif mode == "ttfb":
     t0 = time.perf_counter()
     fd = os.open(path, os.O_RDONLY)
     b = os.read(fd, 1)
@@ -644,6 +653,7 @@ class Bench:
         env = canfarfs_env(CANFARFS_USER=USER, XDG_STATE_HOME=str(base / "state"))
         cmd = [sys.executable, "-m", "canfarfs", "mount", str(mnt), "--foreground",
                "--arc-url", f"{self.emu.url}/arc", "--vault-url", f"{self.emu.url}/vault",
+               "--skaha-url", f"{self.emu.url}/skaha/v1",
                "--token-file", str(token), "--cache-dir", str(cache)]
         with log_path.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -1366,6 +1376,82 @@ def w_parallel(b: Bench, rtt: int) -> None:
             b.attempt(key, rtt, tool, lambda: fn(f"par-{tool}-{rtt}-{i}"))  # noqa: B023
 
 
+CANFAR_CREATE = r"""
+import json, sys, time
+from canfar.sessions import AsyncSession, Session
+url, token, mode, name, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+spec = dict(name=name, image=sys.argv[6], kind="headless", cmd="true", replicas=n)
+if mode == "sync":
+    session = Session(url=url, token=token)
+    t0 = time.perf_counter()
+    ids = session.create(**spec)
+else:
+    import asyncio
+    async def main():
+        async with AsyncSession(url=url, token=token) as session:
+            t0 = time.perf_counter()
+            ids = await session.create(**spec)
+            return ids, t0
+    ids, t0 = asyncio.run(main())
+print(json.dumps({"seconds": time.perf_counter() - t0, "ids": len(ids)}))
+"""
+SESSION_IMAGE = "images.canfar.net/skaha/terminal:1.1.1"
+REPLICAS = 10
+
+
+def w_sessions(b: Bench, rtt: int) -> None:
+    """Launch 10 headless replicas from one spec (``cp spec sessions/``) against the
+    ``canfar`` client's ``create(replicas=10)`` (sync and async, timed inside the
+    process); then ``ls sessions/`` and ``cat sessions/<id>/info`` again within the TTL."""
+    assert b.emu is not None
+    emu = b.emu
+
+    def fs(run_no: int) -> None:
+        spec = b.work / f"bench-{rtt}-{run_no}.yaml"
+        spec.write_text(f"name: bench-{rtt}-{run_no}\nimage: {SESSION_IMAGE}\n"
+                        f"kind: headless\ncmd: \"true\"\nreplicas: {REPLICAS}\n")
+        with b.mounted("canfarfs", "arc") as (m, _):
+            sessions = m.path / "sessions"
+            on_mount(["ls", str(sessions)])
+            with b.counting() as c:
+                sec = run(["cp", str(spec), str(sessions / spec.name)], timeout=120)
+            ids = (sessions / f"{spec.name}.ids").read_text().split()
+            if len(ids) != REPLICAS:
+                raise Failed(f"{len(ids)} of {REPLICAS} replicas launched")
+            b.record("sessions_launch", rtt, "canfarfs", sec, **c)
+            # timed inside a child (no process start-up): the file system's part
+            on_mount(["ls", str(sessions)])
+            with b.counting() as c:
+                got = py_timed(["listdir", str(sessions)], timeout=60)
+            b.record("sessions_ls", rtt, "canfarfs", got["seconds"], entries=got["entries"],
+                     **c)
+            info = sessions / ids[0] / "info"
+            on_mount(["cat", str(info)])
+            with b.counting() as c:
+                got = py_timed(["cat", str(info)], timeout=60)
+            b.record("sessions_info", rtt, "canfarfs", got["seconds"], bytes=got["bytes"], **c)
+
+    def by_canfar(mode: str, run_no: int) -> None:
+        home = b.new_dir("canfar-home")
+        env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
+        r = subprocess.run([sys.executable, "-c", CANFAR_CREATE, f"{emu.url}/skaha/v1",
+                            TOKEN, mode, f"cf-{mode}-{rtt}-{run_no}", str(REPLICAS),
+                            SESSION_IMAGE], capture_output=True, text=True, env=env,
+                           timeout=120, check=False)
+        if r.returncode != 0:
+            raise Failed(f"canfar {mode}: {(r.stderr.strip().splitlines() or [''])[-1]}")
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+        if got["ids"] != REPLICAS:
+            raise Failed(f"canfar {mode}: {got['ids']} of {REPLICAS} replicas")
+        b.record("sessions_launch", rtt, f"canfar {mode}", got["seconds"])
+
+    for i in range(b.args.runs):
+        log(f"  sessions @{rtt} ms run {i + 1}")
+        b.attempt("sessions_launch", rtt, "canfarfs", partial(fs, i))
+        b.attempt("sessions_launch", rtt, "canfar sync", partial(by_canfar, "sync", i))
+        b.attempt("sessions_launch", rtt, "canfar async", partial(by_canfar, "async", i))
+
+
 # -- summary, goals, table, plot --------------------------------------------------------
 
 UNITS = {
@@ -1373,6 +1459,7 @@ UNITS = {
     "random_vault": "s", "write_arc": "MB/s", "ls_cold_arc": "s", "ls_cold_vault": "s",
     "ls_warm_arc": "s", "ls_warm_vault": "s", "small_files_arc": "files/s",
     "parallel_writers_arc": "x8/x1", "rss": "MB",
+    "sessions_launch": "s", "sessions_ls": "s", "sessions_info": "s",
 }
 GOALS = {
     "read_arc": "≥0.9×curl @0, ≥0.8×curl @20",
@@ -1386,7 +1473,8 @@ GOALS = {
     "small_files_arc": "≥10×vcp, ≥3×mountvofs @20",
     "parallel_writers_arc": "x8 ≥4× x1 @20",
     "rss": "≤200 MB",
-    "sessions": "≤0.5× canfar create; ≤10 ms",
+    "sessions_launch": "≤0.5× canfar create(replicas=10)",
+    "sessions_ls": "≤10 ms within the TTL", "sessions_info": "≤10 ms within the TTL",
 }
 FLOOR_SHARE = 0.9  # of the pyfuse3 passthrough's speed, where a goal is out of FUSE's reach
 O1_REQUESTS = 6  # lookups of arc|vault, home, alice, listing + the opendir; "O(1)"
@@ -1400,15 +1488,14 @@ def summarise(b: Bench) -> dict[str, Any]:
     """Medians, ratios (canfarfs ÷ tool, in the row's unit) and the goal verdicts."""
     rows: dict[str, dict[str, Any]] = {}
     for key in WORKLOADS:
-        if key == "sessions":
-            continue
         for rtt_s, cells in b.results[key].items():
             rtt = int(rtt_s)
             med = {tool: median(cell["runs"]) for tool, cell in cells.items()}
             ratios = {}
             base = med.get("canfarfs")
             if key != "parallel_writers_arc" and key != "rss" and base is not None:
-                for tool in ("curl", "vcp", "mountvofs", "floor"):
+                for tool in ("curl", "vcp", "mountvofs", "floor", "canfar sync",
+                             "canfar async"):
                     other = med.get(tool)
                     if other:
                         ratios[tool] = base / other
@@ -1498,6 +1585,15 @@ def judge_goal(key: str, rtt: int, med: dict[str, float | None], ratios: dict[st
         ok = ratios.get("vcp", 0) >= 10 and ("mountvofs" not in ratios
                                              or ratios["mountvofs"] >= 3)
         return ("PASS" if ok else "MISS"), why
+    if key == "sessions_launch":
+        if "canfar sync" not in ratios:
+            return "n/a", "no canfar figure"
+        why = ", ".join(f"{ratios[t]:.2f}×{t}" for t in ("canfar sync", "canfar async")
+                        if t in ratios)
+        return ("PASS" if ratios["canfar sync"] <= 0.5 else "MISS"), why
+    if key in ("sessions_ls", "sessions_info"):
+        req = _med_extra(cells, "canfarfs", "requests")
+        return ("PASS" if c <= 0.010 else "MISS"), f"{c * 1000:.1f} ms, {req:.0f} req"
     if key == "parallel_writers_arc":
         if rtt == 0:
             return "info", f"x8/x1 = {c:.2f} (goal is at 20 ms)"
@@ -1524,7 +1620,7 @@ def shown(row: dict[str, Any], tool: str) -> str:
 
 def print_table(result: dict[str, Any]) -> list[str]:
     rows: dict[str, dict[str, Any]] = result["rows"]
-    head = ["workload", "RTT", "unit", "canfarfs", "curl", "vcp/vls", "mountvofs", "floor",
+    head = ["workload", "RTT", "unit", "canfarfs", "curl", "vcp/vls/canfar", "mountvofs", "floor",
             "÷curl", "÷vcp", "÷vofs", "÷floor", "goal", "result"]
     lines = [head]
     for row in rows.values():
@@ -1536,14 +1632,17 @@ def print_table(result: dict[str, Any]) -> list[str]:
         elif key == "rss":
             cells = [" / ".join(f"{k} {fmt(v, unit)}" for k, v in med.items()),
                      "", "", "", "", "", "", "", ""]
+        elif key.startswith("sessions_"):
+            peers = " / ".join(f"{t.split()[1]} {fmt(med[t], unit)}"
+                               for t in ("canfar sync", "canfar async") if med.get(t))
+            cells = [shown(row, "canfarfs"), "", peers, "", "", "",
+                     f"{rat['canfar sync']:.2f}" if "canfar sync" in rat else "", "", ""]
         else:
             tools = ("curl", "vcp", "mountvofs", "floor")
             cells = [shown(row, t) for t in ("canfarfs", *tools)]
             cells += [f"{rat[t]:.2f}" if t in rat else "" for t in tools]
         lines.append([key, f"{row['rtt_ms']} ms", unit, *cells, row["goal"],
                       f"{row['result']} ({row['why']})" if row["why"] else row["result"]])
-    lines.append(["sessions (ls, info, replicas)", "—", "", "not measured", "", "", "", "",
-                  "", "", "", "", GOALS["sessions"], "by hand: docs/performance.md"])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
     for j, line in enumerate(lines):
@@ -1650,6 +1749,7 @@ def benchmark(args: argparse.Namespace, work: Path, shm: Path) -> dict[str, Any]
                 ("ls", [partial(w_listing, b, rtt, "arc"), partial(w_listing, b, rtt, "vault")]),
                 ("small", [partial(w_small, b, rtt)]),
                 ("parallel", [partial(w_parallel, b, rtt)]),
+                ("sessions", [partial(w_sessions, b, rtt)]),
             ]
             for name, parts in steps:
                 if args.only and name not in args.only:
@@ -1681,9 +1781,6 @@ def save_json(path: Path, result: dict[str, Any]) -> None:
 def assemble(b: Bench, bytes_note: str, started: float, partial: bool) -> dict[str, Any]:
     """The JSON document: parameters, how it was measured, every run, the summary rows."""
     args = b.args
-    b.results["sessions"] = {"status": "not measured: sessions/ is being wired elsewhere "
-                                       "(issue 6 rows 'launch 10 replicas' and "
-                                       "'ls sessions/, cat info')"}
     result: dict[str, Any] = {
         "partial": partial,
         "interrupted": b.interrupted or None,
@@ -1751,7 +1848,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600,
                         help="seconds any one command may take (600)")
     parser.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
-                        help="run some workloads: read,ttfb,random,write,ls,small,parallel")
+                        help="run some workloads: read,ttfb,random,write,ls,small,"
+                             "parallel,sessions")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     parser.add_argument("--tmp", type=Path, default=None, help="scratch directory (disk)")
