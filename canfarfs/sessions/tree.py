@@ -3,8 +3,9 @@ index directories of symbolic links, the platform's JSON documents, and spec fil
 launch sessions when closed. Implements :class:`canfarfs.fs.virtual.VirtualTree`.
 
 Freshness: the session list is cached ``list_ttl`` seconds; file content is at most
-``CONTENT_AGE`` (1 s) old when opened (logs: fetched at each open) and as old for getattr. Specs, their outcomes and what this
-mount launched live in memory for the life of the mount.
+``CONTENT_AGE`` (1 s) old when opened (logs: fetched at each open) and as old for
+getattr. Specs, their outcomes and what this mount launched live in memory for the life
+of the mount.
 """
 
 from __future__ import annotations
