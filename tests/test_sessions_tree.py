@@ -185,8 +185,8 @@ async def test_created_and_removed_elsewhere_show_within_seconds(
         await read(tree, f"{sid}/info")
 
 
-async def test_content_is_at_most_a_second_old_at_open(tree: SessionsTree, skaha: SkahaClient,
-                                                       emulator: Emulator) -> None:  # noqa: F811
+async def test_content_is_at_most_a_second_old_at_open(
+        tree: SessionsTree, skaha: SkahaClient, emulator: Emulator) -> None:  # noqa: F811
     """docs/sessions.md, Freshness: an open within CONTENT_AGE of the last fetch reuses it
     (no request); after that, the open fetches anew and shows the change."""
     sid = await elsewhere(skaha, name="nb", image=ASTROML, kind="notebook")
