@@ -188,3 +188,44 @@ def test_a_second_daemon_on_the_same_cache_dir_is_refused(rig: Rig) -> None:
     assert "another canfarfs daemon is using the cache directory" in r.stderr
     assert "Traceback" not in r.stderr
     assert not is_mounted(other)
+
+
+def test_a_recovered_upload_that_fails_again_stays_pending_in_status(rig: Rig) -> None:
+    """After a crash, bytes the next mount cannot upload yet are a pending upload of that
+    mount: status lists them, reads see them, and `canfarfs sync` uploads them."""
+    h = home(rig, "arc")
+    payload = data(300_000)
+    src = rig.tmp / "later-src.bin"
+    src.write_bytes(payload)
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        f"f = open({str(h / 'later.bin')!r}, 'wb')\n"
+        f"f.write(open({str(src)!r}, 'rb').read())\n"
+        "f.flush()\n"
+        "print('written', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "written"
+    rig.mount.proc.send_signal(signal.SIGKILL)
+    rig.mount.proc.wait()
+    writer.kill()
+    writer.wait()
+    writer.stdout.close()
+    subprocess.run([sys.executable, "-m", "canfarfs", "umount", str(rig.mount.path)],
+                   capture_output=True, timeout=30, check=True)
+    rig.faults(fail_rate=1.0, fail_status=503, methods=["PUT"])
+    env = dict(os.environ, CANFARFS_USER="alice")
+    rig.mount = start_mount(rig.mount.path, rig.mount_args, env=env)
+    assert "still pending: arc:home/alice/later.bin" in rig.mount.log_text()
+    status = subprocess.run([sys.executable, "-m", "canfarfs", "status", "--json",
+                             str(rig.mount.path)], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert "home/alice/later.bin" in status.stdout, status.stdout + status.stderr
+    assert (rig.mount.path / "arc/home/alice/later.bin").read_bytes() == payload
+    rig.clear()
+    sync = subprocess.run([sys.executable, "-m", "canfarfs", "sync", str(rig.mount.path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    got = httpx2.get(f"{rig.live.url}/arc/files/home/alice/later.bin", timeout=30,
+                     headers={"Authorization": f"Bearer {TOKEN}"})
+    assert got.content == payload

@@ -3,6 +3,7 @@ turn errors into errnos. No file-system logic lives here."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -588,6 +589,17 @@ class CanfarOps(pyfuse3.Operations):
         if self._virtual_path(inode) is not None:
             raise pyfuse3.FUSEError(errno.ENOTSUP)  # cp -p, vim: ACLs unsupported → fchmod
         await self.storage.setxattr(self._storage_key(inode), self._xattr_name(name), value)
+        self._invalidate_attrs(inode)
+
+    def _invalidate_attrs(self, inode: int) -> None:
+        """A property behind the mode bits may have changed (user.groupread, ...): drop
+        the kernel's cached attributes now instead of after the TTL. From a thread,
+        after this request: the notification must not wait on the request itself."""
+        def invalidate() -> None:
+            with contextlib.suppress(OSError):
+                pyfuse3.invalidate_inode(pyfuse3.InodeT(inode), attr_only=True)
+
+        self.storage.nursery.start_soon(trio.to_thread.run_sync, invalidate)
 
     @fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -597,6 +609,7 @@ class CanfarOps(pyfuse3.Operations):
             if type(exc) is errors.CanfarfsError:
                 raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
             raise
+        self._invalidate_attrs(inode)
 
     @fuse_errors
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

@@ -54,6 +54,9 @@ class Stage:
     stream: UploadStream | None = field(default=None, repr=False)
     #: A stream was started once; after it is given up, the file is staged only.
     streamed: bool = False
+    #: Property changes (chmod, setfattr) made before the file first reached the server,
+    #: applied right after its upload.
+    pending_props: dict[str, str | None] = field(default_factory=dict)
     #: Where background hashing runs; None hashes inline.
     nursery: trio.Nursery | None = field(default=None, repr=False)
     _md5: Any = field(default_factory=hashlib.md5, repr=False)

@@ -165,6 +165,11 @@ class Storage:
     def _staged_node(self, key: Key, stage: Stage) -> Node:
         known, remote = self.meta.node(key)
         base = dict(remote.properties) if (known and remote is not None) else {}
+        for uri, value in stage.pending_props.items():
+            if value is None:
+                base.pop(uri, None)
+            else:
+                base[uri] = value
         base[props.LENGTH] = str(stage.size)
         base.setdefault(props.DATE, time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime()))
         base.setdefault(props.CREATOR, self.config.user)
@@ -424,6 +429,12 @@ class Storage:
         return await self._update(key, node, changes)
 
     async def _update(self, key: Key, node: Node, changes: dict[str, str | None]) -> Node:
+        stage = self.stages.get(key)
+        if stage is not None and stage.new and not stage.discarded:
+            # Not on the server yet (cp -p sets the mode before close): kept with the
+            # staged file and applied right after its upload.
+            stage.pending_props.update(changes)
+            return self._staged_node(key, stage)
         new = await self.client(key).update_node(key[1], node.type, changes)
         new.children = None
         if new.type is NodeType.LINK and new.target is None:
@@ -637,39 +648,60 @@ class Storage:
     async def flush(self, stage: Stage) -> None:
         """Upload if dirty; return only once the server holds the bytes (MD5 checked)."""
         async with stage.lock:
-            if stage.discarded or not stage.dirty:
+            if stage.discarded:
                 return
-            key = (stage.service, stage.path)
-            generation = stage.generation
-            md5 = await stage.md5()
-            if await self._finish_stream(stage, md5):
-                if stage.generation == generation:
-                    stage.uploaded()
-                was_new, stage.new = stage.new, False
-                await self._after_upload(key, stage, md5, was_new)
+            if not stage.dirty:
+                await self._apply_pending_props(stage)
                 return
-            stage.tries += 1
-            stage.uploading = True
-            stage.uploaded_bytes = 0
+            await self._upload(stage)
+            await self._apply_pending_props(stage)
 
-            def progress(n: int) -> None:
-                stage.uploaded_bytes = n
+    async def _apply_pending_props(self, stage: Stage) -> None:
+        """Property changes made before the file existed on the server, now it does."""
+        if not stage.pending_props or stage.new:
+            return
+        key = (stage.service, stage.path)
+        changes = dict(stage.pending_props)
+        new = await self.client(key).update_node(key[1], NodeType.DATA, changes)
+        new.children = None
+        self.meta.put(key, new)
+        for uri, value in changes.items():
+            if stage.pending_props.get(uri, value) == value:
+                stage.pending_props.pop(uri, None)
 
-            try:
-                await self.clients[stage.service].upload(
-                    stage.path, stage.data_path, stage.size, md5, progress=progress)
-            except errors.CanfarfsError as exc:
-                stage.last_error = str(exc)
-                await trio.to_thread.run_sync(stage.journal)
-                log.warning("upload of %s:%s failed (try %d): %s", stage.service, stage.path,
-                            stage.tries, exc)
-                raise
-            finally:
-                stage.uploading = False
+    async def _upload(self, stage: Stage) -> None:
+        """The upload itself (streamed or from the staged copy); the caller holds the lock."""
+        key = (stage.service, stage.path)
+        generation = stage.generation
+        md5 = await stage.md5()
+        if await self._finish_stream(stage, md5):
             if stage.generation == generation:
                 stage.uploaded()
             was_new, stage.new = stage.new, False
             await self._after_upload(key, stage, md5, was_new)
+            return
+        stage.tries += 1
+        stage.uploading = True
+        stage.uploaded_bytes = 0
+
+        def progress(n: int) -> None:
+            stage.uploaded_bytes = n
+
+        try:
+            await self.clients[stage.service].upload(
+                stage.path, stage.data_path, stage.size, md5, progress=progress)
+        except errors.CanfarfsError as exc:
+            stage.last_error = str(exc)
+            await trio.to_thread.run_sync(stage.journal)
+            log.warning("upload of %s:%s failed (try %d): %s", stage.service, stage.path,
+                        stage.tries, exc)
+            raise
+        finally:
+            stage.uploading = False
+        if stage.generation == generation:
+            stage.uploaded()
+        was_new, stage.new = stage.new, False
+        await self._after_upload(key, stage, md5, was_new)
 
     async def _after_upload(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
         """Update the cached node without asking the server again.
@@ -749,6 +781,8 @@ class Storage:
         for stage in self.pending():
             try:
                 await self.flush(stage)
+                if stage.handles <= 0 and not stage.dirty:
+                    self._drop_stage((stage.service, stage.path))
             except errors.CanfarfsError as exc:
                 failures.append(f"{stage.service}:{stage.path}: {exc}")
         return failures
@@ -770,11 +804,25 @@ class Storage:
             except errors.CanfarfsError as exc:
                 report.append(f"still pending: {service}:{path} ({size} bytes) kept at "
                               f"{data}: {exc}")
+                self._adopt(service, path, data, entry, size, str(exc))
                 continue
             data.unlink(missing_ok=True)
             data.with_suffix(".json").unlink(missing_ok=True)
             report.append(f"recovered: {service}:{path} ({size} bytes) uploaded")
         return report
+
+
+    def _adopt(self, service: str, path: str, data: Path, entry: dict[str, object],
+               size: int, error: str) -> None:
+        """Make a recovered file that could not be uploaded yet a pending upload of this
+        mount: ``status`` lists it, ``sync`` and ``umount`` retry it, reads see it."""
+        key = (service, path)
+        if key in self.stages:
+            return
+        stage = Stage(self.staging_dir, service, path, id=data.stem, size=size, dirty=True,
+                      new=bool(entry.get("new")), tries=1, last_error=error,
+                      nursery=self.nursery)
+        self.stages[key] = stage
 
 
 def _md5_file(path: Path) -> str:
