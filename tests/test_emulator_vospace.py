@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 
 import httpx2
 import pytest
@@ -15,7 +16,7 @@ from canfarfs.emulator.app import Emulator, build_emulator
 from canfarfs.vospace import props
 from canfarfs.vospace import xml as vxml
 from canfarfs.vospace.model import Node, NodeType, Protocol, Transfer
-from tests.conftest import BOB_TOKEN, make_client
+from tests.conftest import BOB_TOKEN, TOKEN, LiveEmulator, make_client
 
 ARC_HOME = "/arc/nodes/home/alice"
 VAULT_HOME = "/vault/nodes/alice"
@@ -589,3 +590,17 @@ async def test_dropped_connection_mid_body_reaches_the_client(
         await client.get("/arc/files/home/alice/drop.bin")
     r = await client.get("/arc/files/home/alice/drop.bin")
     assert r.content == b"z" * 100_000
+
+
+def test_an_outage_cuts_connections_without_an_answer(live_emulator: LiveEmulator) -> None:
+    """docs/emulator.md: ``outage_seconds`` cuts every matching request, over a socket,
+    with no status at all (not a 500), and the service answers again after it."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = httpx2.post(f"{live_emulator.url}/_emulator/faults", json={"outage_seconds": 1.5},
+                    headers=auth, timeout=10)
+    assert r.status_code == 200
+    with pytest.raises(httpx2.TransportError):
+        httpx2.get(f"{live_emulator.url}{ARC_HOME}", headers=auth, timeout=10)
+    time.sleep(1.6)
+    assert httpx2.get(f"{live_emulator.url}{ARC_HOME}", headers=auth,
+                      timeout=10).status_code == 200

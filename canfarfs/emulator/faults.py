@@ -70,6 +70,11 @@ class FaultInjector:
             self.by_method[method] = self.by_method.get(method, 0) + 1
             plan = self.plan
             if plan.outage_until and trio.current_time() < plan.outage_until:
+                # Over a socket, cut the connection without an answer; in-process there is
+                # no connection, and the exception becomes a 500.
+                abort = scope.get("extensions", {}).get("canfarfs.abort")
+                if abort is not None:
+                    await abort()
                 raise DroppedConnection("emulated outage")
             if plan.latency:
                 await trio.sleep(plan.latency)

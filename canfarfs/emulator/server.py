@@ -111,6 +111,25 @@ class _WithTLSScope:
         await self.app(scope, receive, send, sync_spawn, call_soon)
 
 
+#: ASGI scope extension: an async callable that cuts this request's connection at once,
+#: without an answer (the fault injector's outage). Absent in-process (no socket).
+ABORT_EXTENSION = "canfarfs.abort"
+
+
+class _WithAbort:
+    """Hypercorn app wrapper that lets the app cut its own connection (see above)."""
+
+    def __init__(self, app: Any, abort: Callable[[], Any]) -> None:
+        self.app = app
+        self.abort = abort
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any,
+                       call_soon: Any) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("extensions", {})[ABORT_EXTENSION] = self.abort
+        await self.app(scope, receive, send, sync_spawn, call_soon)
+
+
 class _Connection(TCPServer):
     """Hypercorn's connection handler, with the TLS handshake done first."""
 
@@ -129,7 +148,11 @@ class _Connection(TCPServer):
                 await trio.aclose_forcefully(self.stream)
                 return
             self.app = _WithTLSScope(self.app, self.tls_info.extension(self.stream))
+        self.app = _WithAbort(self.app, self._abort)
         await super().run()
+
+    async def _abort(self) -> None:
+        await trio.aclose_forcefully(self.stream)
 
     async def _read_data(self) -> None:
         """Hypercorn's read loop, with :data:`RECV_BYTES` per read instead of 64 KiB."""
