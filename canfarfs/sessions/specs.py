@@ -93,7 +93,30 @@ def load(data: bytes, name: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(document, dict):
         raise SpecError("the spec must be a mapping of fields (name: …, image: …), "
                         f"not {_kind_of(document)}")
+    if _has_surrogate(document):
+        raise SpecError("the spec holds an escaped surrogate (\\ud800 to \\udfff), which is "
+                        "not a character; write the character itself")
     return text, document
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(document: Any) -> bool:
+    """Whether a key or value holds a lone surrogate (YAML and JSON escapes make them):
+    validation and the launch request cannot encode one (issue 7 fuzz run)."""
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple | set | frozenset):
+            stack.extend(value)
+    return False
 
 
 def _parse_json(text: str) -> Any:
@@ -104,6 +127,8 @@ def _parse_json(text: str) -> Any:
             from None
     except RecursionError:
         raise SpecError("invalid JSON: nested too deeply") from None
+    except ValueError:  # e.g. an integer beyond Python's 4300-digit conversion limit
+        raise SpecError("invalid JSON: a number is too long to read") from None
 
 
 def _parse_yaml(text: str) -> Any:
@@ -118,6 +143,13 @@ def _parse_yaml(text: str) -> Any:
         raise SpecError(f"invalid YAML: {type(exc).__name__}") from None
     except RecursionError:
         raise SpecError("invalid YAML: nested too deeply") from None
+    except (ValueError, LookupError, AttributeError, TypeError, ArithmeticError):
+        # PyYAML's constructors raise these, unwrapped, for scalars that look like or are
+        # tagged as a type but are not one: 2001-13-01, a time zone beyond ±24 h, a number
+        # past the 4300-digit conversion limit, `!!float abc`, `!!int ''`, `!!bool maybe`,
+        # `!!timestamp x`. (The value may be a secret, so it is not quoted.)
+        raise SpecError("invalid YAML: a value is not the date, number or true/false it "
+                        "looks like or is tagged as (quote it to make it text)") from None
 
 
 def _kind_of(value: Any) -> str:
@@ -210,6 +242,11 @@ def read_spec(data: bytes, name: str, known: dict[str, str]) -> tuple[SessionSpe
     Raises SpecError; ``SpecError.parsed`` (if set) carries the masked text.
     """
     text, document = load(data, name)
+    reg = document.get("registry")
+    if isinstance(reg, dict) and reg.get("secret") is not None and \
+            not isinstance(reg["secret"], str):  # (it could not be masked: !!binary, 1234)
+        raise SpecError("registry.secret: must be text (quote it: YAML reads numbers, "
+                        "dates, true/false and !!binary as other types)")
     secret = registry_secret(document)
     parsed = Parsed(mask_secret(text, name, secret) if secret else text)
     try:

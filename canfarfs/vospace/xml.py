@@ -82,7 +82,14 @@ def _node_type(el: Element, nsmap: dict[str, str]) -> NodeType:
     return _INPUT_TYPES[local]
 
 
-def _node_from(el: Element, nsmap: dict[str, str]) -> Node:
+#: A listing nests one level (a container and its children); anything much deeper is not
+#: a VOSpace document, and would otherwise exhaust Python's recursion limit.
+MAX_NODE_DEPTH = 16
+
+
+def _node_from(el: Element, nsmap: dict[str, str], depth: int = 0) -> Node:
+    if depth > MAX_NODE_DEPTH:
+        raise XMLError(f"nodes nested more than {MAX_NODE_DEPTH} deep")
     if el.tag != _V + "node":
         raise XMLError(f"expected a vos:node element, found {el.tag}")
     uri = el.get("uri")
@@ -105,7 +112,7 @@ def _node_from(el: Element, nsmap: dict[str, str]) -> Node:
     nodes_el = el.find(_V + "nodes")
     children = None
     if nodes_el is not None:
-        children = [_node_from(c, nsmap) for c in nodes_el.findall(_V + "node")]
+        children = [_node_from(c, nsmap, depth + 1) for c in nodes_el.findall(_V + "node")]
     busy = (el.get("busy") or "false").lower() == "true"
     return Node(
         uri=uri, type=kind, properties=properties, busy=busy, target=target, children=children
