@@ -29,9 +29,10 @@ def test_bench_emulator_script_runs_and_reports(tmp_path: Path) -> None:
     result = json.loads(out_json.read_text())
     assert result["size_bytes"] == 8 * 1024 * 1024
     assert result["runs"] == 1
-    assert set(result["median_mb_s"]) == {"baseline", "arc_get", "vault_get", "arc_put"}
+    assert set(result["median_mb_s"]) == {"baseline", "arc_get", "vault_get", "arc_put",
+                                          "md5"}
     assert all(v > 0 for v in result["median_mb_s"].values())
     assert set(result["ratios"]) == {"arc_get_vs_baseline", "vault_get_vs_baseline",
-                                     "arc_put_vs_arc_get"}
+                                     "arc_put_vs_arc_get", "arc_put_vs_md5"}
     # the scratch directory (payload, emulator root) is removed afterwards
     assert [p.name for p in tmp_path.iterdir()] == ["emulator.json"]
