@@ -382,6 +382,7 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     log_path = scratch / "daemon.log"
     env = dict(os.environ, CANFARFS_USER=USER, CANFARFS_SKAHA_PENDING_SECONDS="0.3",
                XDG_STATE_HOME=str(scratch / "state"))
+    env.update(item.split("=", 1) for item in args.daemon_env)
     cmd = [sys.executable, "-m", "canfarfs", "mount", str(mnt), "--foreground", "--local",
            str(data), "--cache-dir", str(cache), "--meta-ttl", "1"]
     with log_path.open("wb") as out:
@@ -456,7 +457,8 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     log_text = log_path.read_text(errors="replace")
     result: dict[str, Any] = {
         "parameters": {k: getattr(args, k) for k in ("minutes", "interval", "warmup",
-                                                    "settle", "rss_slack", "fd_slack")},
+                                                    "settle", "rss_slack", "fd_slack",
+                                                    "daemon_env")},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "system": platform.platform()},
         "duration_s": round(samples[-1].t, 1),
@@ -484,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="MB the last third's median RSS may exceed the first third's (16)")
     p.add_argument("--fd-slack", type=float, default=8,
                    help="open files the last third's median may exceed the first's by (8)")
+    p.add_argument("--daemon-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the daemon, e.g. MALLOC_MMAP_THRESHOLD_=131072 "
+                        "to tell allocator retention from live growth (repeatable)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     p.add_argument("--tmp", type=Path, default=None, help="scratch parent directory")
     p.add_argument("--strict", action="store_true",
