@@ -13,6 +13,7 @@ import trio
 from canfarfs.vospace.model import Node
 
 Key = tuple[str, str]  # (service, path)
+SWEEP_EVERY = 1024
 
 
 def parent_key(key: Key) -> Key:
@@ -39,6 +40,11 @@ class MetaCache:
     negative_ttl: float = 5.0
     nodes: dict[Key, tuple[Node | None, float]] = field(default_factory=dict)
     listings: dict[Key, Listing] = field(default_factory=dict)
+    #: Stale node entries are kept to answer while a server is down, but not forever:
+    #: every SWEEP_EVERY writes, negative entries past their TTL and nodes older than
+    #: KEEP_STALE are dropped (deleted and renamed paths otherwise piled up).
+    keep_stale: float = 600.0
+    _puts: int = 0
 
     def _fresh(self, stamp: float, ttl: float) -> bool:
         return trio.current_time() - stamp < ttl
@@ -58,7 +64,11 @@ class MetaCache:
         return False, None
 
     def put(self, key: Key, node: Node | None) -> None:
-        self.nodes[key] = (node, trio.current_time())
+        now = trio.current_time()
+        self.nodes[key] = (node, now)
+        self._puts += 1
+        if self._puts % SWEEP_EVERY == 0:
+            self.sweep(now)
         if key[1]:
             listing = self.listings.get(parent_key(key))
             if listing is not None:
@@ -67,6 +77,16 @@ class MetaCache:
                     listing.children.pop(name, None)
                 else:
                     listing.children[name] = node
+
+    def sweep(self, now: float) -> None:
+        """Drop negative entries past their TTL and nodes older than ``keep_stale``."""
+        def useless(entry: tuple[Node | None, float]) -> bool:
+            node, stamp = entry
+            age = now - stamp
+            return age >= self.negative_ttl if node is None else age >= self.keep_stale
+
+        for k in [k for k, entry in self.nodes.items() if useless(entry)]:
+            del self.nodes[k]
 
     def listing(self, key: Key) -> Listing | None:
         hit = self.listings.get(key)

@@ -59,6 +59,11 @@ class StorageConfig:
     user: str = ""
 
 
+#: Cached remote files kept at once: each holds an open descriptor (the soft limit is
+#: raised at start-up, see daemon.raise_open_file_limit, but stays finite).
+MAX_CACHED_FILES = 512
+
+
 @dataclass
 class CachedBytes:
     """A cached copy of one version of a remote file."""
@@ -533,14 +538,18 @@ class Storage:
             cached.remote.cache.path.unlink(missing_ok=True)
 
     def _evict(self) -> None:
+        """Keep the read cache under ``cache_size`` bytes and MAX_CACHED_FILES files (each
+        holds an open descriptor), dropping the least recently used unread copies."""
         total = sum(c.remote.cache.filled.total for c in self.cached.values())
-        if total <= self.config.cache_size:
+        count = len(self.cached)
+        if total <= self.config.cache_size and count <= MAX_CACHED_FILES:
             return
         for key, c in sorted(self.cached.items(), key=lambda kv: kv[1].last_used):
-            if total <= self.config.cache_size:
+            if total <= self.config.cache_size and count <= MAX_CACHED_FILES:
                 break
             if c.remote.readers == 0:
                 total -= c.remote.cache.filled.total
+                count -= 1
                 self._drop_cached(key)
 
     # -- writing -----------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""The FUSE-free storage core, in-process against the emulator: what it holds stays
+bounded over a long-running mount (the soak's findings, docs/reliability.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+from pathlib import Path
+
+import pytest
+import trio
+
+from canfarfs.daemon import tune_process
+from canfarfs.emulator.app import Emulator
+from canfarfs.fs import storage as storage_mod
+from canfarfs.fs.meta import MetaCache
+from canfarfs.fs.storage import Storage, StorageConfig
+from canfarfs.vospace.model import Node, NodeType
+from tests.test_vospace_client import client_for
+
+
+async def test_the_metadata_cache_forgets_deleted_paths() -> None:
+    cache = MetaCache(ttl=5.0, negative_ttl=5.0, keep_stale=60.0)
+    for i in range(3000):  # deleted and renamed paths are remembered as "not there"
+        cache.put(("arc", f"home/alice/gone-{i}"), None)
+    alive = Node(uri="vos://cadc.nrc.ca~arc/home/alice/kept", type=NodeType.DATA)
+    cache.put(("arc", "home/alice/kept"), alive)
+    cache.sweep(trio.current_time() + 6.0)
+    assert list(cache.nodes) == [("arc", "home/alice/kept")]  # a stale node outlives its TTL
+    cache.sweep(trio.current_time() + 61.0)
+    assert cache.nodes == {}
+
+
+async def test_puts_sweep_on_their_own() -> None:
+    cache = MetaCache(ttl=5.0, negative_ttl=0.0)
+    for i in range(5000):
+        cache.put(("vault", f"alice/tmp-{i}"), None)
+    assert len(cache.nodes) < 1100  # swept every 1024 writes
+
+
+async def test_cached_copies_are_capped_in_number(emulator: Emulator, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cached copy holds a descriptor: reading many files must not run out of them."""
+    monkeypatch.setattr(storage_mod, "MAX_CACHED_FILES", 8)
+    client = client_for(emulator, "arc")
+    for i in range(30):
+        src = tmp_path / f"f{i}"
+        src.write_bytes(b"x" * (i + 1))
+        await client.upload(f"home/alice/f{i}", src, i + 1,
+                            hashlib.md5(src.read_bytes()).hexdigest())  # noqa: S324
+    async with trio.open_nursery() as nursery:
+        storage = Storage({"arc": client}, StorageConfig(cache_dir=tmp_path / "cache",
+                                                         user="alice"), nursery)
+        for i in range(30):
+            remote = await storage.open_read(("arc", f"home/alice/f{i}"))
+            assert not isinstance(remote, storage_mod.Stage)
+            assert await remote.read(0, 100) == b"x" * (i + 1)
+            storage.close_read(remote)
+            assert len(storage.cached) <= 9
+        nursery.cancel_scope.cancel()
+
+
+def test_the_daemon_raises_its_open_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        tune_process()
+        now, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert now == min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
