@@ -101,3 +101,14 @@ def clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CANFAR_", "VOSPACE_"))}
     env["HOME"] = str(home)
     return env
+
+
+@pytest.fixture(scope="module")
+def tls_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEmulator]:
+    """The emulator over HTTPS (``--tls``: its own CA, client certificates accepted)."""
+    root = tmp_path_factory.mktemp("tls") / "emu"
+    root.mkdir()
+    live = start_live_emulator(root, extra=["--tls"])
+    yield live
+    live.stop()
+    live.proc.communicate(timeout=10)  # close the pipes

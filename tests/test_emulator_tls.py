@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,17 +22,7 @@ import trio
 from canfarfs.emulator.app import Emulator
 from canfarfs.emulator.server import serve_emulator
 from canfarfs.emulator.tls import PROXY_LIFETIME, ServerTLS, ensure_server_tls, mint_proxy
-from tests.conftest import TOKEN, USER, LiveEmulator, start_live_emulator
-
-
-@pytest.fixture(scope="module")
-def tls_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEmulator]:
-    root = tmp_path_factory.mktemp("tls") / "emu"
-    root.mkdir()
-    live = start_live_emulator(root, extra=["--tls"])
-    yield live
-    live.stop()
-    live.proc.communicate(timeout=10)  # close the pipes
+from tests.conftest import TOKEN, USER, LiveEmulator
 
 
 @pytest.fixture(scope="module")

@@ -149,14 +149,14 @@ def test_server_stopped_mid_copy_fails_cleanly_and_the_same_cp_then_succeeds(
     assert md5 == hashlib.md5(payload).hexdigest()  # noqa: S324
 
 
-def test_sigkill_of_the_daemon_loses_nothing(rig: Rig) -> None:
-    h = home(rig, "vault")
-    payload = data(500_000)
-    src = rig.tmp / "payload.bin"
+def crash_with_unsaved(rig: Rig, target: Path, payload: bytes) -> None:
+    """A writer holds ``target`` open with ``payload`` flushed (staged, not yet uploaded)
+    when the daemon is SIGKILLed; then ``canfarfs umount`` clears the dead mount."""
+    src = rig.tmp / f"{target.name}.src"
     src.write_bytes(payload)
     writer = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        f"f = open({str(h / 'unsaved.bin')!r}, 'wb')\n"
+        f"f = open({str(target)!r}, 'wb')\n"
         f"f.write(open({str(src)!r}, 'rb').read())\n"
         "f.flush()\n"
         "print('written', flush=True)\n"
@@ -172,6 +172,11 @@ def test_sigkill_of_the_daemon_loses_nothing(rig: Rig) -> None:
                             capture_output=True, text=True, timeout=30, check=False)
     assert umount.returncode == 0, umount.stderr
     assert not is_mounted(rig.mount.path)
+
+
+def test_sigkill_of_the_daemon_loses_nothing(rig: Rig) -> None:
+    payload = data(500_000)
+    crash_with_unsaved(rig, home(rig, "vault") / "unsaved.bin", payload)
     env = dict(os.environ, CANFARFS_USER="alice")
     rig.mount = start_mount(rig.mount.path, rig.mount_args, env=env)
     assert (rig.mount.path / "vault/alice/unsaved.bin").read_bytes() == payload
@@ -193,26 +198,8 @@ def test_a_second_daemon_on_the_same_cache_dir_is_refused(rig: Rig) -> None:
 def test_a_recovered_upload_that_fails_again_stays_pending_in_status(rig: Rig) -> None:
     """After a crash, bytes the next mount cannot upload yet are a pending upload of that
     mount: status lists them, reads see them, and `canfarfs sync` uploads them."""
-    h = home(rig, "arc")
     payload = data(300_000)
-    src = rig.tmp / "later-src.bin"
-    src.write_bytes(payload)
-    writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\n"
-        f"f = open({str(h / 'later.bin')!r}, 'wb')\n"
-        f"f.write(open({str(src)!r}, 'rb').read())\n"
-        "f.flush()\n"
-        "print('written', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    assert writer.stdout is not None
-    assert writer.stdout.readline().strip() == "written"
-    rig.mount.proc.send_signal(signal.SIGKILL)
-    rig.mount.proc.wait()
-    writer.kill()
-    writer.wait()
-    writer.stdout.close()
-    subprocess.run([sys.executable, "-m", "canfarfs", "umount", str(rig.mount.path)],
-                   capture_output=True, timeout=30, check=True)
+    crash_with_unsaved(rig, home(rig, "arc") / "later.bin", payload)
     rig.faults(fail_rate=1.0, fail_status=503, methods=["PUT"])
     env = dict(os.environ, CANFARFS_USER="alice")
     rig.mount = start_mount(rig.mount.path, rig.mount_args, env=env)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx2
 import pytest
@@ -43,10 +44,10 @@ def on_server(r: Rig, name: str) -> bytes | None:
     return got.content
 
 
-def write_chunks(f: object, payload: bytes, start: int = 0, end: int | None = None) -> None:
+def write_chunks(f: BinaryIO, payload: bytes, start: int = 0, end: int | None = None) -> None:
     end = len(payload) if end is None else end
     for off in range(start, end, MiB):
-        f.write(payload[off:min(off + MiB, end)])  # type: ignore[attr-defined]
+        f.write(payload[off:min(off + MiB, end)])
 
 
 def test_a_large_new_file_streams_while_written_in_one_put(rig: Rig) -> None:  # noqa: F811

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,19 +21,10 @@ import pytest
 import yaml
 
 from canfarfs.emulator.tls import mint_proxy
-from tests.conftest import TOKEN, USER, LiveEmulator, start_live_emulator
+from tests.conftest import TOKEN, USER, LiveEmulator
 from tests.mount_util import is_mounted, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
-
-
-@pytest.fixture(scope="module")
-def tls_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEmulator]:
-    root = tmp_path_factory.mktemp("tls") / "emu"
-    root.mkdir()
-    live = start_live_emulator(root, extra=["--tls"])
-    yield live
-    live.stop()
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,7 @@ def test_the_daemon_raises_its_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
         tune_process()
         now, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        assert now == min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+        want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        assert now == want
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
