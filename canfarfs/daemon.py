@@ -28,6 +28,7 @@ import trio
 
 from canfarfs import errors
 from canfarfs.authinfo import AuthInfo
+from canfarfs.bulk import BulkGetter, tls_context
 from canfarfs.fs.control import render
 from canfarfs.fs.fuse_ops import CanfarOps
 from canfarfs.fs.storage import Storage, StorageConfig
@@ -202,6 +203,9 @@ async def run_mount(opts: MountOptions) -> None:
             http = HTTP(make_client(timeouts=timeouts, cert=opts.cert_file,
                                     verify=tls_verify(opts.ca_file)),
                         Credentials(token=token, token_provider=provider), timeouts=timeouts)
+            http.bulk = BulkGetter(
+                ssl_context=tls_context(tls_verify(opts.ca_file), opts.cert_file),
+                connect_timeout=timeouts.connect, read_timeout=timeouts.read)
             stack.push_async_callback(http.aclose)
             clients = {"arc": VOSpaceClient(http, arc_url, "arc"),
                        "vault": VOSpaceClient(http, vault_url, "vault")}

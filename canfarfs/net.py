@@ -21,6 +21,7 @@ import httpx2
 import trio
 from httpcore2 import AsyncHTTP11Connection
 
+from canfarfs.bulk import BulkGetter
 from canfarfs.errors import Timeout, Unavailable
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,13 @@ class HTTP:
         self.retry = retry or RetryPolicy()
         #: Requests sent (counted for status and benchmarks).
         self.sent = 0
+        #: Worker-thread downloads for large bodies (None: bodies go through ``client``).
+        self.bulk: BulkGetter | None = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self.bulk is not None:
+            self.bulk.close()
 
     async def _headers(self, extra: Mapping[str, str] | None, auth: bool) -> dict[str, str]:
         h = await self.credentials.headers() if auth else {}

@@ -42,6 +42,11 @@ class Intervals:
         i = bisect.bisect_right(self.starts, start) - 1
         return i >= 0 and self.ends[i] >= end
 
+    def reach(self, pos: int) -> int:
+        """The end of the interval holding ``pos`` (``pos`` itself if none does)."""
+        i = bisect.bisect_right(self.starts, pos) - 1
+        return max(pos, self.ends[i]) if i >= 0 else pos
+
     def missing(self, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of [start, end) not yet covered."""
         gaps = []
@@ -74,6 +79,7 @@ class CacheFile:
         self.filled = Intervals()
         self.error: BaseException | None = None
         self._changed = trio.Event()
+        self._writes = 0
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.ftruncate(fd, size)
         self.fd = fd
@@ -83,8 +89,22 @@ class CacheFile:
         return self.filled.covers(0, self.size)
 
     async def write(self, offset: int, data: bytes) -> None:
-        await trio.to_thread.run_sync(os.pwrite, self.fd, data, offset, limiter=DISK)
-        self.filled.add(offset, offset + len(data))
+        """Write filled bytes (nothing once the copy is closed: it left the cache)."""
+        fd = self.fd
+        if fd < 0:
+            return
+        self._writes += 1
+        try:
+            await trio.to_thread.run_sync(os.pwrite, fd, data, offset, limiter=DISK)
+        finally:
+            self._writes -= 1
+            if self._writes == 0 and self.fd < 0:
+                os.close(fd)  # closed meanwhile: the descriptor was kept for this write
+        self.fill(offset, offset + len(data))
+
+    def fill(self, start: int, end: int) -> None:
+        """Bytes [start, end) were written (by ``write`` or another writer of ``fd``)."""
+        self.filled.add(start, end)
         self._wake()
 
     def fail(self, exc: BaseException) -> None:
@@ -117,8 +137,11 @@ class CacheFile:
         return os.pread(self.fd, size, offset)
 
     def close(self) -> None:
+        """Close the descriptor (after the writes in flight: a number closed under a
+        worker thread could be reused by another file before its write lands)."""
         if self.fd >= 0:
-            os.close(self.fd)
+            if self._writes == 0:
+                os.close(self.fd)
             self.fd = -1
 
 

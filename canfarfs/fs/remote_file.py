@@ -15,6 +15,7 @@ import logging
 import trio
 
 from canfarfs import errors
+from canfarfs.bulk import BulkGetter, Declined
 from canfarfs.fs.cachefile import CacheFile, Intervals, cached_error
 from canfarfs.vospace.client import DataLocation, VOSpaceClient
 
@@ -79,7 +80,10 @@ class RemoteFile:
         if offset >= self.size or size <= 0:
             return b""
         end = min(offset + size, self.size)
-        if not self.cache.filled.covers(offset, end):
+        if self.cache.filled.covers(offset, end):
+            if self.location is not None and self.location.ranges and not self.cache.complete:
+                self._request_ranges(offset, end)  # keep the read-ahead going
+        else:
             self.cache.error = None
             loc = await self._locate()
             if loc.ranges:
@@ -108,13 +112,29 @@ class RemoteFile:
     # -- vault: ranges with read-ahead ------------------------------------------------
 
     def _request_ranges(self, start: int, end: int) -> None:
+        """Ask for what [start, end) lacks; on a sequential read also for the window after
+        it, topped up (and doubled) whenever less than half a window is left ahead, so
+        that read-ahead never stalls and its requests stay large."""
         sequential = self._last_end >= 0 and 0 <= start - self._last_end <= self._window
-        if sequential:
-            self._window = min(self._window * 2, self.max_window)
-        else:
-            self._window = self.initial_window
         self._last_end = end
-        want_end = min(self.size, end + self._window) if sequential else end
+        if not sequential:
+            self._window = self.initial_window
+            self._ask(start, end)
+            return
+        if self._asked_until(end) - end >= min(self._window // 2, self.size - end):
+            return
+        self._window = min(self._window * 2, self.max_window)
+        self._ask(start, min(self.size, end + self._window))
+
+    def _asked_until(self, pos: int) -> int:
+        """End of the run from ``pos`` that is cached or already asked for."""
+        while True:
+            reach = max(self.cache.filled.reach(pos), self._pending.reach(pos))
+            if reach == pos:
+                return pos
+            pos = reach
+
+    def _ask(self, start: int, want_end: int) -> None:
         for s, e in self.cache.filled.missing(start, want_end):
             for gs, ge in self._pending.missing(s, e):
                 self._pending.add(gs, ge)
@@ -185,6 +205,11 @@ class RemoteFile:
         written again. Every wait for the next chunk is bounded.
         """
         loc = await self._locate()
+        bulk = self.client.http.bulk
+        if bulk is not None:
+            reached = await self._copy_in_thread(bulk, loc, start, end)
+            if reached is not None:
+                return reached
         pos = start
         batch: list[bytes] = []
         batch_start = pos
@@ -203,6 +228,8 @@ class RemoteFile:
                         from None
                 except Exception as exc:
                     raise errors.Unavailable(f"body interrupted: {exc}") from exc
+                if self.cache.fd < 0:  # dropped from the cache: nobody needs the rest
+                    return end
                 if skip_filled and self.cache.filled.covers(pos, pos + len(chunk)):
                     pos += len(chunk)
                     batch_start = pos
@@ -218,6 +245,32 @@ class RemoteFile:
         if pos < end:
             raise errors.ProtocolError(f"body ended at {pos} of {end} bytes")
         return pos
+
+
+    async def _copy_in_thread(self, bulk: BulkGetter, loc: DataLocation, start: int,
+                              end: int) -> int | None:
+        """The same copy by a worker thread (canfarfs.bulk); None if the server answered
+        something else, which the async path then turns into the proper error."""
+        headers = {"Accept-Encoding": "identity"}
+        if loc.needs_auth:
+            headers.update(await self.client.http.credentials.headers())
+        if loc.ranges:
+            headers["Range"] = f"bytes={start}-{end - 1}"
+        elif start:
+            raise errors.ProtocolError("a stream without ranges starts at 0")
+        self.fetched += end - start
+        self.client.http.sent += 1
+        cache = self.cache
+        result = await bulk.get_into(loc.url, headers, cache.fd, start, cache.fill,
+                                     ranged=loc.ranges, stop=lambda: cache.fd < 0)
+        if isinstance(result, Declined):
+            self.fetched -= end - start
+            return None
+        if cache.fd < 0:  # the copy was dropped from the cache: nobody needs the rest
+            return end
+        if result < end:
+            raise errors.ProtocolError(f"body ended at {result} of {end} bytes")
+        return result
 
 
 def _subtract(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[int, int]]:
