@@ -244,6 +244,10 @@ def test_xattrs_show_properties_and_set_custom_ones(home: Path) -> None:
     with pytest.raises(OSError) as exc:
         os.getxattr(f, "user.quality")
     assert exc.value.errno == errno.ENODATA
+    for other in ("security.selinux", "system.posix_acl_access", "trusted.x"):
+        with pytest.raises(OSError) as exc:  # semantics.md: other namespaces are ENOTSUP
+            os.getxattr(f, other)
+        assert exc.value.errno == errno.ENOTSUP
     with pytest.raises(PermissionError):
         os.setxattr(f, "user.MD5", b"0" * 32)
 

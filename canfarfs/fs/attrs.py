@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import stat
 import time
 from dataclasses import dataclass
@@ -38,13 +39,24 @@ class Attr:
 def parse_date(text: str | None) -> int:
     """A VOSpace date (UTC, no zone) as nanoseconds since the epoch; now if missing."""
     if text:
-        for fmt in ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S"):
-            try:
-                dt = datetime.strptime(text.rstrip("Z"), fmt).replace(tzinfo=UTC)
-                return int(dt.timestamp() * 1e9)
-            except ValueError:
-                continue
+        ns = _parse_date(text)
+        if ns is not None:
+            return ns
     return time.time_ns()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_date(text: str) -> int | None:
+    # fromisoformat is ~20x faster than strptime, which was a third of a warm ls -l of
+    # 5,000 entries; only the two forms VOSpace writes are accepted (docs/performance.md).
+    body = text[:-1] if text.endswith("Z") else text
+    if "T" not in body or not body[:4].isdigit() or "+" in body or body.count("-") != 2:
+        return None
+    try:
+        dt = datetime.fromisoformat(body).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(dt.timestamp() * 1e9)
 
 
 def mode_of(node: Node) -> int:

@@ -559,9 +559,11 @@ class CanfarOps(pyfuse3.Operations):
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         # ls -l asks for security.selinux and system.posix_acl_access on every entry, and
-        # the kernel asks for security.capability before every write: answer first.
+        # the kernel asks for security.capability before every write: answer first, and
+        # with ENOTSUP (the namespace is not supported, semantics.md), which coreutils
+        # remembers per file system instead of asking again for every entry.
         if not name.startswith(b"user."):
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
         if inode in (ROOT, TOP["sessions"], CONTROL_INO) or self._virtual_path(inode) is not None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         key = self._storage_key(inode)
