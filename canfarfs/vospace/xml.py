@@ -1,8 +1,10 @@
 """Sans-IO VOSpace XML: parse and write node, transfer and UWS job documents.
 
-Parsing is namespace-aware (clients use any prefix, vospace-api.md §4.4) and hardened
-with defusedxml: no DTDs, no entities, no external references. Writing produces the
-servers' format (§4.2): pretty-printed, ``vos:`` prefix, properties sorted by URI,
+Parsing is namespace-aware (clients use any prefix, vospace-api.md §4.4) and runs on
+expat with defusedxml's protections: no DTDs, no entities, no external references. Node
+documents (listings of thousands of children included) are built straight from expat
+events; transfer and job documents go through defusedxml's ElementTree. Writing produces
+the servers' format (§4.2): pretty-printed, ``vos:`` prefix, properties sorted by URI,
 ``readOnly="true"`` on immutable properties.
 """
 
@@ -11,10 +13,16 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from xml.etree.ElementTree import Element
+from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
+from defusedxml import (
+    DefusedXmlException,
+    DTDForbidden,
+    EntitiesForbidden,
+    ExternalReferenceForbidden,
+)
 
 from canfarfs.vospace import props
 from canfarfs.vospace.model import Job, JobPhase, Node, NodeType, Protocol, Transfer
@@ -25,8 +33,6 @@ UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 
 _V = "{" + VOS_NS + "}"
-_XSI_TYPE = "{" + XSI_NS + "}type"
-_XSI_NIL = "{" + XSI_NS + "}nil"
 _U = "{" + UWS_NS + "}"
 
 #: Largest document accepted from a peer (a node document is capped at 32 KiB by the
@@ -72,8 +78,7 @@ def _parse(data: bytes) -> tuple[Element, dict[str, str]]:
     return root, nsmap
 
 
-def _node_type(el: Element, nsmap: dict[str, str]) -> NodeType:
-    qname = el.get(_XSI_TYPE)
+def _node_type(qname: str | None, nsmap: dict[str, str]) -> NodeType:
     if not qname:
         raise UnknownNodeType("node has no xsi:type")
     prefix, _, local = qname.rpartition(":")
@@ -86,45 +91,201 @@ def _node_type(el: Element, nsmap: dict[str, str]) -> NodeType:
 #: a VOSpace document, and would otherwise exhaust Python's recursion limit.
 MAX_NODE_DEPTH = 16
 
+# Names as expat reports them with namespace_separator "}" (ElementTree adds a "{").
+_E_NODE = VOS_NS + "}node"
+_E_NODES = VOS_NS + "}nodes"
+_E_PROPERTIES = VOS_NS + "}properties"
+_E_PROPERTY = VOS_NS + "}property"
+_E_TARGET = VOS_NS + "}target"
+_A_XSI_TYPE = XSI_NS + "}type"
+_A_XSI_NIL = XSI_NS + "}nil"
 
-def _node_from(el: Element, nsmap: dict[str, str], depth: int = 0) -> Node:
-    if depth > MAX_NODE_DEPTH:
+# What the innermost open element is to the builder (anything else is skipped whole).
+_TOP, _NODE, _NODES, _PROPS, _PROP, _TARGET = range(6)
+
+
+class _NodeRec:
+    """A ``vos:node`` as read; checked and turned into a Node once the document is parsed
+    (``xsi:type`` needs every namespace declaration, and errors keep the tree-walk order)."""
+
+    __slots__ = ("attrs", "bad_property", "children", "depth", "has_nodes", "has_props",
+                 "properties", "target")
+
+    def __init__(self, attrs: dict[str, str], depth: int) -> None:
+        self.attrs = attrs
+        self.depth = depth
+        self.has_props = False
+        self.bad_property = False
+        self.properties: dict[str, str | None] = {}
+        self.target: str | None = None
+        self.has_nodes = False
+        self.children: list[_NodeRec] = []
+
+
+class _NodeBuilder:
+    """Expat handlers that keep what a node document means: the first ``properties``,
+    ``target`` and ``nodes`` child of each node, the direct children of those, and the
+    text before an element's first child (ElementTree's ``.text``)."""
+
+    __slots__ = ("key", "kind", "nsmap", "parts", "rec", "root", "root_name", "skip", "stack",
+                 "text")
+
+    def __init__(self) -> None:
+        self.nsmap: dict[str, str] = {}  # first declaration of each prefix anywhere
+        self.root_name: str | None = None
+        self.root: _NodeRec | None = None
+        self.kind = _TOP
+        self.rec = _NodeRec({}, -1)  # the node the innermost open element is in
+        self.stack: list[tuple[int, _NodeRec]] = []
+        self.skip = 0  # depth inside an element that means nothing here
+        self.key = ""  # uri of the property being read
+        self.parts: list[str] = []  # its (or the target's) text
+        self.text: list[str] | None = None  # parts, while that text is still open
+
+    def start_ns(self, prefix: str | None, uri: str | None) -> None:
+        self.nsmap.setdefault(prefix or "", uri or "")
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        if self.skip:
+            self.skip += 1
+            return
+        kind, rec = self.kind, self.rec
+        if kind == _PROPS:
+            if name == _E_PROPERTY:
+                key = attrs.get("uri")
+                if not key:
+                    rec.bad_property = True
+                elif (attrs.get(_A_XSI_NIL) or "").lower() == "true":
+                    rec.properties[key] = None
+                else:
+                    self.key = key
+                    self.parts = self.text = []
+                    self.kind = _PROP  # no frame pushed: ends back in _PROPS
+                    return
+        elif kind == _NODE:
+            if name == _E_PROPERTIES and not rec.has_props:
+                rec.has_props = True
+                self.stack.append((kind, rec))
+                self.kind = _PROPS
+                return
+            if name == _E_TARGET and rec.target is None:
+                rec.target = ""
+                self.parts = self.text = []
+                self.kind = _TARGET  # no frame pushed: ends back in _NODE
+                return
+            if name == _E_NODES and not rec.has_nodes:
+                rec.has_nodes = True
+                self.stack.append((kind, rec))
+                self.kind = _NODES
+                return
+        elif kind == _NODES:
+            if name == _E_NODE:
+                child = _NodeRec(attrs, rec.depth + 1)
+                rec.children.append(child)
+                if child.depth <= MAX_NODE_DEPTH:  # deeper: refused when converted
+                    self.stack.append((kind, rec))
+                    self.kind, self.rec = _NODE, child
+                    return
+        elif kind == _TOP:
+            self.root_name = name
+            if name == _E_NODE:
+                self.root = _NodeRec(attrs, 0)
+                self.stack.append((kind, rec))
+                self.kind, self.rec = _NODE, self.root
+                return
+        else:  # a child of a property or target: their text ends here
+            self.text = None
+        self.skip = 1
+
+    def end(self, name: str) -> None:
+        if self.skip:
+            self.skip -= 1
+            return
+        kind = self.kind
+        if kind == _PROP:
+            self.text = None
+            self.rec.properties[self.key] = "".join(self.parts)
+            self.kind = _PROPS
+        elif kind == _TARGET:
+            self.text = None
+            self.rec.target = "".join(self.parts).strip()
+            self.kind = _NODE
+        else:
+            self.kind, self.rec = self.stack.pop()
+
+    def data(self, text: str) -> None:
+        if self.text is not None:
+            self.text.append(text)
+
+
+def _forbid_dtd(name: str, sysid: str | None, pubid: str | None, internal: int) -> None:
+    raise DTDForbidden(name, sysid, pubid)
+
+
+def _forbid_entity(name: str, _param: int, value: str | None, base: str | None,
+                   sysid: str | None, pubid: str | None, notation: str | None) -> None:
+    raise EntitiesForbidden(name, value, base, sysid, pubid, notation)
+
+
+def _forbid_unparsed(name: str, base: str | None, sysid: str | None, pubid: str | None,
+                     notation: str | None) -> None:
+    raise EntitiesForbidden(name, None, base, sysid, pubid, notation)
+
+
+def _forbid_external(context: str, base: str | None, sysid: str | None,
+                     pubid: str | None) -> int:
+    raise ExternalReferenceForbidden(context, base, sysid, pubid)
+
+
+def _clark(name: str) -> str:
+    """An expat name as ElementTree spells it (``{ns}local``)."""
+    return "{" + name if "}" in name else name
+
+
+def _node_from(rec: _NodeRec, nsmap: dict[str, str]) -> Node:
+    # Checks in the order of a walk of the tree: this node's, then each child's in turn.
+    if rec.depth > MAX_NODE_DEPTH:
         raise XMLError(f"nodes nested more than {MAX_NODE_DEPTH} deep")
-    if el.tag != _V + "node":
-        raise XMLError(f"expected a vos:node element, found {el.tag}")
-    uri = el.get("uri")
+    uri = rec.attrs.get("uri")
     if not uri:
         raise XMLError("node has no uri attribute")
-    kind = _node_type(el, nsmap)
-    properties: dict[str, str | None] = {}
-    pel = el.find(_V + "properties")
-    if pel is not None:
-        for p in pel.findall(_V + "property"):
-            key = p.get("uri")
-            if not key:
-                raise XMLError("property without uri")
-            nil = (p.get(_XSI_NIL) or "").lower() == "true"
-            properties[key] = None if nil else (p.text or "")
-    target_el = el.find(_V + "target")
-    target = (target_el.text or "").strip() if target_el is not None else None
-    if kind is NodeType.LINK and not target:
+    kind = _node_type(rec.attrs.get(_A_XSI_TYPE), nsmap)
+    if rec.bad_property:
+        raise XMLError("property without uri")
+    if kind is NodeType.LINK and not rec.target:
         raise XMLError("LinkNode without target")
-    nodes_el = el.find(_V + "nodes")
-    children = None
-    if nodes_el is not None:
-        children = [_node_from(c, nsmap, depth + 1) for c in nodes_el.findall(_V + "node")]
-    busy = (el.get("busy") or "false").lower() == "true"
-    return Node(
-        uri=uri, type=kind, properties=properties, busy=busy, target=target, children=children
-    )
+    children = [_node_from(c, nsmap) for c in rec.children] if rec.has_nodes else None
+    busy = (rec.attrs.get("busy") or "false").lower() == "true"
+    return Node(uri=uri, type=kind, properties=rec.properties, busy=busy, target=rec.target,
+                children=children)
 
 
 def parse_node(data: bytes, max_size: int | None = None) -> Node:
     """Parse a node document (a listing included). Raises XMLError."""
     if max_size is not None and len(data) > max_size:
         raise XMLError(f"document of {len(data)} bytes exceeds {max_size}")
-    root, nsmap = _parse(data)
-    return _node_from(root, nsmap)
+    builder = _NodeBuilder()
+    parser = expat.ParserCreate(None, "}")
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = _forbid_dtd  # a DTD is refused outright
+    parser.EntityDeclHandler = _forbid_entity
+    parser.UnparsedEntityDeclHandler = _forbid_unparsed
+    parser.ExternalEntityRefHandler = _forbid_external
+    parser.StartNamespaceDeclHandler = builder.start_ns
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    try:
+        parser.Parse(data, True)
+    except (expat.ExpatError, DefusedXmlException) as exc:
+        raise XMLError(f"malformed XML: {exc}") from exc
+    except (LookupError, ValueError) as exc:  # unknown or unsupported declared encoding
+        raise XMLError(f"unreadable XML: {exc}") from exc
+    if builder.root_name is None:
+        raise XMLError("empty document")
+    if builder.root is None:
+        raise XMLError(f"expected a vos:node element, found {_clark(builder.root_name)}")
+    return _node_from(builder.root, builder.nsmap)
 
 
 def _prop_lines(properties: dict[str, str | None], indent: str) -> Iterable[str]:
