@@ -216,8 +216,12 @@ class _Job:
         pending: list[bytes] = []
         pending_len = 0
         last_flush = time.monotonic()
+        stopped = False
         try:
-            while not self.aborted and not self.stop():
+            while not self.aborted:
+                if self.stop():
+                    stopped = True
+                    break
                 piece = response.read1(FLUSH_BYTES)
                 if not piece:
                     break
@@ -233,7 +237,7 @@ class _Job:
                 pos = self._flush(pending, pos)
         if self.aborted:
             raise errors.Unavailable("download cancelled")
-        if response.length:  # the server closed before its Content-Length
+        if response.length and not stopped:  # the server closed before its Content-Length
             raise errors.Unavailable(
                 f"body interrupted at {pos - self.offset} bytes, {response.length} short")
         return pos

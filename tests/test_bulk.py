@@ -228,3 +228,18 @@ async def test_sequential_vault_reads_keep_large_requests_in_flight(
     assert remote.fetched == size  # nothing twice
     # 1 + 2 + 4 + 8 + 16 MiB then 8 MiB parts, plus the redirect: far fewer than 48.
     assert gets <= 16, gets
+
+
+async def test_a_stopped_copy_returns_quietly_where_it_stopped(
+        getters: Getters, served: str, tmp_path: Path) -> None:
+    """``stop`` (the cache copy was dropped) ends the copy without an error."""
+    data = payload(8 * MiB)
+    await put(served, "home/alice/stop.bin", data)
+    landed = Landed()
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        end = await getters().get_into(f"{served}/arc/files/home/alice/stop.bin", AUTH, fd,
+                                       0, landed, ranged=False, stop=lambda: bool(landed.pieces))
+    finally:
+        os.close(fd)
+    assert 0 < end < len(data)

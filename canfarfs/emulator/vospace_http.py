@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,17 +117,44 @@ def service_raw_path(request: Request) -> str:
 # -- byte streaming --------------------------------------------------------------------
 
 
-async def file_chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
-    """Yield ``length`` bytes of ``path`` from ``start`` in 1 MiB chunks, off the loop."""
-    async with await trio.open_file(path, "rb") as f:
-        await f.seek(start)
-        left = length
-        while left > 0:
-            chunk = await f.read(min(CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            yield chunk
+class FileChunks:
+    """``length`` bytes of ``path`` from ``start`` in CHUNK pieces, read off the loop.
+
+    A class rather than an async generator: a client that hangs up mid-body leaves the
+    iterator unfinished, and its file is then closed here instead of by the garbage
+    collector's async-generator hook (which warns).
+    """
+
+    def __init__(self, path: Path, start: int, length: int) -> None:
+        self._path = path
+        self._pos = start
+        self._left = length
+        self._fd = -1
+
+    def __aiter__(self) -> FileChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._left > 0 and self._fd < 0:
+            self._fd = await trio.to_thread.run_sync(os.open, self._path, os.O_RDONLY)
+        chunk = b""
+        if self._left > 0:
+            chunk = await trio.to_thread.run_sync(os.pread, self._fd, min(CHUNK, self._left),
+                                                  self._pos)
+        if not chunk:
+            self.close()
+            raise StopAsyncIteration
+        self._pos += len(chunk)
+        self._left -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
 
 
 @dataclass
@@ -460,7 +487,7 @@ class VOSpaceHTTP:
         headers["Content-Length"] = str(length)
         if request.method == "HEAD":
             return Response(b"", status, headers=headers)
-        return StreamingResponse(file_chunks(disk, start, length), status, headers=headers)
+        return StreamingResponse(FileChunks(disk, start, length), status, headers=headers)
 
     async def _files_put(self, request: Request, user: User | None, path: str) -> Response:
         parent_path = path.rpartition("/")[0]
