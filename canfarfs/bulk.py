@@ -142,10 +142,18 @@ class _Job:
         self.stop = stop
         self.conn: http.client.HTTPConnection | None = None
         self.aborted = False
+        self._started = False
+        self._lock = threading.Lock()
 
     def abort(self) -> None:
-        """Wake the thread from its socket wait (called when the caller is cancelled)."""
-        self.aborted = True
+        """Wake the thread from its socket wait (called when the caller is cancelled).
+
+        If the thread has not started, it never will use ``fd``: it is closed here."""
+        with self._lock:
+            self.aborted = True
+            if not self._started:
+                os.close(self.fd)
+                return
         conn = self.conn
         sock = conn.sock if conn is not None else None
         if sock is not None:
@@ -153,6 +161,16 @@ class _Job:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def run(self) -> int | Declined:
+        with self._lock:
+            if self.aborted:  # abort() closed fd already
+                raise errors.Unavailable("download cancelled")
+            self._started = True
+        try:
+            return self._get()
+        finally:
+            os.close(self.fd)
+
+    def _get(self) -> int | Declined:
         parts = urlsplit(self.url)
         scheme = parts.scheme or "http"
         host = parts.hostname or ""
@@ -194,7 +212,6 @@ class _Job:
                 raise errors.Unavailable(f"{what}: cancelled") from None
             raise errors.Unavailable(f"{what}: body interrupted: {exc!r}") from None
         finally:
-            os.close(self.fd)
             self.conn = None
             if reusable:
                 self.getter.give_back(scheme, host, port, conn)

@@ -7,6 +7,7 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx2
@@ -243,3 +244,40 @@ async def test_a_stopped_copy_returns_quietly_where_it_stopped(
     finally:
         os.close(fd)
     assert 0 < end < len(data)
+
+
+def descriptors_of(path: Path) -> int:
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{name}") == str(path)
+        except OSError:
+            continue
+    return count
+
+
+async def test_cancelled_downloads_leave_no_descriptor_open(
+        getters: Getters, served: str, emulator: Emulator, tmp_path: Path) -> None:
+    """One download holds the only thread; a second, cancelled while it waits for a
+    thread, and then the first, cancelled mid-request, both give their duplicate of the
+    cache file's descriptor back."""
+    await put(served, "home/alice/held.bin", b"abc")
+    emulator.faults.plan = FaultPlan(latency=30.0)
+    g = getters(read_timeout=60.0, threads=1)
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    url = f"{served}/arc/files/home/alice/held.bin"
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(g.get_into, url, AUTH, fd, 0, Landed(), ranged=False))
+            await trio.sleep(0.2)
+            with trio.move_on_after(0.2) as waiting:
+                await g.get_into(url, AUTH, fd, 0, Landed(), ranged=False)
+            assert waiting.cancelled_caught
+            nursery.cancel_scope.cancel()
+        with trio.fail_after(5):
+            async with g.limiter:  # the first thread has returned
+                pass
+        assert descriptors_of(out) == 1  # the test's own
+    finally:
+        os.close(fd)
