@@ -70,3 +70,33 @@ def test_the_daemon_raises_its_open_file_limit() -> None:
         assert now == want
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_reading_through_an_expired_listing_of_a_few_pages_relists_it_once(
+        emulator: Emulator, tmp_path: Path) -> None:
+    """``cp -r`` out of a directory whose listing expired mid-copy: one relisting (vault
+    pages of 5 entries here) instead of a node request per file."""
+    client = client_for(emulator, "vault", page_size=5)
+    await client.create_node("alice/many", NodeType.CONTAINER)
+    names = [f"f{i:02d}" for i in range(12)]
+    for name in names:
+        await client.create_node(f"alice/many/{name}", NodeType.DATA)
+    async with trio.open_nursery() as nursery:
+        storage = Storage({"vault": client}, StorageConfig(
+            cache_dir=tmp_path / "cache", user="alice", meta_ttl=0.05, negative_ttl=0.05),
+            nursery)
+        await storage.listdir(("vault", "alice/many"))
+        listing = client.http.sent
+        await storage.listdir(("vault", "alice/many"))
+        assert client.http.sent == listing  # fresh: no request
+        await trio.sleep(0.1)  # the listing and its nodes expire
+        before = client.http.sent
+        await client.get_node("alice/many")  # what one page costs, for comparison
+        page = client.http.sent - before
+        before = client.http.sent
+        for name in names:
+            assert (await storage.node(("vault", f"alice/many/{name}"))).name == name
+        pages = client.http.sent - before
+        nursery.cancel_scope.cancel()
+    assert page == 1
+    assert 3 <= pages < len(names)  # a relisting of three pages, not one per file
