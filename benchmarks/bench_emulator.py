@@ -39,28 +39,14 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote, urlsplit
 
+from _common import human, parse_size
+
 TOKEN = "bench-token"  # the throw-away emulator's only credential
 USER = "alice"
 TARGET_RATIO = 0.8
 HTTPS_PUT = "ivo://ivoa.net/vospace/core#httpsput"
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "emulator.json"
 CURL_FORMAT = "%{http_code} %{size_download} %{size_upload} %{time_total}"
-
-
-def parse_size(text: str) -> int:
-    """``1G``, ``8M``, ``512K`` (binary multiples) or a plain byte count."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1G, 64M, 4096)")
-    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    return int(m.group(1)) * scale[m.group(2).upper()]
-
-
-def human(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n} B"
 
 
 # -- processes ------------------------------------------------------------------------

@@ -58,6 +58,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from _common import human, is_mounted, parse_size
+
 TOKEN = "bench-token"  # the throw-away emulator's only credential
 USER = "alice"
 HERE = Path(__file__).resolve().parent
@@ -82,22 +84,6 @@ WORKLOADS = (
     "ls_cold_arc", "ls_cold_vault", "ls_warm_arc", "ls_warm_vault", "small_files_arc",
     "parallel_writers_arc", "rss", "sessions_launch", "sessions_ls", "sessions_info",
 )
-
-
-def parse_size(text: str) -> int:
-    """``1G``, ``256M``, ``512K`` (binary multiples) or a plain byte count."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1G, 64M, 4096)")
-    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    return int(m.group(1)) * scale[m.group(2).upper()]
-
-
-def human(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n} B"
 
 
 def log(msg: str) -> None:
@@ -481,12 +467,6 @@ def on_mount(cmd: list[str], timeout: float = 60) -> str:
     if r.returncode != 0:
         raise Failed(f"{cmd[0]} exit {r.returncode}: {r.stderr.decode(errors='replace')[:200]}")
     return r.stdout.decode(errors="replace")
-
-
-def is_mounted(path: Path) -> bool:
-    target = str(path.absolute())
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == target for line in f)
 
 
 def fusermount() -> str:

@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import is_mounted
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_JSON = HERE / "results" / "soak.json"
@@ -64,12 +66,6 @@ MAX_FILES = 40
 #: The daemon's HTTP pool size (canfarfs.net.make_client).
 POOL_CONNECTIONS = 32
 POOL = random.Random(7).randbytes(8 << 20)  # test data, not secrets
-
-
-def is_mounted(path: Path) -> bool:
-    target = str(path.absolute())
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == target for line in f)
 
 
 @dataclass
