@@ -35,6 +35,7 @@ from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.net import HTTP, Credentials, Timeouts, make_client
 from canfarfs.sessions.tree import SessionsTree
 from canfarfs.skaha.client import SkahaClient
+from canfarfs.tasks import spawn
 from canfarfs.vospace.client import VOSpaceClient
 
 log = logging.getLogger(__name__)
@@ -226,13 +227,14 @@ async def run_mount(opts: MountOptions) -> None:
             log.info("mounted %s (arc %s, vault %s)", opts.mountpoint, arc_url, vault_url)
             try:
                 nursery.start_soon(_watch_signals)
-                nursery.start_soon(trim_memory)
-                nursery.start_soon(_tune_after_init, target)
+                spawn(nursery, trim_memory, what="returning freed memory")
+                spawn(nursery, _tune_after_init, target, what="tuning the kernel read-ahead")
                 if opts.on_ready is not None:
                     opts.on_ready()
                 await pyfuse3.main(min_tasks=4, max_tasks=64)
             finally:
                 pyfuse3.close(unmount=True)
+                storage.close()
                 log.info("unmounted %s", opts.mountpoint)
             nursery.cancel_scope.cancel()
     finally:

@@ -75,6 +75,24 @@ class ReadOnly(CanfarfsError):
     errno = errno.EROFS
 
 
+class FileTooBig(CanfarfsError):
+    """A size beyond what a file can have here (the staging file system's limit)."""
+
+    errno = errno.EFBIG
+
+
+class NoSpace(CanfarfsError):
+    """The local staging or cache disk is full."""
+
+    errno = errno.ENOSPC
+
+
+class Stale(CanfarfsError):
+    """An open file's bytes are gone: it was replaced or deleted before they were read."""
+
+    errno = errno.ESTALE
+
+
 class Timeout(CanfarfsError):
     """A bounded wait ran out (the server is slow or unreachable)."""
 
@@ -103,6 +121,16 @@ class AuthExpired(CanfarfsError):
     """Credentials are missing, expired or refused and could not be refreshed."""
 
     errno = errno.EACCES
+
+
+def local_disk_error(exc: OSError | OverflowError, what: str) -> CanfarfsError:
+    """A failure of the local staging or cache disk, with the errno that fits."""
+    code = getattr(exc, "errno", None)
+    if code == errno.EFBIG or isinstance(exc, OverflowError):
+        return FileTooBig(f"{what}: larger than a file can be here")
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(f"{what}: the local cache disk is full")
+    return CanfarfsError(f"{what}: {exc}")
 
 
 def errno_for(exc: BaseException) -> int:

@@ -129,7 +129,14 @@ def test_server_stopped_mid_copy_fails_cleanly_and_the_same_cp_then_succeeds(
     src.write_bytes(payload)
     dest = home(rig, "arc") / "big.bin"
     cp = subprocess.Popen(["cp", str(src), str(dest)], stderr=subprocess.PIPE, text=True)
-    time.sleep(0.8)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # a sleep raced a cp that now takes under 1 s
+        try:
+            if os.stat(dest).st_size > 16 * 1024 * 1024:
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
     rig.live.proc.send_signal(signal.SIGKILL)
     rig.live.proc.wait()
     start = time.monotonic()

@@ -52,10 +52,10 @@ async def test_cached_copies_are_capped_in_number(emulator: Emulator, tmp_path: 
         storage = Storage({"arc": client}, StorageConfig(cache_dir=tmp_path / "cache",
                                                          user="alice"), nursery)
         for i in range(30):
-            remote = await storage.open_read(("arc", f"home/alice/f{i}"))
-            assert not isinstance(remote, storage_mod.Stage)
-            assert await remote.read(0, 100) == b"x" * (i + 1)
-            storage.close_read(remote)
+            handle = await storage.open_read(("arc", f"home/alice/f{i}"))
+            assert handle.file.stage is None
+            assert await handle.read(0, 100) == b"x" * (i + 1)
+            await handle.release()
             assert len(storage.cached) <= 9
         nursery.cancel_scope.cancel()
 

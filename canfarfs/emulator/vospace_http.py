@@ -538,6 +538,8 @@ class VOSpaceHTTP:
             if rec is not None:
                 await self._truncate(rec)
             raise Fault(412, f"checksum mismatch: md5:{want_md5} != md5:{got.md5_hex}")
+        if rec is None:  # another PUT may have made it while this body arrived: it wins
+            rec = self.store.get(self.name, real)
         if rec is None:
             rec = self.space.create(
                 real, Node(uri=self.space.uri(real), type=NodeType.DATA), user)

@@ -8,7 +8,9 @@ reads of filled bytes are inline (they come from the page cache).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import trio
@@ -71,7 +73,13 @@ class Intervals:
 
 
 class CacheFile:
-    """``size`` bytes of one remote file, filled in any order."""
+    """``size`` bytes of one remote file, filled in any order.
+
+    The descriptor is closed only when nothing uses it any more: :meth:`close` marks the
+    copy dropped, and a writer or downloader holding it (:meth:`held`) keeps the number
+    valid until it lets go. A closed number could otherwise be reused by another file
+    under a worker thread, or fail a read with EBADF.
+    """
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
@@ -79,7 +87,9 @@ class CacheFile:
         self.filled = Intervals()
         self.error: BaseException | None = None
         self._changed = trio.Event()
-        self._writes = 0
+        self._holds = 0
+        #: Set once the copy left the cache: fillers stop, nothing new may start.
+        self.dropped = False
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.ftruncate(fd, size)
         self.fd = fd
@@ -88,18 +98,24 @@ class CacheFile:
     def complete(self) -> bool:
         return self.filled.covers(0, self.size)
 
-    async def write(self, offset: int, data: bytes) -> None:
-        """Write filled bytes (nothing once the copy is closed: it left the cache)."""
-        fd = self.fd
-        if fd < 0:
-            return
-        self._writes += 1
+    @contextlib.contextmanager
+    def held(self) -> Iterator[int]:
+        """The descriptor, kept open until the block ends (even if dropped meanwhile)."""
+        if self.fd < 0:
+            raise errors.Stale(f"cached copy {self.path.name} was dropped")
+        self._holds += 1
         try:
-            await trio.to_thread.run_sync(os.pwrite, fd, data, offset, limiter=DISK)
+            yield self.fd
         finally:
-            self._writes -= 1
-            if self._writes == 0 and self.fd < 0:
-                os.close(fd)  # closed meanwhile: the descriptor was kept for this write
+            self._holds -= 1
+            self._close_if_unused()
+
+    async def write(self, offset: int, data: bytes) -> None:
+        """Write filled bytes (nothing once the copy was dropped: it left the cache)."""
+        if self.dropped:
+            return
+        with self.held() as fd:
+            await trio.to_thread.run_sync(os.pwrite, fd, data, offset, limiter=DISK)
         self.fill(offset, offset + len(data))
 
     def fill(self, start: int, end: int) -> None:
@@ -125,6 +141,8 @@ class CacheFile:
         while not self.filled.covers(start, end):
             if self.error is not None:
                 raise self.error
+            if self.dropped:
+                raise errors.Stale(f"cached copy {self.path.name} was dropped")
             await self._changed.wait()
 
     async def read(self, offset: int, size: int) -> bytes:
@@ -134,14 +152,18 @@ class CacheFile:
         size = max(0, min(size, self.size - offset))
         if size == 0:
             return b""
-        return os.pread(self.fd, size, offset)
+        with self.held() as fd:
+            return os.pread(fd, size, offset)
 
     def close(self) -> None:
-        """Close the descriptor (after the writes in flight: a number closed under a
-        worker thread could be reused by another file before its write lands)."""
-        if self.fd >= 0:
-            if self._writes == 0:
-                os.close(self.fd)
+        """Drop the copy: its descriptor is closed once no writer or reader holds it."""
+        self.dropped = True
+        self._wake()
+        self._close_if_unused()
+
+    def _close_if_unused(self) -> None:
+        if self.dropped and self._holds == 0 and self.fd >= 0:
+            os.close(self.fd)
             self.fd = -1
 
 

@@ -16,10 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canfarfs import errors
+from canfarfs.fs.staging import Stage
 from canfarfs.fs.storage import Storage
 
 CONTROL_NAME = ".canfarfs-control"
 MAX_COMMAND = 4096
+
+
+def _handles(storage: Storage, stage: Stage) -> int:
+    f = storage.files.get((stage.service, stage.path))
+    return f.handles if f is not None and f.stage is stage else 0
 
 
 def status_document(storage: Storage, *, mountpoint: str, open_files: int,
@@ -44,7 +50,7 @@ def status_document(storage: Storage, *, mountpoint: str, open_files: int,
             "tries": stage.tries,
             "last_error": stage.last_error,
             "kept_at": str(stage.data_path),
-            "open_handles": stage.handles,
+            "open_handles": _handles(storage, stage),
         })
     used = sum(c.remote.cache.filled.total for c in storage.cached.values())
     doc: dict[str, Any] = {

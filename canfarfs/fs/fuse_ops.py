@@ -23,10 +23,10 @@ from canfarfs.fs.attrs import Attr, dir_attr
 from canfarfs.fs.control import CONTROL_NAME, ControlHandle, render, status_document
 from canfarfs.fs.inodes import ROOT, InodeTable
 from canfarfs.fs.meta import Key, child_key
-from canfarfs.fs.remote_file import RemoteFile
-from canfarfs.fs.staging import Stage
+from canfarfs.fs.openfile import StorageHandle
 from canfarfs.fs.storage import Storage
 from canfarfs.fs.virtual import VirtualHandle, VirtualTree
+from canfarfs.tasks import spawn
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,12 @@ class DirHandle:
 
 @dataclass
 class FileHandle:
+    """An open file: its inode, the key it was opened by, and the tree's handle (storage
+    and virtual trees alike satisfy :class:`VirtualHandle`)."""
+
     ino: int
     key: Key
-    reader: RemoteFile | Stage | VirtualHandle | None = None
-    stage: Stage | None = None
-    virtual: VirtualHandle | None = None
+    handle: VirtualHandle
 
 
 class CanfarOps(pyfuse3.Operations):
@@ -131,8 +132,9 @@ class CanfarOps(pyfuse3.Operations):
             return ""
         if ino in (ROOT, CONTROL_INO):
             return None
-        key = self._key(ino)
-        return key[1] if key[0] == "sessions" else None
+        key = self.inodes.key(ino)
+        assert isinstance(key, tuple)
+        return str(key[1]) if key[0] == "sessions" else None
 
     def _tree(self) -> VirtualTree:
         if self.sessions is None:
@@ -163,7 +165,7 @@ class CanfarOps(pyfuse3.Operations):
 
     def _status(self) -> bytes:
         open_files = sum(1 for h in self.handles.values() if isinstance(h, FileHandle)
-                         and h.virtual is None)
+                         and isinstance(h.handle, StorageHandle))
         return render(status_document(self.storage, mountpoint=self.mountpoint,
                                       open_files=open_files, started=self.started,
                                       extra={"fuse": dict(self.stats)}))
@@ -176,6 +178,9 @@ class CanfarOps(pyfuse3.Operations):
         if ino == CONTROL_INO:
             return Attr(mode=stat.S_IFREG | 0o600, size=len(self._status()),
                         mtime_ns=time.time_ns())
+        opened = self._open_storage_file(ino)
+        if opened is not None and opened.file.unlinked:  # open, its name gone (unlink)
+            return self.storage.file_attr(opened.file)
         key = self._key(ino)
         if key[0] == "sessions":
             return await self._tree().attr(key[1])
@@ -183,6 +188,13 @@ class CanfarOps(pyfuse3.Operations):
             a = await self.storage.attr(key)
             return Attr(mode=stat.S_IFDIR | 0o755, size=0, mtime_ns=a.mtime_ns, nlink=2)
         return await self.storage.attr(key)
+
+    def _open_storage_file(self, ino: int) -> StorageHandle | None:
+        """A storage handle open on ``ino``, if any."""
+        for h in self.handles.values():
+            if isinstance(h, FileHandle) and h.ino == ino and isinstance(h.handle, StorageHandle):
+                return h.handle
+        return None
 
     @staticmethod
     def _name(raw: bytes) -> str:
@@ -235,15 +247,14 @@ class CanfarOps(pyfuse3.Operations):
         vpath = self._virtual_path(inode)
         if vpath is not None:
             return await self._setattr_virtual(inode, vpath, attr, fields, fh)
-        key = self._storage_key(inode)
         if fields.update_size:
             handle = self.handles.get(fh) if fh is not None else None
-            if isinstance(handle, FileHandle) and handle.stage is not None:
-                await handle.stage.truncate(attr.st_size)
+            if isinstance(handle, FileHandle) and isinstance(handle.handle, StorageHandle):
+                await handle.handle.truncate(attr.st_size)
             else:
-                await self.storage.truncate(key, attr.st_size)
+                await self.storage.truncate(self._storage_key(inode), attr.st_size)
         if fields.update_mode:
-            await self.storage.chmod(key, stat.S_IMODE(attr.st_mode))
+            await self.storage.chmod(self._storage_key(inode), stat.S_IMODE(attr.st_mode))
         # atime/mtime: accepted, VOSpace dates cannot be set (docs/semantics.md).
         return self._entry(inode, await self._attr(inode))
 
@@ -256,8 +267,8 @@ class CanfarOps(pyfuse3.Operations):
             raise errors.NotPermitted("sessions/ entries have fixed permissions")
         if fields.update_size:
             handle = self.handles.get(fh) if fh is not None else None
-            if isinstance(handle, FileHandle) and handle.virtual is not None:
-                await handle.virtual.truncate(attr.st_size)
+            if isinstance(handle, FileHandle):
+                await handle.handle.truncate(attr.st_size)
             else:
                 await tree.truncate(vpath, attr.st_size)
         if fields.update_mtime or fields.update_atime:
@@ -388,26 +399,23 @@ class CanfarOps(pyfuse3.Operations):
             if ctx.uid != self.uid and ctx.uid != 0:
                 raise errors.PermissionDenied("only the mounting user may use the control file")
             control = ControlHandle(self.storage, self._status())
-            fh = self._new_fh(FileHandle(inode, CONTROL_KEY, reader=control, virtual=control))
+            fh = self._new_fh(FileHandle(inode, CONTROL_KEY, control))
             return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), direct_io=True)
         vpath = self._virtual_path(inode)
         if vpath is not None:
             vhandle = await self._tree().open(vpath, flags)
             self.inodes.opened(inode)
-            vfh = self._new_fh(FileHandle(inode, ("sessions", vpath), reader=vhandle,
-                                          virtual=vhandle))
+            vfh = self._new_fh(FileHandle(inode, ("sessions", vpath), vhandle))
             return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io)
         key = self._storage_key(inode)
-        handle = FileHandle(inode, key)
         if flags & (os.O_WRONLY | os.O_RDWR):
-            stage = await self.storage.open_write(key, truncate=bool(flags & os.O_TRUNC),
-                                                  create=False)
-            handle.stage = stage
-            handle.reader = stage
+            handle = await self.storage.open_write(key, truncate=bool(flags & os.O_TRUNC),
+                                                   create=False)
         else:
-            handle.reader = await self.storage.open_read(key)
+            handle = await self.storage.open_read(key)
         self.inodes.opened(inode)
-        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(self._new_fh(handle)))
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(
+            self._new_fh(FileHandle(inode, key, handle))))
 
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
@@ -420,22 +428,16 @@ class CanfarOps(pyfuse3.Operations):
             vkey = ("sessions", path)
             vino = self.inodes.looked_up(vkey)
             self.inodes.opened(vino)
-            vfh = self._new_fh(FileHandle(vino, vkey, reader=vhandle, virtual=vhandle))
+            vfh = self._new_fh(FileHandle(vino, vkey, vhandle))
             return (pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io),
                     self._entry(vino, await self._tree().attr(path),
                                 await self._tree().attr_ttl(path)))
         key = child_key(parent, self._name(name))
-        if flags & os.O_EXCL:
-            try:
-                await self.storage.node(key)
-            except errors.NotFound:
-                pass
-            else:
-                raise errors.AlreadyExists(f"{key[0]}:{key[1]}")
-        stage = await self.storage.open_write(key, truncate=True, create=True)
+        handle = await self.storage.open_write(key, truncate=True, create=True,
+                                               exclusive=bool(flags & os.O_EXCL))
         ino = self.inodes.looked_up(key)
         self.inodes.opened(ino)
-        fh = self._new_fh(FileHandle(ino, key, reader=stage, stage=stage))
+        fh = self._new_fh(FileHandle(ino, key, handle))
         return (pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh)),
                 self._entry(ino, await self.storage.attr(key)))
 
@@ -444,31 +446,24 @@ class CanfarOps(pyfuse3.Operations):
         self.stats["read_bytes"] += size
         handle = self.handles[fh]
         assert isinstance(handle, FileHandle)
-        assert handle.reader is not None
-        return await handle.reader.read(off, size)
+        return await handle.handle.read(off, size)
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         self.stats["write_bytes"] += len(buf)
         handle = self.handles[fh]
         assert isinstance(handle, FileHandle)
-        if handle.virtual is not None:
-            return await handle.virtual.write(off, buf)
-        if handle.stage is None:
-            raise errors.CanfarfsError("file not open for writing")
-        return await self.storage.write(handle.stage, off, buf)
+        return await handle.handle.write(off, buf)
 
     @fuse_errors
     async def flush(self, fh: int) -> None:
         handle = self.handles[fh]
-        if isinstance(handle, FileHandle) and handle.virtual is not None:
+        if isinstance(handle, FileHandle):
             try:
-                await handle.virtual.flush()
+                await handle.handle.flush()
             finally:
                 if handle.key[0] == "sessions":
                     self._invalidate_companions(handle.key[1])
-        elif isinstance(handle, FileHandle) and handle.stage is not None:
-            await self.storage.flush(handle.stage)
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -479,16 +474,11 @@ class CanfarOps(pyfuse3.Operations):
         handle = self.handles.pop(fh, None)
         if not isinstance(handle, FileHandle):
             return
-        if handle.virtual is not None:
-            await handle.virtual.release()
+        try:
+            await handle.handle.release()
+        finally:
             if handle.ino != CONTROL_INO:
                 self.inodes.closed(handle.ino)
-            return
-        if handle.stage is not None:
-            await self.storage.release(handle.stage)
-        elif isinstance(handle.reader, RemoteFile):
-            self.storage.close_read(handle.reader)
-        self.inodes.closed(handle.ino)
 
     # -- namespace -----------------------------------------------------------------------
 
@@ -531,6 +521,26 @@ class CanfarOps(pyfuse3.Operations):
         await self.storage.rename(src, dst)
         self.inodes.detach(dst)
         self.inodes.rekey(src, dst)
+
+    @fuse_errors
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """A regular file is made empty (as create and close would); VOSpace holds no
+        FIFOs, sockets or device nodes (EPERM)."""
+        if not stat.S_ISREG(mode):
+            raise errors.NotPermitted("VOSpace holds only files, directories and links: "
+                                      "no FIFOs, sockets or device nodes")
+        parent = self._writable_dir(parent_inode)
+        if parent[0] == "sessions":
+            raise errors.NotPermitted("sessions/ specs are written with open(), not mknod")
+        key = child_key(parent, self._name(name))
+        handle = await self.storage.open_write(key, truncate=True, create=True,
+                                               exclusive=True)
+        try:
+            await handle.flush()
+        finally:
+            await handle.release()
+        return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
 
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
@@ -601,7 +611,8 @@ class CanfarOps(pyfuse3.Operations):
             with contextlib.suppress(OSError):
                 pyfuse3.invalidate_inode(pyfuse3.InodeT(inode), attr_only=True)
 
-        self.storage.nursery.start_soon(trio.to_thread.run_sync, invalidate)
+        spawn(self.storage.nursery, trio.to_thread.run_sync, invalidate,
+              what=f"invalidating the attributes of inode {inode}")
 
     @fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:

@@ -45,6 +45,9 @@ class MetaCache:
     #: KEEP_STALE are dropped (deleted and renamed paths otherwise piled up).
     keep_stale: float = 600.0
     _puts: int = 0
+    #: When each name was last put, by parent: a listing fetched while the mount
+    #: changed a name must not bring the old entry back (see put_listing).
+    _put_at: dict[Key, dict[str, float]] = field(default_factory=dict)
 
     def _fresh(self, stamp: float, ttl: float) -> bool:
         return trio.current_time() - stamp < ttl
@@ -63,16 +66,23 @@ class MetaCache:
             return True, child
         return False, None
 
-    def put(self, key: Key, node: Node | None) -> None:
+    def put(self, key: Key, node: Node | None, started: float | None = None) -> None:
+        """What is known of ``key`` now; with ``started`` (when the request that told it
+        was sent), nothing if a newer answer or change was put meanwhile."""
         now = trio.current_time()
+        if started is not None and key[1]:
+            stamp = self._put_at.get(parent_key(key), {}).get(key[1].rpartition("/")[2])
+            if stamp is not None and stamp >= started:
+                return
         self.nodes[key] = (node, now)
         self._puts += 1
         if self._puts % SWEEP_EVERY == 0:
             self.sweep(now)
         if key[1]:
+            name = key[1].rpartition("/")[2]
+            self._put_at.setdefault(parent_key(key), {})[name] = now
             listing = self.listings.get(parent_key(key))
             if listing is not None:
-                name = key[1].rpartition("/")[2]
                 if node is None:
                     listing.children.pop(name, None)
                 else:
@@ -87,6 +97,12 @@ class MetaCache:
 
         for k in [k for k, entry in self.nodes.items() if useless(entry)]:
             del self.nodes[k]
+        for parent in list(self._put_at):
+            names = self._put_at[parent]
+            for name in [n for n, stamp in names.items() if now - stamp >= self.ttl]:
+                del names[name]
+            if not names:
+                del self._put_at[parent]
 
     def listing(self, key: Key) -> Listing | None:
         hit = self.listings.get(key)
@@ -107,9 +123,21 @@ class MetaCache:
             return listing.children.get(key[1].rpartition("/")[2])
         return None
 
-    def put_listing(self, key: Key, children: dict[str, Node]) -> None:
+    def put_listing(self, key: Key, children: dict[str, Node],
+                    started: float | None = None) -> None:
+        """A listing whose request was sent at ``started`` (default: now). Names put
+        since then (the mount's own changes, or fresher answers) override it, and it is
+        as old as its request: an answer racing a change never brings back the past."""
         now = trio.current_time()
-        self.listings[key] = Listing(children, now)
+        since = now if started is None else started
+        for name, stamp in self._put_at.get(key, {}).items():
+            if stamp >= since:
+                hit = self.nodes.get(child_key(key, name))
+                if hit is None or hit[0] is None:
+                    children.pop(name, None)
+                else:
+                    children[name] = hit[0]
+        self.listings[key] = Listing(children, since)
 
     def forget(self, key: Key) -> None:
         """Drop what is known about ``key`` and everything below it."""

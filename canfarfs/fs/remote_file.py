@@ -17,6 +17,7 @@ import trio
 from canfarfs import errors
 from canfarfs.bulk import BulkGetter, Declined
 from canfarfs.fs.cachefile import CacheFile, Intervals, cached_error
+from canfarfs.tasks import spawn
 from canfarfs.vospace.client import DataLocation, VOSpaceClient
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,14 @@ WRITE_BATCH = 1 * MiB
 
 
 class RemoteFile:
-    """The bytes of one remote data file, filled into a :class:`CacheFile` on demand."""
+    """The bytes of one remote data file, filled into a :class:`CacheFile` on demand.
+
+    Shared by every open file state that reads this version, counted in ``users``. A
+    copy that left the cache index (:meth:`retire`) lives on until its last user lets
+    go; one whose server path no longer holds these bytes (:meth:`orphan`, after a
+    rename over it or an unlink) fetches nothing more, and answers ESTALE for bytes it
+    never got.
+    """
 
     def __init__(
         self,
@@ -41,6 +49,7 @@ class RemoteFile:
         max_window: int = 64 * MiB,
         part_size: int = 8 * MiB,
         parallel: int = 4,
+        version: str = "",
     ) -> None:
         self.client = client
         self.path = path
@@ -58,9 +67,65 @@ class RemoteFile:
         self._limit = trio.CapacityLimiter(parallel)
         self._last_end = -1
         self._window = initial_window
+        #: Which server version these bytes are (MD5, length and date).
+        self.version = version
         #: Bytes asked of the server (for tests and benchmarks).
         self.fetched = 0
-        self.readers = 0
+        #: Open file states and downloads using this copy.
+        self.users = 0
+        self.retired = False
+        self.orphaned = False
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    def use(self) -> RemoteFile:
+        self.users += 1
+        return self
+
+    def release(self) -> None:
+        self.users -= 1
+        self._close_if_done()
+
+    def retire(self) -> None:
+        """Out of the cache index: drop the copy once its last user lets go."""
+        self.retired = True
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self.retired and self.users <= 0 and not self.cache.dropped:
+            self.cache.close()
+            self.cache.path.unlink(missing_ok=True)
+
+    def orphan(self) -> None:
+        """The server path no longer holds these bytes: fetch nothing more from it."""
+        self.orphaned = True
+        if not self.cache.complete:
+            self.cache.fail(errors.Stale(
+                f"{self.client.service}:{self.path} was replaced or deleted before all "
+                "of it was read"))
+
+    def rename(self, path: str) -> None:
+        """The file moved on the server: fetch what is missing from its new path."""
+        self.path = path
+        self.location = None
+
+    async def fill_all(self) -> bool:
+        """Fetch every byte not yet cached (a replaced file's open readers keep their
+        bytes); False when that failed (each wait is bounded by the read time-out)."""
+        pos = 0
+        while not self.cache.complete and not self.orphaned:
+            gaps = self.cache.filled.missing(pos, self.size)
+            if not gaps:
+                break
+            start, end = gaps[0][0], min(gaps[0][1], gaps[0][0] + self.part_size)
+            try:
+                await self.read(start, end - start)
+            except errors.CanfarfsError as exc:
+                log.info("keeping %s:%s for its open readers failed: %s",
+                         self.client.service, self.path, exc)
+                return False
+            pos = end
+        return self.cache.complete
 
     @property
     def size(self) -> int:
@@ -68,11 +133,13 @@ class RemoteFile:
 
     async def _locate(self) -> DataLocation:
         async with self._locating:
-            if self.location is None:
-                loc = await self.client.locate(self.path, self.size)
+            while self.location is None:
+                path = self.path
+                loc = await self.client.locate(path, self.size)
                 if loc is None:
                     loc = DataLocation(url="", size=0, ranges=False, needs_auth=False)
-                self.location = loc
+                if self.path == path:  # else renamed meanwhile: locate the new name
+                    self.location = loc
             return self.location
 
     async def read(self, offset: int, size: int) -> bytes:
@@ -80,6 +147,9 @@ class RemoteFile:
         if offset >= self.size or size <= 0:
             return b""
         end = min(offset + size, self.size)
+        if self.orphaned and not self.cache.filled.covers(offset, end):
+            raise errors.Stale(f"{self.client.service}:{self.path} was replaced or "
+                               "deleted before these bytes were read")
         if self.cache.filled.covers(offset, end):
             if self.location is not None and self.location.ranges and not self.cache.complete:
                 self._request_ranges(offset, end)  # keep the read-ahead going
@@ -90,7 +160,8 @@ class RemoteFile:
                 self._request_ranges(offset, end)
             elif not self._streaming:
                 self._streaming = True
-                self.nursery.start_soon(self._stream_whole, loc)
+                spawn(self.nursery, self._stream_whole, loc,
+                      what=f"download of arc:{self.path}", on_error=self._failed)
             try:
                 with trio.fail_after(self.read_timeout):
                     await self.cache.wait_for(offset, end)
@@ -107,7 +178,13 @@ class RemoteFile:
     def prefetch_all(self) -> None:
         """Start filling the whole file (arc: the one stream; vault: the first window)."""
         if self.size and not self.cache.complete:
-            self.nursery.start_soon(self.read, 0, 1)
+            spawn(self.nursery, self.read, 0, 1,
+                  what=f"prefetch of {self.client.service}:{self.path}")
+
+    def _failed(self, exc: BaseException) -> None:
+        """A background fetch failed unexpectedly: its waiters get the error."""
+        self._streaming = False
+        self.cache.fail(cached_error(exc))
 
     # -- vault: ranges with read-ahead ------------------------------------------------
 
@@ -122,6 +199,7 @@ class RemoteFile:
             self._ask(start, end)
             return
         if self._asked_until(end) - end >= min(self._window // 2, self.size - end):
+            self._ask(start, end)  # a no-op when read-ahead asked for it already
             return
         self._window = min(self._window * 2, self.max_window)
         self._ask(start, min(self.size, end + self._window))
@@ -139,7 +217,9 @@ class RemoteFile:
             for gs, ge in self._pending.missing(s, e):
                 self._pending.add(gs, ge)
                 for part in range(gs, ge, self.part_size):
-                    self.nursery.start_soon(self._fetch_range, part, min(part + self.part_size, ge))
+                    spawn(self.nursery, self._fetch_range, part,
+                          min(part + self.part_size, ge), on_error=self._failed,
+                          what=f"range {part} of {self.client.service}:{self.path}")
 
     async def _fetch_range(self, start: int, end: int) -> None:
         async with self._limit:
@@ -228,7 +308,7 @@ class RemoteFile:
                         from None
                 except Exception as exc:
                     raise errors.Unavailable(f"body interrupted: {exc}") from exc
-                if self.cache.fd < 0:  # dropped from the cache: nobody needs the rest
+                if self.cache.dropped or self.orphaned:  # nobody needs the rest
                     return end
                 if skip_filled and self.cache.filled.covers(pos, pos + len(chunk)):
                     pos += len(chunk)
@@ -261,12 +341,19 @@ class RemoteFile:
         self.fetched += end - start
         self.client.http.sent += 1
         cache = self.cache
-        result = await bulk.get_into(loc.url, headers, cache.fd, start, cache.fill,
-                                     ranged=loc.ranges, stop=lambda: cache.fd < 0)
+
+        def stop() -> bool:
+            return cache.dropped or self.orphaned
+
+        if stop():
+            return end
+        with cache.held() as fd:
+            result = await bulk.get_into(loc.url, headers, fd, start, cache.fill,
+                                         ranged=loc.ranges, stop=stop)
         if isinstance(result, Declined):
             self.fetched -= end - start
             return None
-        if cache.fd < 0:  # the copy was dropped from the cache: nobody needs the rest
+        if stop():  # the copy was dropped or replaced: nobody needs the rest
             return end
         if result < end:
             raise errors.ProtocolError(f"body ended at {result} of {end} bytes")

@@ -10,19 +10,24 @@ given a nursery, the hashing runs in a worker thread beside the writes (MD5 cost
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from canfarfs import errors
 from canfarfs.fs.cachefile import DISK
 from canfarfs.fs.upstream import UploadStream
+from canfarfs.tasks import spawn
 
 #: Bytes written but not yet hashed before a write waits for the hashing thread.
 HASH_BACKLOG = 32 * 1024 * 1024
@@ -64,6 +69,14 @@ class Stage:
     _unhashed: list[bytes] = field(default_factory=list, repr=False)
     _unhashed_bytes: int = 0
     _hashed: trio.Event | None = field(default=None, repr=False)
+    #: While set, writes and truncates wait (an upload that raced writes is redone
+    #: with them held back, so it sends one consistent copy).
+    _gate: trio.Event | None = field(default=None, repr=False)
+    _busy: int = 0
+    _journal_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _idle: trio.Event = field(default_factory=trio.Event, repr=False)
+    #: When the bytes last changed (the staged file's date until it is uploaded).
+    mtime: float = field(default_factory=time.time)
     fd: int = -1
 
     def __post_init__(self) -> None:
@@ -79,21 +92,63 @@ class Stage:
         return self.directory / f"{self.id}.json"
 
     def journal(self) -> None:
-        """Record (atomically) where these bytes belong."""
-        entry = {"service": self.service, "path": self.path, "size": self.size,
-                 "dirty": self.dirty, "new": self.new, "time": time.time(),
-                 "last_error": self.last_error}
-        tmp = self.journal_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(entry, f)
-        os.replace(tmp, self.journal_path)
+        """Record (atomically) where these bytes belong. Called from worker threads:
+        one at a time per staged file, so an older entry never replaces a newer one
+        and none reappears after :meth:`uploaded` removed it."""
+        with self._journal_lock:
+            if not self.dirty:
+                return
+            entry = {"service": self.service, "path": self.path, "size": self.size,
+                     "dirty": self.dirty, "new": self.new, "time": time.time(),
+                     "last_error": self.last_error}
+            tmp = self.journal_path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(entry, f)
+            os.replace(tmp, self.journal_path)
+
+    @contextlib.asynccontextmanager
+    async def writes_held(self) -> AsyncIterator[None]:
+        """Hold back writes and truncates for the duration of the block (after the ones
+        already under way have finished)."""
+        self._gate = gate = trio.Event()
+        try:
+            while self._busy:
+                await self._idle.wait()
+            yield
+        finally:
+            self._gate = None
+            gate.set()
+
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """One write or truncate: waits at the gate, then counts as under way."""
+        while self._gate is not None:
+            await self._gate.wait()
+        if self.fd < 0:
+            raise errors.Stale(f"staged copy of {self.service}:{self.path} was dropped")
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+                self._idle = trio.Event()
 
     async def write(self, offset: int, data: bytes) -> int:
         """Write into the staging file. Inline, as s3ql writes its cache: a write of at
         most 1 MiB lands in the page cache, and a thread hop per FUSE write cost more
         than the copy (docs/performance.md)."""
-        n = os.pwrite(self.fd, data, offset)
+        async with self._changing():
+            return await self._write(offset, data)
+
+    async def _write(self, offset: int, data: bytes) -> int:
+        try:
+            n = os.pwrite(self.fd, data, offset)
+        except (OSError, OverflowError) as exc:
+            raise errors.local_disk_error(exc, f"write {self.service}:{self.path}") from exc
+        self.mtime = time.time()
         if offset == self._md5_upto:
             self._hash_later(data if n == len(data) else data[:n])
             self._md5_upto += n
@@ -117,23 +172,27 @@ class Stage:
         self._unhashed_bytes += len(piece)
         if self._hashed is None:
             self._hashed = trio.Event()
-            self.nursery.start_soon(self._hash_backlog)
+            spawn(self.nursery, self._hash_backlog, on_error=self._hash_failed,
+                  what=f"hashing {self.service}:{self.path}")
 
     async def _hash_backlog(self) -> None:
-        md5 = self._md5
-
-        def update(pieces: list[bytes]) -> None:
+        def update(md5: Any, pieces: list[bytes]) -> None:
             for piece in pieces:
                 md5.update(piece)
 
         try:
             while self._unhashed:
                 pieces, self._unhashed, self._unhashed_bytes = self._unhashed, [], 0
-                await trio.to_thread.run_sync(update, pieces)
+                await trio.to_thread.run_sync(update, self._md5, pieces)
         finally:
             done, self._hashed = self._hashed, None
             if done is not None:
                 done.set()
+
+    def _hash_failed(self, exc: BaseException) -> None:
+        """The running MD5 is incomplete: hash the staged file again at upload."""
+        self._md5_upto = -1
+        self._unhashed, self._unhashed_bytes = [], 0
 
     async def _hashing_done(self) -> None:
         """Wait until every queued piece is in the running MD5."""
@@ -144,6 +203,8 @@ class Stage:
         size = max(0, min(size, self.size - offset))
         if size == 0:
             return b""
+        if self.fd < 0:
+            raise errors.Stale(f"staged copy of {self.service}:{self.path} was dropped")
         return os.pread(self.fd, size, offset)
 
     @property
@@ -158,30 +219,51 @@ class Stage:
             self.stream = None
 
     async def truncate(self, size: int) -> None:
-        self.end_stream("truncated")
-        await trio.to_thread.run_sync(os.ftruncate, self.fd, size, limiter=DISK)
-        await self._hashing_done()
-        if size == 0:
-            self._md5, self._md5_upto = hashlib.md5(), 0  # noqa: S324 - protocol checksum
-        elif size != self._md5_upto:
-            self._md5_upto = -1  # hash again at upload
-        self.size = size
-        self.generation += 1
-        self.dirty = True
-        await trio.to_thread.run_sync(self.journal, limiter=DISK)
+        """Cut or extend the staged file. Inline, like writes: a truncate and a write
+        never interleave, so the staged size and the running MD5 always describe the
+        file's bytes."""
+        if size < 0:
+            raise errors.InvalidArgument(f"negative size {size}")
+        async with self._changing():
+            try:
+                os.ftruncate(self.fd, size)
+            except (OSError, OverflowError) as exc:
+                raise errors.local_disk_error(
+                    exc, f"truncate {self.service}:{self.path} to {size}") from exc
+            self.end_stream("truncated")
+            self.mtime = time.time()
+            if size == 0:
+                self._restart_hash()
+            elif size != self._md5_upto:
+                self._md5_upto = -1  # hash again at upload
+            self.size = size
+            self.generation += 1
+            self.dirty = True
+            await trio.to_thread.run_sync(self.journal, limiter=DISK)
 
-    async def fill_from(self, source: Path, size: int) -> None:
-        """Start from existing content (a cached or downloaded copy)."""
+    def _restart_hash(self) -> None:
+        """Empty file: a fresh running MD5 (pieces queued for the old one are dropped)."""
+        self._md5 = hashlib.md5()  # noqa: S324 - protocol checksum
+        self._md5_upto = 0
+        self._unhashed, self._unhashed_bytes = [], 0
+
+    async def fill_from(self, source_fd: int, size: int) -> None:
+        """Start from existing content (a cached or downloaded copy's descriptor)."""
         await self._hashing_done()
 
         def copy() -> None:
-            with source.open("rb") as src:
-                offset = 0
-                while chunk := src.read(1024 * 1024):
-                    os.pwrite(self.fd, chunk, offset)
-                    self._md5.update(chunk)
-                    offset += len(chunk)
-        await trio.to_thread.run_sync(copy, limiter=DISK)
+            offset = 0
+            while offset < size:
+                chunk = os.pread(source_fd, min(1024 * 1024, size - offset), offset)
+                if not chunk:
+                    raise errors.ProtocolError("cached copy shorter than its size")
+                os.pwrite(self.fd, chunk, offset)
+                self._md5.update(chunk)
+                offset += len(chunk)
+        try:
+            await trio.to_thread.run_sync(copy, limiter=DISK)
+        except (OSError, OverflowError) as exc:
+            raise errors.local_disk_error(exc, f"stage {self.service}:{self.path}") from exc
         self.size = size
         self._md5_upto = size
 
@@ -191,11 +273,17 @@ class Stage:
         if self._md5_upto == self.size:
             return str(self._md5.hexdigest())
 
+        size = self.size
+
         def rehash() -> str:
             h = hashlib.md5()  # noqa: S324 - protocol checksum
+            offset = 0
             with self.data_path.open("rb") as f:
-                while chunk := f.read(1024 * 1024):
+                while offset < size:  # exactly the bytes an upload sends (client.upload)
+                    want = min(1024 * 1024, size - offset)
+                    chunk = f.read(want) or bytes(want)
                     h.update(chunk)
+                    offset += len(chunk)
             return h.hexdigest()
 
         digest: str = await trio.to_thread.run_sync(rehash, limiter=DISK)
@@ -203,12 +291,13 @@ class Stage:
 
     def uploaded(self) -> None:
         """The server now holds these bytes: nothing to recover any more."""
-        self.dirty = False
-        self.last_error = None
-        self.journal_path.unlink(missing_ok=True)
+        with self._journal_lock:
+            self.dirty = False
+            self.last_error = None
+            self.journal_path.unlink(missing_ok=True)
 
     def dispose(self) -> None:
-        """Drop the staging file (after a successful upload, or a discard)."""
+        """Close the staging file; remove it unless it holds bytes still to upload."""
         self.end_stream("staged file dropped")
         if self.fd >= 0:
             os.close(self.fd)

@@ -7,6 +7,8 @@ operation does and which errno each refusal gives.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -21,7 +23,9 @@ import trio
 from canfarfs import errors
 from canfarfs.fs.attrs import Attr, attr_of
 from canfarfs.fs.cachefile import CacheFile
+from canfarfs.fs.keylocks import KeyLocks
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
+from canfarfs.fs.openfile import OpenFile, StorageHandle
 from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.fs.staging import Stage, pending_entries
 from canfarfs.fs.upstream import STREAM_AFTER, UploadStream
@@ -66,6 +70,9 @@ class StorageConfig:
 #: listing had expired (1.9 requests per file at 20 ms), one page more than the limit.
 RELIST_PAGES = 4
 MAX_CACHED_FILES = 512
+#: Uploads of files smaller than this hold back other handles' writes while they run
+#: (one consistent copy, no second try); larger ones let writes flow (see _upload).
+HOLD_WRITES_BELOW = 64 * MiB
 
 
 @dataclass
@@ -98,8 +105,15 @@ class Storage:
         self.config = config
         self.nursery = nursery
         self.meta = MetaCache(ttl=config.meta_ttl, negative_ttl=config.negative_ttl)
+        #: Staged copies by name: open for writing, or not yet on the server.
         self.stages: dict[Key, Stage] = {}
+        #: Open files by name, one state each, shared by all their handles.
+        self.files: dict[Key, OpenFile] = {}
         self.cached: dict[Key, CachedBytes] = {}
+        #: When the mount last added or removed an entry of a directory (ns); vault
+        #: does not date containers by their entries, so listings would not show it.
+        self._dir_dates: dict[Key, int] = {}
+        self._locks = KeyLocks()
         self.staging_dir = config.cache_dir / "staging"
         self.data_dir = config.cache_dir / "data"
         for d in (config.cache_dir, self.staging_dir, self.data_dir):
@@ -156,37 +170,49 @@ class Storage:
                 if node is None:
                     raise errors.NotFound(f"{key[0]}:{key[1]}")
                 return node
+        started = trio.current_time()
         try:
-            node = await self.client(key).get_node(key[1])
+            fetched: Node | None = await self.client(key).get_node(key[1])
         except errors.NotFound:
-            self.meta.put(key, None)
-            raise
+            fetched = None
         except (errors.Timeout, errors.Unavailable) as exc:
             self.mark_down(key[0], exc)
             if stale is None:
                 raise
             return stale
         self.mark_up(key[0])
-        node.children = None
-        self.meta.put(key, node)
+        if fetched is not None:
+            fetched.children = None
+        self.meta.put(key, fetched, started=started)  # unless changed meanwhile
+        known, node = self.meta.node(key)
+        if not known:
+            node = fetched
+        if node is None:
+            raise errors.NotFound(f"{key[0]}:{key[1]}")
         return node
 
-    def _staged_node(self, key: Key, stage: Stage) -> Node:
+    def _staged_node(self, key: Key, stage: Stage, last: Node | None = None) -> Node:
         known, remote = self.meta.node(key)
-        base = dict(remote.properties) if (known and remote is not None) else {}
+        if not known or remote is None:
+            remote = last
+        base = dict(remote.properties) if remote is not None else {}
         for uri, value in stage.pending_props.items():
             if value is None:
                 base.pop(uri, None)
             else:
                 base[uri] = value
         base[props.LENGTH] = str(stage.size)
-        base.setdefault(props.DATE, time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime()))
+        if stage.dirty or props.DATE not in base:
+            base[props.DATE] = _now(stage.mtime)
         base.setdefault(props.CREATOR, self.config.user)
         return Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA, properties=base)
 
     async def attr(self, key: Key) -> Attr:
         node = await self.node(key)
         a = attr_of(node)
+        touched = self._dir_dates.get(key)
+        if touched is not None and node.type is NodeType.CONTAINER and touched > a.mtime_ns:
+            a = dataclasses.replace(a, mtime_ns=touched)
         if node.type is NodeType.LINK:
             a = Attr(mode=a.mode, size=len(self.link_text(key, node).encode()),
                      mtime_ns=a.mtime_ns)
@@ -198,6 +224,7 @@ class Storage:
         if listing is None and self.is_down(key[0]):
             listing = self.meta.stale_listing(key)
         if listing is None:
+            started = trio.current_time()
             try:
                 children = await self._fetch_listing(key)
             except (errors.Timeout, errors.Unavailable) as exc:
@@ -207,8 +234,8 @@ class Storage:
                     raise
             else:
                 self.mark_up(key[0])
-                self.meta.put_listing(key, children)
-                listing = self.meta.listing(key)
+                self.meta.put_listing(key, children, started)
+                listing = self.meta.stale_listing(key)  # fresh, unless it took a TTL
             assert listing is not None
         entries = dict(listing.children)
         for skey, stage in self.stages.items():
@@ -236,6 +263,7 @@ class Storage:
             await waiting.wait()
             return self.meta.listing(parent) is not None
         done = self._listing_in_flight[parent] = trio.Event()
+        started = trio.current_time()
         try:
             children = await self._fetch_listing(parent)
         except errors.CanfarfsError as exc:
@@ -245,7 +273,7 @@ class Storage:
             del self._listing_in_flight[parent]
             done.set()
         self.mark_up(key[0])
-        self.meta.put_listing(parent, children)
+        self.meta.put_listing(parent, children, started)
         return True
 
     async def _fetch_listing(self, key: Key) -> dict[str, Node]:
@@ -289,25 +317,64 @@ class Storage:
         self.meta.put(key, None)
 
     async def unlink(self, key: Key) -> None:
+        """Remove a file. Open handles keep their bytes (the open state is detached from
+        the name); staged bytes are discarded only once the server has removed the
+        node, so a refused unlink (locked, permission) loses nothing."""
         self._writable()
-        stage = self.stages.get(key)
+        async with self._locks.hold(key):
+            await self._unlink(key)
+
+    async def _unlink(self, key: Key) -> None:
+        """unlink with ``key``'s lock held; waits for an upload of it under way."""
         node = await self.node(key)
         if node.type is NodeType.CONTAINER:
             raise errors.IsADirectory(f"{key[0]}:{key[1]} is a directory")
+        stage = self.stages.get(key)
+        async with stage.lock if stage is not None else contextlib.nullcontext():
+            f = self.files.get(key)
+            if stage is None or not stage.new:
+                if f is not None and f.stage is None and f.remote is not None:
+                    await self._keep_for_readers(f)
+                await self.client(key).delete_node(key[1])
+            self._forget_file(key)
+        self.meta.put(key, None)
+        self._touch_dir(parent_key(key))
+
+    async def _keep_for_readers(self, f: OpenFile) -> None:
+        """Fetch the rest of a file its open readers may still read, before its name
+        goes (bounded; what could not be fetched reads as ESTALE afterwards)."""
+        remote = f.remote
+        if remote is None or remote.cache.complete:
+            return
+        remote.use()
+        try:
+            kept = await remote.fill_all()
+        finally:
+            remote.release()
+        if not kept:
+            log.warning("%s:%s removed while open: the bytes not yet read are lost to its "
+                        "open handles (ESTALE)", f.key[0], f.key[1])
+
+    def _forget_file(self, key: Key) -> None:
+        """``key``'s name is gone: discard its staged bytes, detach its open state."""
+        stage = self.stages.pop(key, None)
+        f = self.files.pop(key, None)
         if stage is not None:
             stage.discarded = True
             stage.end_stream("unlinked")
-            if not stage.handles:
-                self._drop_stage(key)
-            if stage.new:
-                self.meta.put(key, None)
-                return
-        await self.client(key).delete_node(key[1])
-        self.meta.put(key, None)
+            if f is None or f.stage is not stage:
+                stage.dispose()
+        if f is not None:
+            f.unlinked = True
+            if f.remote is not None:
+                f.remote.orphan()
         self._drop_cached(key)
 
     async def rename(self, src: Key, dst: Key) -> None:
-        """POSIX rename on a VOSpace move job; replacing a target is delete-then-move."""
+        """POSIX rename on a VOSpace move job; replacing a target is delete-then-move.
+
+        Open handles follow the file to its new name; the handles of a replaced target
+        keep its old bytes (as after an unlink)."""
         self._writable()
         if src[0] != dst[0]:
             raise errors.CrossDevice("cannot move between arc and vault")
@@ -316,6 +383,11 @@ class Storage:
             return
         if dst[1].startswith(src[1] + "/"):
             raise errors.InvalidArgument("cannot move a directory into itself")
+        async with self._locks.hold(src, dst):
+            await self._rename(src, dst)
+
+    async def _rename(self, src: Key, dst: Key) -> None:
+        """rename with both names' locks held; waits for an upload of ``src``."""
         node = await self.node(src)
         try:
             target = await self.node(dst)
@@ -324,17 +396,17 @@ class Storage:
         if target is not None:
             await self._clear_target(node, target, dst)
         stage = self.stages.get(src)
-        if stage is not None and stage.new:
-            self._rekey_stages(src, dst)
-        else:
-            await self.client(src).move(src[1], dst[1])
-            self._rekey_stages(src, dst)
+        async with stage.lock if stage is not None else contextlib.nullcontext():
+            if stage is None or not stage.new:
+                await self.client(src).move(src[1], dst[1])
+            self._rekey(src, dst)
         self.meta.forget(src)
         self.meta.put(src, None)
         self.meta.forget(dst)
         moved = node.model_copy(update={"uri": self.client(dst).uri(dst[1])})
         self.meta.put(dst, moved)
-        self._drop_cached(src)
+        self._touch_dir(parent_key(src))
+        self._touch_dir(parent_key(dst))
 
     async def _clear_target(self, node: Node, target: Node, dst: Key) -> None:
         if target.type is NodeType.CONTAINER:
@@ -344,17 +416,47 @@ class Storage:
         else:
             if node.type is NodeType.CONTAINER:
                 raise errors.NotADirectory(f"{dst[0]}:{dst[1]} is not a directory")
-            await self.unlink(dst)
+            await self._unlink(dst)
 
-    def _rekey_stages(self, src: Key, dst: Key) -> None:
-        for key in [k for k in self.stages if k[0] == src[0]
-                    and (k[1] == src[1] or k[1].startswith(src[1] + "/"))]:
+    def _rekey(self, src: Key, dst: Key) -> None:
+        """Staged copies, open states and cached copies at or below ``src`` move to
+        ``dst``; a streaming upload under the old name is given up."""
+
+        def moved(k: Key) -> Key | None:
+            if k[0] == src[0] and (k[1] == src[1] or k[1].startswith(src[1] + "/")):
+                return (dst[0], dst[1] + k[1][len(src[1]):])
+            return None
+
+        for key in [k for k in self.stages if moved(k)]:
             stage = self.stages.pop(key)
+            new = moved(key)
+            assert new is not None
             stage.end_stream("renamed")
-            stage.path = dst[1] + key[1][len(src[1]):]
-            self.stages[(dst[0], stage.path)] = stage
+            stage.path = new[1]
+            self.stages[new] = stage
             if stage.dirty:
                 stage.journal()
+        for key in [k for k in self.files if moved(k)]:
+            f = self.files.pop(key)
+            new = moved(key)
+            assert new is not None
+            f.key = new
+            if f.remote is not None:
+                f.remote.rename(new[1])
+            self.files[new] = f
+        for key in [k for k in self.cached if moved(k)]:
+            cached = self.cached.pop(key)
+            new = moved(key)
+            assert new is not None
+            cached.remote.rename(new[1])
+            self._drop_cached(new)
+            self.cached[new] = cached
+
+    def _touch_dir(self, key: Key) -> None:
+        """An entry came or went: the directory's date is now (as the server sets it)."""
+        if len(self._dir_dates) > 10_000:
+            self._dir_dates.clear()
+        self._dir_dates[key] = time.time_ns()
 
     # -- links -------------------------------------------------------------------------
 
@@ -509,42 +611,169 @@ class Storage:
             log.info("statfs %s: answering from cache (%s)", service, exc)
         return self._quota.get(service, (0, 0))
 
-    # -- reading -----------------------------------------------------------------------
+    # -- open files ------------------------------------------------------------------
+    # One OpenFile per file, shared by every handle (openfile.py, semantics.md).
 
-    async def open_read(self, key: Key) -> Stage | RemoteFile:
-        stage = self.stages.get(key)
-        if stage is not None and not stage.discarded:
-            return stage
-        node = await self.node(key)
-        if node.type is not NodeType.DATA:
-            raise errors.IsADirectory(f"{key[0]}:{key[1]} is not a file")
+    def _file(self, key: Key) -> OpenFile:
+        """The open state of ``key``, made (with any pending staged copy) if it has none."""
+        f = self.files.get(key)
+        if f is None:
+            f = self.files[key] = OpenFile(key, stage=self.stages.get(key))
+        f.handles += 1
+        return f
+
+    async def open_read(self, key: Key) -> StorageHandle:
+        """Open for reading: the staged copy if the file has one, else the server's
+        current version (a new open always sees it: close-to-open)."""
+        async with self._locks.hold(key):  # no rename or unlink of key meanwhile
+            f = self._file(key)
+            try:
+                if f.stage is None or f.stage.discarded:
+                    node = await self.node(key)
+                    if node.type is not NodeType.DATA:
+                        raise errors.IsADirectory(f"{key[0]}:{key[1]} is not a file")
+                    self._use_version(f, node)
+            except BaseException:
+                await self.release_file(f)
+                raise
+        return StorageHandle(self, f, writable=False)
+
+    def _use_version(self, f: OpenFile, node: Node) -> RemoteFile:
+        """Point ``f`` at the cached copy of ``node``'s version (made if needed)."""
+        f.node = node
         version = f"{node.prop(props.MD5)}:{node.length}:{node.prop(props.DATE)}"
-        cached = self.cached.get(key)
+        if f.remote is not None and f.remote.version == version and not f.remote.orphaned:
+            return f.remote
+        cached = self.cached.get(f.key)
         if cached is None or cached.version != version:
-            self._drop_cached(key)
-            name = hashlib.sha256(f"{key}:{version}".encode()).hexdigest()[:32]
+            self._drop_cached(f.key)
+            name = hashlib.sha256(f"{f.key}:{version}".encode()).hexdigest()[:32]
             cache = CacheFile(self.data_dir / name, node.length)
-            remote = RemoteFile(self.client(key), key[1], cache, self.nursery,
-                                read_timeout=self.config.read_timeout)
+            remote = RemoteFile(self.client(f.key), f.key[1], cache, self.nursery,
+                                read_timeout=self.config.read_timeout, version=version)
             cached = CachedBytes(version, remote)
-            self.cached[key] = cached
+            self.cached[f.key] = cached
             self._evict()
         cached.last_used = time.monotonic()
-        cached.remote.readers += 1
-        return cached.remote
+        old, f.remote = f.remote, cached.remote.use()
+        if old is not None:
+            old.release()
+        return f.remote
 
-    def close_read(self, remote: RemoteFile) -> None:
-        remote.readers -= 1
+    async def read_file(self, f: OpenFile, offset: int, size: int) -> bytes:
+        """Read through ``f``: its staged copy if it has one, else the server's bytes.
+
+        A read reaching the end of the server's copy first asks (within the metadata
+        TTL) whether the file changed elsewhere, so ``tail -f`` follows a growing file
+        (the kernel reads a grown file's last page again from its start)."""
+        stage = f.stage
+        if stage is not None:
+            return await stage.read(offset, size)
+        remote = f.remote
+        if remote is None or (offset + size > remote.size and not f.unlinked):
+            remote = await self._refreshed(f)
+            if f.stage is not None:
+                return await f.stage.read(offset, size)
+            if remote is None:
+                return b""
+        return await self._read_remote(f, remote, offset, size)
+
+    async def _read_remote(self, f: OpenFile, remote: RemoteFile, offset: int,
+                           size: int) -> bytes:
+        """Read the server's bytes; if they turn out to have changed under the copy
+        (a body shorter than the node said, a range past its end, the path gone: the
+        file was replaced, or renamed while the request was under way), ask the server
+        what the file is now and read that, once."""
+        remote.use()  # another reader may move f to a newer version meanwhile
+        try:
+            return await remote.read(offset, size)
+        except errors.CanfarfsError as exc:
+            if f.stage is not None:  # a writer gave the file a staged copy meanwhile
+                return await f.stage.read(offset, size)
+            if not _changed_underneath(exc) or f.unlinked:
+                raise
+            current = (await self._current_version(f)).use()
+            try:
+                return await current.read(offset, size)
+            finally:
+                current.release()
+        finally:
+            remote.release()
+
+    async def _current_version(self, f: OpenFile) -> RemoteFile:
+        """``f`` moved to the version of the file the server holds now."""
+        for _ in range(3):
+            key = f.key
+            started = trio.current_time()
+            try:
+                node = await self.client(key).get_node(key[1])
+            except errors.NotFound:
+                if f.key != key:
+                    continue  # renamed while we asked: ask for the new name
+                if f.unlinked:
+                    break
+                self.meta.put(key, None, started=started)
+                raise errors.Stale(f"{key[0]}:{key[1]} was deleted elsewhere while open") \
+                    from None
+            if f.key != key:
+                continue
+            node.children = None
+            self.meta.put(key, node, started=started)
+            if node.type is not NodeType.DATA:
+                raise errors.Stale(f"{key[0]}:{key[1]} was replaced by a directory")
+            remote = f.remote
+            newer = self._use_version(f, node)
+            if newer is not remote:
+                log.info("%s:%s changed on the server while open: reading the new "
+                         "version", key[0], key[1])
+            return newer
+        raise errors.Stale(f"{f.key[0]}:{f.key[1]} was removed while open")
+
+    async def _refreshed(self, f: OpenFile) -> RemoteFile | None:
+        """``f``'s server copy, moved to the current version if the file changed."""
+        try:
+            node = await self.node(f.key)
+        except errors.CanfarfsError as exc:
+            log.debug("refreshing open %s:%s: %s", f.key[0], f.key[1], exc)
+            return f.remote
+        if node.type is not NodeType.DATA or f.stage is not None:
+            return f.remote
+        return self._use_version(f, node)
+
+    async def release_file(self, f: OpenFile) -> None:
+        """A handle closed; the last one lets go of the state (pending bytes stay
+        staged, and listed, until they are uploaded)."""
+        f.handles -= 1
+        if f.handles > 0:
+            return
+        if self.files.get(f.key) is f:
+            del self.files[f.key]
+        stage, f.stage = f.stage, None
+        if stage is not None and (stage.discarded or not stage.dirty):
+            if self.stages.get((stage.service, stage.path)) is stage:
+                del self.stages[(stage.service, stage.path)]
+            stage.dispose()
+        remote, f.remote = f.remote, None
+        if remote is not None:
+            remote.release()
+
+    def file_attr(self, f: OpenFile) -> Attr:
+        """Attributes of an open file, also once its name is gone."""
+        if f.stage is not None:
+            return attr_of(self._staged_node(f.key, f.stage, f.node))
+        if f.node is not None:
+            return attr_of(f.node)
+        raise errors.NotFound(f"{f.key[0]}:{f.key[1]}")
 
     def _drop_cached(self, key: Key) -> None:
+        """Take ``key``'s copy out of the cache (its users keep it until they close)."""
         cached = self.cached.pop(key, None)
         if cached is not None:
-            cached.remote.cache.close()
-            cached.remote.cache.path.unlink(missing_ok=True)
+            cached.remote.retire()
 
     def _evict(self) -> None:
         """Keep the read cache under ``cache_size`` bytes and MAX_CACHED_FILES files (each
-        holds an open descriptor), dropping the least recently used unread copies."""
+        holds an open descriptor), dropping the least recently used unused copies."""
         total = sum(c.remote.cache.filled.total for c in self.cached.values())
         count = len(self.cached)
         if total <= self.config.cache_size and count <= MAX_CACHED_FILES:
@@ -552,28 +781,47 @@ class Storage:
         for key, c in sorted(self.cached.items(), key=lambda kv: kv[1].last_used):
             if total <= self.config.cache_size and count <= MAX_CACHED_FILES:
                 break
-            if c.remote.readers == 0:
+            if c.remote.users == 0:
                 total -= c.remote.cache.filled.total
                 count -= 1
                 self._drop_cached(key)
 
     # -- writing -----------------------------------------------------------------------
 
-    async def open_write(self, key: Key, *, truncate: bool, create: bool) -> Stage:
-        """The staged copy of ``key`` for writing (downloading it first unless truncating)."""
+    async def open_write(self, key: Key, *, truncate: bool, create: bool,
+                         exclusive: bool = False) -> StorageHandle:
+        """Open for writing: every writer of a file shares its one staged copy, made
+        (from the server's bytes unless truncating) by the first."""
         self._writable()
-        stage = self.stages.get(key)
-        if stage is not None and not stage.discarded:
-            if truncate:
-                await stage.truncate(0)
-            stage.handles += 1
-            return stage
+        async with self._locks.hold(key):  # no rename or unlink of key meanwhile
+            f = self._file(key)
+            try:
+                stage = f.stage
+                if stage is not None and not stage.discarded:
+                    if exclusive:
+                        raise errors.AlreadyExists(f"{key[0]}:{key[1]}")
+                    if truncate:
+                        await stage.truncate(0)
+                else:
+                    f.stage = await self._new_stage(f, truncate=truncate, create=create,
+                                                    exclusive=exclusive)
+                    self.stages[key] = f.stage
+            except BaseException:
+                await self.release_file(f)
+                raise
+        return StorageHandle(self, f, writable=True)
+
+    async def _new_stage(self, f: OpenFile, *, truncate: bool, create: bool,
+                         exclusive: bool) -> Stage:
+        key = f.key
         try:
             node: Node | None = await self.node(key)
         except errors.NotFound:
             if not create:
                 raise
             node = None
+        if node is not None and exclusive:
+            raise errors.AlreadyExists(f"{key[0]}:{key[1]}")
         if node is not None and node.type is not NodeType.DATA:
             raise errors.IsADirectory(f"{key[0]}:{key[1]} is not a file")
         if node is None:
@@ -581,30 +829,57 @@ class Storage:
             parent = await self.node(parent_key(key))
             if parent.type is not NodeType.CONTAINER:
                 raise errors.NotADirectory(f"{key[0]}:{parent_key(key)[1]} is not a directory")
+        f.node = node
         stage = Stage(self.staging_dir, key[0], key[1], new=node is None,
                       nursery=self.nursery)
-        if node is not None and node.length and not truncate:
-            await self._download_into(key, stage, node.length)
-        if node is None or truncate:
-            stage.dirty = True
-            stage.generation += 1
-            await trio.to_thread.run_sync(stage.journal)
-        stage.handles += 1
-        self.stages[key] = stage
+        try:
+            if node is not None and node.length and not truncate:
+                await self._download_into(f, node, stage)
+            if node is None or truncate:
+                stage.dirty = True
+                stage.generation += 1
+                await trio.to_thread.run_sync(stage.journal)
+        except BaseException:
+            stage.discarded = True
+            stage.dispose()
+            raise
+        if node is None:
+            self._touch_dir(parent_key(key))
         return stage
 
-    async def _download_into(self, key: Key, stage: Stage, size: int) -> None:
-        remote = await self.open_read(key)
-        assert isinstance(remote, RemoteFile)
+    async def _download_into(self, f: OpenFile, node: Node, stage: Stage) -> None:
+        """Start a staged copy from the server's bytes (through the read cache)."""
+        remote = self._use_version(f, node).use()
         try:
             remote.prefetch_all()
             step = 8 * MiB
-            for offset in range(0, size, step):
-                await remote.read(offset, min(step, size - offset))
-                await remote.cache.wait_for(offset, min(offset + step, size))
-            await stage.fill_from(remote.cache.path, size)
+            offset = 0
+            while offset < remote.size:
+                await self._read_remote(f, remote, offset, min(step, remote.size - offset))
+                if f.remote is not remote and f.remote is not None:  # changed: start again
+                    remote.release()
+                    remote, offset = f.remote.use(), 0
+                    remote.prefetch_all()
+                    continue
+                offset += step
+            with remote.cache.held() as fd:
+                await stage.fill_from(fd, remote.size)
         finally:
-            self.close_read(remote)
+            remote.release()
+
+    async def write_file(self, f: OpenFile, offset: int, data: bytes) -> int:
+        if f.stage is None:
+            raise errors.CanfarfsError("file not open for writing")
+        return await self.write(f.stage, offset, data)
+
+    async def truncate_file(self, f: OpenFile, size: int) -> None:
+        if f.stage is None:
+            raise errors.InvalidArgument("file not open for writing")
+        await f.stage.truncate(size)
+
+    async def flush_file(self, f: OpenFile) -> None:
+        if f.stage is not None and not f.unlinked:
+            await self.flush(f.stage)
 
     async def write(self, stage: Stage, offset: int, data: bytes) -> int:
         """Write into the staged file; feed or start its streaming upload (upstream.py)."""
@@ -684,16 +959,43 @@ class Storage:
                 stage.pending_props.pop(uri, None)
 
     async def _upload(self, stage: Stage) -> None:
-        """The upload itself (streamed or from the staged copy); the caller holds the lock."""
+        """The upload itself (streamed or from the staged copy); the caller holds the lock.
+
+        Other handles may write the file meanwhile. Below :data:`HOLD_WRITES_BELOW`
+        bytes their writes wait until the upload ends, so it sends one consistent copy;
+        a larger file goes up with writes flowing, and if the server then holds bytes
+        other than the ones hashed (its MD5 differs) it goes up once more with writes
+        held. Either way a close fails only when the bytes are at risk, never because
+        someone else wrote meanwhile, and every write made before this flush is on the
+        server; writes made during it leave the file dirty for the next flush.
+        """
         key = (stage.service, stage.path)
         generation = stage.generation
         md5 = await stage.md5()
         if await self._finish_stream(stage, md5):
-            if stage.generation == generation:
-                stage.uploaded()
-            was_new, stage.new = stage.new, False
-            await self._after_upload(key, stage, md5, was_new)
+            self._uploaded(stage, generation)
+            await self._after_upload(key, stage, md5, stage.new)
             return
+        if stage.size < HOLD_WRITES_BELOW:
+            async with stage.writes_held():
+                generation = stage.generation
+                md5 = await self._upload_staged(stage, await stage.md5())
+        else:
+            try:
+                md5 = await self._upload_staged(stage, md5)
+            except errors.IntegrityError:
+                if stage.generation == generation:
+                    raise
+                log.info("%s:%s was written during its upload: uploading it again with "
+                         "writes held", stage.service, stage.path)
+                async with stage.writes_held():
+                    generation = stage.generation
+                    md5 = await self._upload_staged(stage, await stage.md5())
+        self._uploaded(stage, generation)
+        await self._after_upload(key, stage, md5, stage.new)
+
+    async def _upload_staged(self, stage: Stage, md5: str) -> str:
+        """PUT the staged copy; the server's MD5 is checked by the client."""
         stage.tries += 1
         stage.uploading = True
         stage.uploaded_bytes = 0
@@ -712,12 +1014,22 @@ class Storage:
             raise
         finally:
             stage.uploading = False
+        return md5
+
+    @staticmethod
+    def _uploaded(stage: Stage, generation: int) -> None:
+        """The server holds the bytes of ``generation``: clean unless written since."""
         if stage.generation == generation:
             stage.uploaded()
-        was_new, stage.new = stage.new, False
-        await self._after_upload(key, stage, md5, was_new)
+        else:
+            stage.last_error = None
 
     async def _after_upload(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
+        stage.new = False
+        await self._cache_uploaded_node(key, stage, md5, was_new)
+
+    async def _cache_uploaded_node(self, key: Key, stage: Stage, md5: str,
+                                   was_new: bool) -> None:
         """Update the cached node without asking the server again.
 
         An overwrite keeps the node's properties with the new length, MD5 and date. A new
@@ -762,26 +1074,15 @@ class Storage:
         self.meta.put(key, Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA,
                                 properties=p))
 
-    async def release(self, stage: Stage) -> None:
-        stage.handles -= 1
-        key = (stage.service, stage.path)
-        if stage.handles <= 0 and (not stage.dirty or stage.discarded):
-            self._drop_stage(key)
-
-    def _drop_stage(self, key: Key) -> None:
-        stage = self.stages.pop(key, None)
-        if stage is not None:
-            stage.dispose()
-
     async def truncate(self, key: Key, size: int) -> None:
         """truncate(2) without an open handle: stage, cut, upload at once."""
-        stage = await self.open_write(key, truncate=size == 0, create=False)
+        handle = await self.open_write(key, truncate=size == 0, create=False)
         try:
             if size:
-                await stage.truncate(size)
-            await self.flush(stage)
+                await handle.truncate(size)
+            await handle.flush()
         finally:
-            await self.release(stage)
+            await handle.release()
 
     # -- recovery ----------------------------------------------------------------------
 
@@ -795,8 +1096,11 @@ class Storage:
         for stage in self.pending():
             try:
                 await self.flush(stage)
-                if stage.handles <= 0 and not stage.dirty:
-                    self._drop_stage((stage.service, stage.path))
+                key = (stage.service, stage.path)
+                if key not in self.files and not stage.dirty and \
+                        self.stages.get(key) is stage:
+                    del self.stages[key]
+                    stage.dispose()
             except errors.CanfarfsError as exc:
                 failures.append(f"{stage.service}:{stage.path}: {exc}")
         return failures
@@ -823,7 +1127,33 @@ class Storage:
             data.unlink(missing_ok=True)
             data.with_suffix(".json").unlink(missing_ok=True)
             report.append(f"recovered: {service}:{path} ({size} bytes) uploaded")
+        removed = self._collect_orphans()
+        if removed:
+            report.append(f"removed {removed} staged or cached files no upload needs")
         return report
+
+    def _collect_orphans(self) -> int:
+        """Remove what an earlier run left that holds nothing to upload: staged files
+        without a dirty journal entry, and cached copies (never reused across runs)."""
+        keep = {data.stem for data, _ in pending_entries(self.staging_dir)}
+        removed = 0
+        for d, wanted in ((self.staging_dir, keep), (self.data_dir, set())):
+            for p in d.iterdir():
+                if p.name.split(".", 1)[0] not in wanted and p.is_file():
+                    p.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def close(self) -> None:
+        """At unmount: drop clean staged copies and every cached copy; bytes still to
+        upload stay staged, with their journal, for the next mount."""
+        for key, stage in list(self.stages.items()):
+            if stage.discarded or not stage.dirty:
+                del self.stages[key]
+            stage.dispose()
+        for cached in self.cached.values():
+            cached.remote.retire()
+        self.cached.clear()
 
 
     def _adopt(self, service: str, path: str, data: Path, entry: dict[str, object],
@@ -837,6 +1167,17 @@ class Storage:
                       new=bool(entry.get("new")), tries=1, last_error=error,
                       nursery=self.nursery)
         self.stages[key] = stage
+
+
+def _changed_underneath(exc: errors.CanfarfsError) -> bool:
+    """Whether a failed read suggests the server's file is no longer the cached version."""
+    return isinstance(exc, errors.ProtocolError | errors.NotFound) or exc.status == 416
+
+
+def _now(when: float | None = None) -> str:
+    """A VOSpace date (UTC, milliseconds) for ``when`` (default: now)."""
+    t = time.time() if when is None else when
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
 def _md5_file(path: Path) -> str:

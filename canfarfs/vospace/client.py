@@ -398,14 +398,20 @@ class VOSpaceClient:
     async def _put_file(self, url: str, source: Path, headers: dict[str, str],
                         auth: bool, progress: Callable[[int], None] | None = None,
                         ) -> httpx2.Response:
+        length = int(headers["Content-Length"])
+
         async def body() -> AsyncIterator[bytes]:
+            # Exactly the declared length: the file may grow or shrink under a concurrent
+            # writer. Missing bytes are sent as zeros; the MD5 the server then reports
+            # differs from ours, and the caller uploads again (IntegrityError).
             f = await trio.to_thread.run_sync(source.open, "rb")
             sent = 0
             try:
-                while True:
-                    chunk = await trio.to_thread.run_sync(f.read, UPLOAD_CHUNK)
+                while sent < length:
+                    want = min(UPLOAD_CHUNK, length - sent)
+                    chunk = await trio.to_thread.run_sync(f.read, want)
                     if not chunk:
-                        return
+                        chunk = bytes(want)
                     yield chunk
                     sent += len(chunk)
                     if progress is not None:
