@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"canfarfs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    emu = sub.add_parser("emulator", help="serve arc, vault and skaha locally (the local platform)")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        # Its own usage line: the default prefix would be the top-level usage's two lines.
+        return sub.add_parser(name, prog=f"canfarfs {name}", help=help_text)
+
+    emu = command("emulator", "serve arc, vault and skaha locally (the local platform)")
     emu.add_argument("--root", required=True, type=Path, help="data directory (kept across runs)")
     emu.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     emu.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
@@ -58,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--quota", type=parse_size, default="10G", help="allocation quota (10G)")
     emu.add_argument("--tls", action="store_true", help="serve HTTPS with a generated cert")
 
-    mnt = sub.add_parser("mount", help="mount arc, vault and sessions at MOUNTPOINT")
+    mnt = command("mount", "mount arc, vault and sessions at MOUNTPOINT")
     mnt.add_argument("mountpoint", type=Path)
     mnt.add_argument("--local", type=Path, metavar="DATA_DIR",
                      help="run the bundled local platform with its data in DATA_DIR")
@@ -87,16 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="OPTIONS", help=OPTIONS_HELP)
     mnt.add_argument("--notify-fd", type=int, help=argparse.SUPPRESS)
 
-    umnt = sub.add_parser("umount", help="unmount (after every upload is on the server)")
+    umnt = command("umount", "unmount (after every upload is on the server)")
     umnt.add_argument("mountpoint", type=Path)
     umnt.add_argument("--force", action="store_true",
                       help="unmount even with open files or failing uploads (lazy unmount)")
 
-    st = sub.add_parser("status", help="connectivity, pending uploads and cache use")
+    st = command("status", "connectivity, pending uploads and cache use")
     st.add_argument("mountpoint", type=Path)
     st.add_argument("--json", action="store_true", help="print the raw JSON document")
 
-    sy = sub.add_parser("sync", help="wait, with progress, until every upload is durable")
+    sy = command("sync", "wait, with progress, until every upload is durable")
     sy.add_argument("mountpoint", type=Path)
     return parser
 

@@ -75,7 +75,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         console.print("No pending uploads: everything written is on the server.")
     cache = doc["cache"]
-    console.print(f"Cache: {_size(cache['used'])} of {_size(cache['budget'])} in {cache['dir']}")
+    console.print(f"Cache: {_size(cache['used'])} used of {_size(cache['budget'])}")
+    # The path on a line of its own, never broken by rich (an 80-column terminal split
+    # "... in" from it): a long one wraps as the terminal wraps it, and copies whole.
+    console.print(f"Cache directory: {cache['dir']}", soft_wrap=True, markup=False,
+                  highlight=False)
     console.print(f"Open files: {doc['open_files']}")
     return 0
 

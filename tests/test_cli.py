@@ -47,6 +47,14 @@ def remote_args(live: LiveEmulator, tmp_path: Path) -> list[str]:
             "--timeout", "2"]
 
 
+@pytest.mark.parametrize("command", ["mount", "umount", "status", "sync", "emulator"])
+def test_each_commands_help_opens_with_its_own_usage(command: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "canfarfs", command, "--help"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0
+    assert r.stdout.startswith(f"usage: canfarfs {command} [-h]")
+
+
 def test_mount_returns_when_ready_and_status_sync_umount_work(
     live: LiveEmulator, tmp_path: Path, env: dict[str, str]
 ) -> None:
@@ -63,8 +71,14 @@ def test_mount_returns_when_ready_and_status_sync_umount_work(
         assert doc["services"]["arc"]["reachable"] is True
         assert doc["uploads"] == []
         assert TOKEN not in st.stdout
-        text = canfarfs("status", str(mnt), env=env)
+        text = canfarfs("status", str(mnt), env=dict(env, COLUMNS="80"))
         assert "No pending uploads" in text.stdout
+        # In 80 columns, the cache line is not split from its path (it was, at "in").
+        [cache_dir] = [line for line in text.stdout.splitlines()
+                       if line.startswith("Cache directory: ")]
+        assert cache_dir.endswith(str(tmp_path / "cache"))
+        assert any(line.startswith("Cache: ") and line.endswith(" used of 10.0 GiB")
+                   for line in text.stdout.splitlines())
         assert canfarfs("sync", str(mnt), env=env).returncode == 0
     finally:
         u = canfarfs("umount", str(mnt), env=env)

@@ -272,6 +272,17 @@ def test_bad_specs_fail_close_with_einval(sess: Path) -> None:
     assert not any((sess / f"{n}.error").exists() for n in BAD)
 
 
+def test_a_spec_name_with_no_room_for_its_companions_is_enametoolong(sess: Path) -> None:
+    """statfs says 255: a spec name must leave room for .error (6 bytes)."""
+    longest = "s" * 244 + ".yaml"  # 249 bytes: name.error is 255
+    with pytest.raises(OSError) as e:
+        (sess / ("s" * 245 + ".yaml")).write_text("name: x\n")
+    assert e.value.errno == errno.ENAMETOOLONG
+    assert close_errno(sess / longest, b"not: [a, valid spec") == errno.EINVAL
+    assert (sess / f"{longest}.error").exists()
+    ok(f"rm {longest}", sess)
+
+
 def test_server_refusal_errno(sess: Path) -> None:
     assert close_errno(sess / "cores.yaml", spec_yaml("c", cores=200).encode()) == errno.EINVAL
     assert "Invalid value for 'cores'" in (sess / "cores.yaml.error").read_text()

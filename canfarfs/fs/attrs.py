@@ -78,10 +78,29 @@ def mode_of(node: Node) -> int:
     return kind | mode
 
 
+def mtime_of(node: Node) -> int:
+    """The date set on the node (utimensat) while its bytes are the ones it was set on;
+    else the server's date (a file rewritten by vcp or the portal shows when)."""
+    kept = node.prop(props.MTIME)
+    if kept:
+        ns, _, md5 = kept.partition(" ")
+        if ns.isdigit() and (node.type is not NodeType.DATA
+                             or md5 == (node.prop(props.MD5) or "")):
+            return int(ns)
+    return parse_date(node.prop(props.DATE))
+
+
+def mtime_value(node: Node, ns: int) -> str:
+    """The :data:`props.MTIME` value dating ``node``'s current bytes at ``ns``."""
+    if node.type is NodeType.DATA:
+        return f"{ns} {node.prop(props.MD5) or ''}"
+    return str(ns)
+
+
 def attr_of(node: Node) -> Attr:
     size = node.length if node.type is NodeType.DATA else (
         len((node.target or "").encode()) if node.type is NodeType.LINK else 0)
-    return Attr(mode=mode_of(node), size=size, mtime_ns=parse_date(node.prop(props.DATE)),
+    return Attr(mode=mode_of(node), size=size, mtime_ns=mtime_of(node),
                 nlink=2 if node.type is NodeType.CONTAINER else 1)
 
 

@@ -189,6 +189,10 @@ class CanfarOps(pyfuse3.Operations):
             return Attr(mode=stat.S_IFDIR | 0o755, size=0, mtime_ns=a.mtime_ns, nlink=2)
         return await self.storage.attr(key)
 
+    def _unlinked_open(self, ino: int) -> bool:
+        opened = self._open_storage_file(ino)
+        return opened is not None and opened.file.unlinked
+
     def _open_storage_file(self, ino: int) -> StorageHandle | None:
         """A storage handle open on ``ino``, if any."""
         for h in self.handles.values():
@@ -255,7 +259,9 @@ class CanfarOps(pyfuse3.Operations):
                 await self.storage.truncate(self._storage_key(inode), attr.st_size)
         if fields.update_mode:
             await self.storage.chmod(self._storage_key(inode), stat.S_IMODE(attr.st_mode))
-        # atime/mtime: accepted, VOSpace dates cannot be set (docs/semantics.md).
+        if fields.update_mtime and not self._unlinked_open(inode):
+            await self.storage.set_mtime(self._storage_key(inode), attr.st_mtime_ns)
+        # atime alone: accepted without effect (VOSpace keeps no access time).
         return self._entry(inode, await self._attr(inode))
 
     async def _setattr_virtual(self, inode: int, vpath: str, attr: pyfuse3.EntryAttributes,

@@ -77,6 +77,11 @@ class Stage:
     _idle: trio.Event = field(default_factory=trio.Event, repr=False)
     #: When the bytes last changed (the staged file's date until it is uploaded).
     mtime: float = field(default_factory=time.time)
+    #: A date set with utimensat since the last change (ns), recorded on the server
+    #: with the MD5 of the uploaded bytes once they are up.
+    set_mtime_ns: int | None = None
+    #: The MD5 of the bytes last uploaded.
+    uploaded_md5: str | None = None
     fd: int = -1
 
     def __post_init__(self) -> None:
@@ -149,6 +154,7 @@ class Stage:
         except (OSError, OverflowError) as exc:
             raise errors.local_disk_error(exc, f"write {self.service}:{self.path}") from exc
         self.mtime = time.time()
+        self.set_mtime_ns = None
         if offset == self._md5_upto:
             self._hash_later(data if n == len(data) else data[:n])
             self._md5_upto += n
@@ -232,6 +238,7 @@ class Stage:
                     exc, f"truncate {self.service}:{self.path} to {size}") from exc
             self.end_stream("truncated")
             self.mtime = time.time()
+            self.set_mtime_ns = None
             if size == 0:
                 self._restart_hash()
             elif size != self._md5_upto:

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import trio
 
 from canfarfs import errors
-from canfarfs.fs.attrs import Attr, attr_of
+from canfarfs.fs.attrs import Attr, attr_of, mtime_value
 from canfarfs.fs.cachefile import CacheFile
 from canfarfs.fs.keylocks import KeyLocks
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
@@ -46,7 +46,7 @@ XATTR_NAMES: dict[str, str] = {
     "MD5": props.MD5, "creator": props.CREATOR, "ispublic": props.ISPUBLIC,
     "groupread": props.GROUPREAD, "groupwrite": props.GROUPWRITE, "quota": props.QUOTA,
     "type": props.TYPE, "encoding": props.ENCODING, "islocked": props.ISLOCKED,
-    "inheritPermissions": props.INHERIT,
+    "inheritPermissions": props.INHERIT, "mtime": props.MTIME,
 }
 _URI_TO_XATTR = {v: k for k, v in XATTR_NAMES.items()}
 
@@ -204,6 +204,10 @@ class Storage:
         base[props.LENGTH] = str(stage.size)
         if stage.dirty or props.DATE not in base:
             base[props.DATE] = _now(stage.mtime)
+        if stage.dirty:
+            base.pop(props.MD5, None)  # the staged bytes are not the server's
+        if stage.set_mtime_ns is not None:
+            base[props.MTIME] = f"{stage.set_mtime_ns} {base.get(props.MD5) or ''}"
         base.setdefault(props.CREATOR, self.config.user)
         return Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA, properties=base)
 
@@ -553,6 +557,18 @@ class Storage:
             new.target = node.target
         self.meta.put(key, new)
         return new
+
+    async def set_mtime(self, key: Key, ns: int) -> None:
+        """utimensat: date the node's current bytes (a node property, see attrs.mtime_of).
+        Bytes still staged are dated once uploaded, with their MD5."""
+        self._writable()
+        stage = self.stages.get(key)
+        if stage is not None and not stage.discarded and (stage.dirty or stage.new):
+            stage.set_mtime_ns = ns
+            return
+        node = await self.node(key)
+        await self._update(key, node, {props.MTIME: mtime_value(node, ns)})
+        self._dir_dates.pop(key, None)  # the date set wins until an entry comes or goes
 
     async def getxattr(self, key: Key, name: str) -> bytes:
         node = await self.node(key)
@@ -946,7 +962,11 @@ class Storage:
             await self._apply_pending_props(stage)
 
     async def _apply_pending_props(self, stage: Stage) -> None:
-        """Property changes made before the file existed on the server, now it does."""
+        """Property changes made before the file existed on the server, now it does; and
+        a date set while the bytes were staged, now with the MD5 they have."""
+        if stage.set_mtime_ns is not None and not stage.dirty and stage.uploaded_md5:
+            stage.pending_props[props.MTIME] = f"{stage.set_mtime_ns} {stage.uploaded_md5}"
+            stage.set_mtime_ns = None
         if not stage.pending_props or stage.new:
             return
         key = (stage.service, stage.path)
@@ -1026,6 +1046,7 @@ class Storage:
 
     async def _after_upload(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
         stage.new = False
+        stage.uploaded_md5 = md5
         await self._cache_uploaded_node(key, stage, md5, was_new)
 
     async def _cache_uploaded_node(self, key: Key, stage: Stage, md5: str,

@@ -82,6 +82,19 @@ def _safe_component(text: str | None) -> bool:
         and len(text.encode()) <= 255
 
 
+#: A spec's name leaves room for its companions' suffix (``.error``) within NAME_MAX.
+SPEC_NAME_MAX = 255 - len(".error")
+
+
+def _check_name_length(path: str) -> None:
+    """ENAMETOOLONG for a name whose ``.ids``/``.error`` companion would not fit."""
+    size = len(path.encode(errors="surrogateescape"))
+    if size > SPEC_NAME_MAX:
+        raise errors.NameTooLong(
+            f"sessions/: a name of {size} bytes leaves no room for its .ids and .error "
+            f"(at most {SPEC_NAME_MAX} bytes)")
+
+
 class SessionsTree:
     """The caller's sessions on ``client``'s Skaha service, as a directory tree.
 
@@ -430,6 +443,7 @@ class SessionsTree:
                 self._invalidate()
 
     async def create(self, path: str, flags: int) -> VirtualHandle:
+        _check_name_length(path)
         if "/" in path or not self.files.acceptable(path) or path in RESERVED:
             raise errors.NotPermitted(
                 f"sessions/{path}: only spec files (*.yaml, *.yml, *.json) can be created here")
@@ -489,6 +503,7 @@ class SessionsTree:
         if "/" in src or src not in self.files.files:
             await self._resolve(src)  # NotFound if absent
             raise errors.NotPermitted(f"sessions/{src} cannot be renamed")
+        _check_name_length(dst)
         if "/" in dst or not self.files.acceptable(dst) or dst in RESERVED:
             raise errors.NotPermitted(f"sessions/{dst}: only spec files (*.yaml, *.yml, "
                                       "*.json) and editor files can be named so")

@@ -22,6 +22,10 @@ INHERIT = CADC + "inheritPermissions"
 READABLE = CADC + "readable"
 WRITABLE = CADC + "writable"
 CREATOR_JWT = "ivo://opencadc.org/vospace/core#creatorJWT"
+#: A date set with utimensat (touch -d, cp -p, rsync -a, tar -x): "<ns since the epoch>
+#: <MD5 of the bytes it dates>". The services keep core#date themselves; this one holds
+#: only while the bytes are the ones it was set on (docs/semantics.md, *Dates*).
+MTIME = "ivo://canfar.net/canfarfs#mtime"
 
 GROUP_PREFIX = "ivo://cadc.nrc.ca/gms?"
 
