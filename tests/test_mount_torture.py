@@ -1,8 +1,9 @@
 """The concurrency torture test: several processes, a handful of files, a few thousand
 operations through a real mount, on arc and on vault (docs/reliability.md).
 
-Six worker processes (tests/torture_worker.py), 500 operations each, open, append, pwrite, truncate, rename
-over open files, unlink open files and read, at random. Afterwards:
+Six worker processes (tests/torture_worker.py), 500 operations each, open, append,
+pwrite, truncate, rename over open files, unlink open files and read, at random.
+Afterwards:
 
 * the daemon is alive and answered every operation within ``--timeout``;
 * no reader ever saw a torn, shifted or foreign record;

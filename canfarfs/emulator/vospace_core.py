@@ -19,7 +19,10 @@ from canfarfs.emulator.store import NodeRecord, Store
 from canfarfs.vospace import props
 from canfarfs.vospace.model import Node, NodeType, path_to_uri
 
-ADMIN = "root"
+#: Owner of the service roots (``arc/``, ``arc/home``, ``arc/projects``, ``vault/``): a
+#: system identity no user can be. It was "root", which made a mount run as root on
+#: ``--local`` the admin, so the refusals a real user meets were never seen.
+ADMIN = "cadc-system"
 PATH_MAX = 4096
 MAX_LINK_HOPS = 20
 # Characters XML 1.0 cannot carry (a node name must fit in a node document).
@@ -116,7 +119,12 @@ class Space:
 
     def _ensure_allocations(self) -> None:
         def ensure(path: str, owner: str, public: bool, quota: int | None) -> None:
-            if self.store.get(self.service, path) is not None:
+            rec = self.store.get(self.service, path)
+            if rec is not None:
+                if owner == ADMIN and rec.owner != ADMIN:  # made by an older emulator
+                    self.store.db.execute(
+                        "UPDATE nodes SET owner=? WHERE service=? AND path=?",
+                        (ADMIN, self.service, path))
                 return
             p = {props.ISPUBLIC: "true" if public else "false"}
             if self.service == "arc" or path:

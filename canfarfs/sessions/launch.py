@@ -53,13 +53,14 @@ class Launcher:
                 return
             name, data = f.name, bytes(f.data)
             f.dirty = False
-            f.ids, f.error = [], None
+            f.ids, f.error, f.failed_errno = [], None, None
             try:
                 spec, parsed = read_spec(data, name, self.secrets)
             except SpecError as exc:
                 if exc.parsed is not None:
                     _keep_masked(f, data, exc.parsed.masked)
                 f.error = f"{name} was not launched: the spec is invalid.\n{_lines(exc.message)}"
+                f.failed_errno = exc.errno
                 raise SpecError(f"{name}: {exc.message}") from None
             text = _keep_masked(f, data, parsed.masked)
             result = await self.client.create(spec, self.registry)
@@ -68,6 +69,8 @@ class Launcher:
             if result.failures:
                 f.error = _failure_text(name, spec, result)
                 first = result.failures[min(result.failures)]
+                if not result.ids:
+                    f.failed_errno = first.errno
                 raise type(first)(f"{name}: {len(result.failures)} of {spec.replicas} "
                                   f"replicas not launched: {first.message}",
                                   status=first.status)

@@ -43,6 +43,9 @@ class MemFile:
     dirty: bool = True
     ids: list[str] = field(default_factory=list)
     error: str | None = None
+    #: The errno of a launch that started nothing: reading ``.ids`` then fails with it,
+    #: since ``printf … > spec`` (a shell built-in) never reports close()'s error.
+    failed_errno: int | None = None
     lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property

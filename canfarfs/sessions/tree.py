@@ -95,6 +95,14 @@ def _check_name_length(path: str) -> None:
             f"(at most {SPEC_NAME_MAX} bytes)")
 
 
+class LaunchFailed(errors.CanfarfsError):
+    """Reading the ``.ids`` of a spec whose launch started nothing: its errno."""
+
+    def __init__(self, message: str, *, errno: int) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class SessionsTree:
     """The caller's sessions on ``client``'s Skaha service, as a directory tree.
 
@@ -250,6 +258,8 @@ class SessionsTree:
     @staticmethod
     def _outcome_text(f: MemFile, suffix: str) -> bytes | None:
         if suffix == ".ids":
+            if not f.ids and f.failed_errno is not None and f.error:
+                return b""  # there, so that reading it fails with the launch's errno
             return "".join(f"{i}\n" for i in f.ids).encode() if f.ids else None
         return f.error.encode() if f.error else None
 
@@ -417,7 +427,11 @@ class SessionsTree:
             raise errors.NotPermitted(f"sessions/{path} is read-only")
         if e.what == "outcome":
             base, suffix = outcome_parts(e.name) or ("", "")
-            return SnapshotHandle(self._outcome_text(self.files.files[base], suffix) or b"")
+            f = self.files.files[base]
+            if suffix == ".ids" and not f.ids and f.failed_errno is not None and f.error:
+                raise LaunchFailed(f"sessions/{base} was not launched: see "
+                                   f"sessions/{base}.error", errno=f.failed_errno)
+            return SnapshotHandle(self._outcome_text(f, suffix) or b"")
         if e.what == "platform":
             return SnapshotHandle((await self.content.get(("", e.name), CONTENT_AGE)).data)
         if e.what == "sfile":
@@ -460,9 +474,9 @@ class SessionsTree:
             base, suffix = outcome_parts(e.name) or ("", "")
             f = self.files.files[base]
             if suffix == ".ids":
-                f.ids = []
+                f.ids, f.failed_errno = [], None
             else:
-                f.error = None
+                f.error, f.failed_errno = None, None
         elif e.what == "sfile":
             return  # so that `rm -r sessions/<id>` reaches its rmdir (docs/sessions.md)
         elif e.what == "link":
