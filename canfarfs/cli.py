@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds any network wait may take (30)")
     mnt.add_argument("--meta-ttl", type=float, default=5.0,
                      help="seconds cached listings and attributes stay fresh (5)")
+    mnt.add_argument("--strict-modes", action="store_true",
+                     help="refuse (EPERM) modes a copy asks for that VOSpace cannot "
+                          "express, instead of recording them (docs/semantics.md)")
     mnt.add_argument("--debug", action="store_true", help="verbose log")
     mnt.add_argument("--nonempty", action="store_true",
                      help="allow a mount point that is not empty (its files are hidden)")

@@ -60,6 +60,9 @@ class MountOptions:
     #: What ``canfarfs status`` says about the credentials.
     auth: AuthInfo = field(default_factory=AuthInfo)
     read_only: bool = False
+    #: Refuse (EPERM) the modes copies ask for that VOSpace cannot express, instead of
+    #: recording them (``--strict-modes``).
+    strict_modes: bool = False
     debug: bool = False
     cache_size: int = 10 * 1024**3
     fuse_options: list[str] = field(default_factory=list)
@@ -214,6 +217,7 @@ async def run_mount(opts: MountOptions) -> None:
                 cache_dir=opts.cache_dir, mountpoint=opts.mountpoint.resolve(),
                 meta_ttl=opts.meta_ttl, negative_ttl=opts.meta_ttl,
                 read_timeout=opts.timeout, read_only=opts.read_only,
+                strict_modes=opts.strict_modes,
                 cache_size=opts.cache_size, user=opts.user), nursery)
             for line in await storage.recover():
                 log.warning("%s", line)

@@ -25,6 +25,8 @@ def server_props(r: Rig, service: str, path: str) -> str:
 @pytest.mark.parametrize("service", ["arc", "vault"])
 def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path,  # noqa: F811
                                            service: str) -> None:
+    """The mode is shown as copied, and recorded; a copy publishes nothing
+    (docs/semantics.md, *Permissions*)."""
     src = tmp_path / "public.txt"
     src.write_text("shared results\n")
     src.chmod(0o604)
@@ -33,9 +35,11 @@ def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path,  # noqa: F8
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    assert stat.S_IMODE(dest.stat().st_mode) & stat.S_IROTH
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o604
     base = "home/alice" if service == "arc" else "alice"
-    assert 'core#ispublic">true<' in server_props(rig, service, f"{base}/public.txt")
+    doc = server_props(rig, service, f"{base}/public.txt")
+    assert 'core#ispublic">false<' in doc
+    assert "canfarfs#mode" in doc
 
 
 def test_setxattr_before_the_first_close_reaches_the_server(rig: Rig) -> None:  # noqa: F811

@@ -327,6 +327,31 @@ def test_tail_f_follows_a_running_session(sess: Path, mount: Mount) -> None:
 
 
 @pytest.mark.skipif(shutil.which("vim") is None, reason="needs vim")
+def test_tail_F_follows_a_file_a_headless_job_appends_to(sess: Path, mount: Mount) -> None:
+    """The job writes /arc/home/alice/job.log (the local arc tree); the mount's reader,
+    at the end of its copy, sees each new version once the metadata TTL has passed."""
+    log = mount.path / "arc" / "home" / USER / "job.log"
+    out = mount.path.parent / "tail-job.out"
+    (log.parent / "appender.sh").write_text(
+        "for i in 1 2 3 4 5; do echo step $i >> /arc/home/alice/job.log; sleep 0.7; done\n")
+    spec = spec_yaml("appender", kind="headless", cmd="/bin/sh",
+                     args=["/arc/home/alice/appender.sh"])
+    with open(out, "w") as sink:
+        tail = subprocess.Popen(["tail", "-n", "+1", "-s", "0.3", "-F", str(log)],
+                                stdout=sink, stderr=subprocess.DEVNULL)
+        try:
+            (sess / "appender.yaml").write_text(spec)
+            [sid] = ids_of(sess, "appender.yaml")
+            wait_status(sess, sid, "Completed")
+            wait(lambda: "step 5" in out.read_text(), timeout=15)
+        finally:
+            tail.terminate()
+            tail.wait(10)
+    assert [line for line in out.read_text().splitlines() if line.startswith("step")] == \
+        [f"step {i}" for i in range(1, 6)]
+    ok(f"rmdir {sid} && rm appender.yaml", sess)
+
+
 def test_vim_saves_launch_once_each(sess: Path, tmp_path: Path) -> None:
     env = dict(os.environ, HOME=str(tmp_path))
     cmd = ["vim", "-u", "NONE", "-i", "NONE", "-N", "-es", "-c", "set swapfile",

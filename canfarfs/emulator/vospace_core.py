@@ -225,6 +225,15 @@ class Space:
                 st.st_size != rec.length):
             self.store.save_bytes(rec, st.st_size, None)
 
+    def _refresh_from_disk(self, rec: NodeRecord) -> None:
+        """arc is a POSIX tree: a file a session changed shows its new length at once."""
+        try:
+            size = self.store.data_path(rec).stat().st_size
+        except OSError:
+            return
+        if size != rec.length:
+            self.store.save_bytes(rec, size, None)
+
     # -- resolution ------------------------------------------------------------------
 
     def link_target_path(self, rec: NodeRecord) -> str:
@@ -266,6 +275,9 @@ class Space:
             if child is None and self.service == "arc":
                 self.reconcile(parent_rec)
                 child = self.store.get(self.service, current)
+            elif child is not None and last and child.type is NodeType.DATA \
+                    and self.service == "arc":
+                self._refresh_from_disk(child)  # a session may have appended to it
             if child is None:
                 raise errors.node_not_found(self.uri(path), not_found_target)
             while child.type is NodeType.LINK and (not last or follow_last):

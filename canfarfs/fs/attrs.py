@@ -97,10 +97,25 @@ def mtime_value(node: Node, ns: int) -> str:
     return str(ns)
 
 
+def shown_mode(node: Node) -> int:
+    """The mode a copy recorded (props.MODE) while the access it was recorded with still
+    holds, never showing less than that access; else the mode the access gives."""
+    mode = mode_of(node)
+    kept = node.prop(props.MODE)
+    if kept and node.type is not NodeType.LINK:
+        requested, _, access = kept.partition(" ")
+        try:
+            if int(access, 8) == stat.S_IMODE(mode):
+                return mode | (int(requested, 8) & 0o7777)
+        except ValueError:
+            pass
+    return mode
+
+
 def attr_of(node: Node) -> Attr:
     size = node.length if node.type is NodeType.DATA else (
         len((node.target or "").encode()) if node.type is NodeType.LINK else 0)
-    return Attr(mode=mode_of(node), size=size, mtime_ns=mtime_of(node),
+    return Attr(mode=shown_mode(node), size=size, mtime_ns=mtime_of(node),
                 nlink=2 if node.type is NodeType.CONTAINER else 1)
 
 

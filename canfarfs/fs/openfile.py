@@ -33,8 +33,9 @@ class OpenFile:
     """Everything open of one file."""
 
     key: Key
-    #: Open handles (readers and writers alike).
+    #: Open handles (readers and writers alike), and of those the writers.
     handles: int = 0
+    writers: int = 0
     #: The staged copy, once anyone opened the file for writing (readers see it too).
     stage: Stage | None = None
     #: The server's bytes as cached, for reading before (or without) a staged copy.
@@ -78,4 +79,6 @@ class StorageHandle:
     async def release(self) -> None:
         if not self._released:
             self._released = True
+            if self.writable:
+                self.file.writers -= 1
             await self.storage.release_file(self.file)

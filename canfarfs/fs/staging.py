@@ -80,6 +80,9 @@ class Stage:
     #: A date set with utimensat since the last change (ns), recorded on the server
     #: with the MD5 of the uploaded bytes once they are up.
     set_mtime_ns: int | None = None
+    #: A mode a copy set before the file first reached the server: applied (with what
+    #: the server's inheritance gives it) right after the upload (Storage._copy_mode).
+    copy_mode: int | None = None
     #: The MD5 of the bytes last uploaded.
     uploaded_md5: str | None = None
     fd: int = -1

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import trio
 
 from canfarfs import errors
-from canfarfs.fs.attrs import Attr, attr_of, mtime_value
+from canfarfs.fs.attrs import Attr, attr_of, mode_of, mtime_value
 from canfarfs.fs.cachefile import CacheFile
 from canfarfs.fs.keylocks import KeyLocks
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
@@ -59,6 +59,7 @@ class StorageConfig:
     negative_ttl: float = 5.0
     read_timeout: float = 30.0
     read_only: bool = False
+    strict_modes: bool = False
     cache_size: int = 10 * 1024**3
     user: str = ""
 
@@ -73,6 +74,9 @@ MAX_CACHED_FILES = 512
 #: Uploads of files smaller than this hold back other handles' writes while they run
 #: (one consistent copy, no second try); larger ones let writes flow (see _upload).
 HOLD_WRITES_BELOW = 64 * MiB
+#: How long a directory this mount made takes mode changes as a copy's (cp -a, rsync -a
+#: and tar -x set it once everything in it is copied).
+COPY_WINDOW = 600.0
 
 
 @dataclass
@@ -114,6 +118,10 @@ class Storage:
         #: does not date containers by their entries, so listings would not show it.
         self._dir_dates: dict[Key, int] = {}
         self._locks = KeyLocks()
+        #: Nodes this mount made, and when; which of them are directories (_copying).
+        self._made: dict[Key, float] = {}
+        self._made_dirs: set[Key] = set()
+        self._warned_modes = False
         self.staging_dir = config.cache_dir / "staging"
         self.data_dir = config.cache_dir / "data"
         for d in (config.cache_dir, self.staging_dir, self.data_dir):
@@ -208,6 +216,10 @@ class Storage:
             base.pop(props.MD5, None)  # the staged bytes are not the server's
         if stage.set_mtime_ns is not None:
             base[props.MTIME] = f"{stage.set_mtime_ns} {base.get(props.MD5) or ''}"
+        if stage.copy_mode is not None:
+            probe = Node(uri="vos://x/y", type=NodeType.DATA, properties=base)
+            base[props.MODE] = (f"{stat.S_IMODE(stage.copy_mode):o} "
+                                f"{stat.S_IMODE(mode_of(probe)):o}")
         base.setdefault(props.CREATOR, self.config.user)
         return Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA, properties=base)
 
@@ -307,6 +319,8 @@ class Storage:
         node.children = None
         self.meta.put(key, node)
         self.meta.put_listing(key, {})
+        self._note_made(key, directory=True)
+        self._touch_dir(parent_key(key))
         return node
 
     async def rmdir(self, key: Key) -> None:
@@ -516,9 +530,84 @@ class Storage:
     # -- permissions and properties ------------------------------------------------------
 
     async def chmod(self, key: Key, mode: int) -> Node:
-        """Map permission bits to ispublic/groupread/groupwrite (vospace-api.md §8)."""
+        """A mode change (docs/semantics.md, *Permissions*): exactly, as ispublic,
+        groupread and groupwrite (vospace-api.md §8); or, from a copy (cp -a, rsync -a,
+        tar -x), narrowing only, with the mode recorded."""
         self._writable()
         node = await self.node(key)
+        if not self.config.strict_modes and (
+                self._copying(key) or self._widens_beyond_one_class(node, mode)):
+            stage = self.stages.get(key)
+            if stage is not None and stage.new and not stage.discarded:
+                stage.copy_mode = mode  # judged once the server says what it inherits
+                return self._staged_node(key, stage)
+            return await self._copy_mode(key, node, mode)
+        node = await self._chmod_exactly(key, node, mode)
+        if node.prop(props.MODE):  # an explicit mode replaces a copy's recorded one
+            node = await self._update(key, node, {props.MODE: None})
+        return node
+
+    def _copying(self, key: Key) -> bool:
+        """Whether a mode change comes from a copy: the file is open for writing (cp,
+        rsync and tar set modes with fchmod on the file they write); it is a directory
+        this mount made lately (they set a directory's mode once its contents are in);
+        or it is a file this mount made lately in a directory that passes permissions
+        on (rsync sets the mode again by name there, where 0644 asks only for public
+        read on top of the group's: a copy must not publish it)."""
+        f = self.files.get(key)
+        if f is not None and f.writers > 0:
+            return True
+        made = self._made.get(key)
+        if made is None or trio.current_time() - made >= COPY_WINDOW:
+            return False
+        if key in self._made_dirs:
+            return True
+        known, parent = self.meta.node(parent_key(key))
+        parent = parent if known else self.meta.stale_node(parent_key(key))
+        return parent is not None and (parent.prop(props.INHERIT) or "").lower() == "true"
+
+    def _note_made(self, key: Key, *, directory: bool) -> None:
+        now = trio.current_time()
+        if len(self._made) > 10_000:
+            self._made = {k: t for k, t in self._made.items() if now - t < COPY_WINDOW}
+            self._made_dirs &= set(self._made)
+        self._made[key] = now
+        if directory:
+            self._made_dirs.add(key)
+
+    @staticmethod
+    def _widens_beyond_one_class(node: Node, mode: int) -> bool:
+        """Whether ``mode`` asks for more than the node grants to both group and others
+        (``chmod 644`` of a private file): as a copy does, never as ``chmod o+r``."""
+        wider = stat.S_IMODE(mode) & ~stat.S_IMODE(mode_of(node))
+        return bool(wider & 0o070) and bool(wider & 0o007)
+
+    async def _copy_mode(self, key: Key, node: Node, mode: int) -> Node:
+        """Record the mode; change no access. Copies set passing modes (rsync makes a
+        directory 0700 while it fills it), so a copy neither grants nor takes away."""
+        changes = self._copy_mode_changes(key, node, mode)
+        if not changes:
+            return node
+        return await self._update(key, node, changes)
+
+    def _copy_mode_changes(self, key: Key, node: Node, mode: int) -> dict[str, str | None]:
+        changes: dict[str, str | None] = {}
+        access = stat.S_IMODE(mode_of(node))
+        requested = stat.S_IMODE(mode)
+        if requested != access:
+            changes[props.MODE] = f"{requested:o} {access:o}"
+            if not self._warned_modes:
+                self._warned_modes = True
+                log.warning("%s:%s: a copy asked for mode %o; VOSpace grants %o. A copy's "
+                            "mode is recorded and shown, never applied (nothing is "
+                            "published by a copy; chmod o+r publishes). Said once.",
+                            key[0], key[1], requested, access)
+        elif node.prop(props.MODE):
+            changes[props.MODE] = None
+        return changes
+
+    async def _chmod_exactly(self, key: Key, node: Node, mode: int) -> Node:
+        """An explicit chmod: all of it, or EPERM."""
         if mode & (stat.S_IWOTH | stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
             raise errors.NotPermitted("VOSpace cannot make a node world-writable or "
                                       "set setuid/setgid/sticky bits")
@@ -825,6 +914,7 @@ class Storage:
             except BaseException:
                 await self.release_file(f)
                 raise
+            f.writers += 1
         return StorageHandle(self, f, writable=True)
 
     async def _new_stage(self, f: OpenFile, *, truncate: bool, create: bool,
@@ -967,6 +1057,16 @@ class Storage:
         if stage.set_mtime_ns is not None and not stage.dirty and stage.uploaded_md5:
             stage.pending_props[props.MTIME] = f"{stage.set_mtime_ns} {stage.uploaded_md5}"
             stage.set_mtime_ns = None
+        if stage.copy_mode is not None and not stage.new:
+            mode, stage.copy_mode = stage.copy_mode, None
+            key = (stage.service, stage.path)
+            known, node = self.meta.node(key)  # as uploaded, with what it inherited
+            if not known or node is None:
+                node = await self.client(key).get_node(key[1])
+            stage.pending_props.update(self._copy_mode_changes(key, node, mode))
+        await self._apply_props_now(stage)
+
+    async def _apply_props_now(self, stage: Stage) -> None:
         if not stage.pending_props or stage.new:
             return
         key = (stage.service, stage.path)
@@ -1045,6 +1145,8 @@ class Storage:
             stage.last_error = None
 
     async def _after_upload(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
+        if was_new:
+            self._note_made(key, directory=False)
         stage.new = False
         stage.uploaded_md5 = md5
         await self._cache_uploaded_node(key, stage, md5, was_new)

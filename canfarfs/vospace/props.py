@@ -26,6 +26,10 @@ CREATOR_JWT = "ivo://opencadc.org/vospace/core#creatorJWT"
 #: <MD5 of the bytes it dates>". The services keep core#date themselves; this one holds
 #: only while the bytes are the ones it was set on (docs/semantics.md, *Dates*).
 MTIME = "ivo://canfar.net/canfarfs#mtime"
+#: The mode a copy asked for (cp -a, rsync -a, tar -x) that VOSpace could not grant as a
+#: whole: "<requested octal> <octal of the access it had then>". Shown while the
+#: node's access is still that (docs/semantics.md, *Permissions*).
+MODE = "ivo://canfar.net/canfarfs#mode"
 
 GROUP_PREFIX = "ivo://cadc.nrc.ca/gms?"
 
