@@ -16,6 +16,7 @@ import trio.lowlevel
 
 from canfarfs import errors
 from canfarfs.emulator.app import Emulator
+from canfarfs.emulator.faults import FaultPlan
 from canfarfs.fs.staging import Stage
 from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.net import HTTP, Credentials, RetryPolicy
@@ -137,6 +138,10 @@ async def test_a_refused_unlink_keeps_the_pending_bytes(storage: Storage) -> Non
         await storage.unlink(locked)
     await writer.release()
     assert [s.path for s in storage.pending()] == ["alice/locked"]
+    reader = await storage.open_read(locked)  # what ls -l says is what cat reads
+    assert (await storage.attr(locked)).size == len(b"first second")
+    assert await reader.read(0, 100) == b"first second"
+    await reader.release()
     assert await storage.sync() != []  # still locked: still pending, still reported
     await storage.setxattr(locked, "islocked", b"false")
     assert await storage.sync() == []
@@ -182,3 +187,25 @@ async def test_a_broken_hashing_thread_falls_back_to_hashing_the_file(tmp_path: 
         await stage.write(0, b"hash me")
         assert await stage.md5() == hashlib.md5(b"hash me").hexdigest()  # noqa: S324
         stage.dispose()
+
+
+async def test_an_unlink_the_server_cannot_be_reached_for_keeps_the_pending_bytes(
+        storage: Storage, emulator: Emulator) -> None:
+    key_ = ("vault", "alice/unreachable")
+    writer = await storage.open_write(key_, truncate=True, create=True)
+    await writer.write(0, b"kept")
+    await writer.flush()
+    await writer.write(4, b" and more")
+    emulator.faults.plan = FaultPlan(fail_rate=1.0, fail_status=503)
+    with pytest.raises(errors.CanfarfsError):
+        await writer.flush()
+    with pytest.raises(errors.CanfarfsError):
+        await storage.unlink(key_)
+    await writer.release()
+    assert [s.path for s in storage.pending()] == ["alice/unreachable"]
+    emulator.faults.reset()
+    assert await storage.sync() == []
+    storage.meta.forget(key_)
+    reader = await storage.open_read(key_)
+    assert await reader.read(0, 100) == b"kept and more"
+    await reader.release()
