@@ -93,6 +93,12 @@ class Stale(CanfarfsError):
     errno = errno.ESTALE
 
 
+class Busy(CanfarfsError):
+    """Refused for now, for a reason that passes (a session just copied out by mv)."""
+
+    errno = errno.EBUSY
+
+
 class Timeout(CanfarfsError):
     """A bounded wait ran out (the server is slow or unreachable)."""
 

@@ -385,6 +385,24 @@ def test_rmdir_rm_r_and_bulk_destroy(sess: Path) -> None:
     assert not {slow, *other} & listed(sess)
 
 
+def test_mv_of_a_session_out_of_the_mount_fails_and_leaves_it_running(
+        sess: Path, tmp_path: Path) -> None:
+    """mv copies, then removes the source as rm -r does, which ends a session: the
+    removal fails (EBUSY) after a copy, and the session keeps running; rmdir again ends
+    it; rm -r of a session nobody just read still ends it at once."""
+    (sess / "moved.yaml").write_text(spec_yaml("moved", cmd="sleep", args="30"))
+    [sid] = ids_of(sess, "moved.yaml")
+    wait_status(sess, sid, "Running")
+    r = sh(f"mv {sid} {tmp_path}/backup", sess)
+    assert r.returncode != 0
+    assert "Device or resource busy" in r.stderr
+    assert (tmp_path / "backup" / "info").exists()
+    assert status(sess, sid) == "Running"
+    ok(f"rmdir {sid}", sess)  # a second removal ends it
+    assert sid not in listed(sess)
+    ok("rm moved.yaml", sess)
+
+
 def test_spec_removal_touches_no_session(sess: Path) -> None:
     (sess / "keep.yaml").write_text(spec_yaml("keep", cmd="sleep", args="30"))
     [sid] = ids_of(sess, "keep.yaml")

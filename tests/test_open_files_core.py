@@ -189,20 +189,29 @@ async def test_a_broken_hashing_thread_falls_back_to_hashing_the_file(tmp_path: 
         stage.dispose()
 
 
-async def test_an_unlink_the_server_cannot_be_reached_for_keeps_the_pending_bytes(
-        storage: Storage, emulator: Emulator) -> None:
-    key_ = ("vault", "alice/unreachable")
+@pytest.mark.parametrize("refusal", [
+    pytest.param({"fail_rate": 1.0, "fail_status": 503}, id="unreachable"),
+    pytest.param({"fail_rate": 1.0, "fail_status": 413, "methods": frozenset({"PUT"})},
+                 id="quota"),
+    pytest.param({"fail_rate": 1.0, "fail_status": 403,
+                  "methods": frozenset({"PUT", "DELETE"})}, id="permission"),
+])
+async def test_a_refused_upload_and_unlink_keep_the_pending_bytes(
+        storage: Storage, emulator: Emulator, refusal: dict[str, object]) -> None:
+    """Each refusal path of close() and rm: the bytes stay pending, then go up."""
+    key_ = ("vault", "alice/refused")
     writer = await storage.open_write(key_, truncate=True, create=True)
     await writer.write(0, b"kept")
     await writer.flush()
     await writer.write(4, b" and more")
-    emulator.faults.plan = FaultPlan(fail_rate=1.0, fail_status=503)
+    emulator.faults.plan = FaultPlan(**refusal)  # type: ignore[arg-type]
     with pytest.raises(errors.CanfarfsError):
         await writer.flush()
-    with pytest.raises(errors.CanfarfsError):
-        await storage.unlink(key_)
+    if "DELETE" in refusal.get("methods", {"DELETE"}):  # type: ignore[operator]
+        with pytest.raises(errors.CanfarfsError):  # (quota refuses no delete)
+            await storage.unlink(key_)
     await writer.release()
-    assert [s.path for s in storage.pending()] == ["alice/unreachable"]
+    assert [s.path for s in storage.pending()] == ["alice/refused"]
     emulator.faults.reset()
     assert await storage.sync() == []
     storage.meta.forget(key_)

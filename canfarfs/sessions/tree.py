@@ -82,6 +82,8 @@ def _safe_component(text: str | None) -> bool:
         and len(text.encode()) <= 255
 
 
+#: How recent the reads of all of a session's files make an rmdir a move's (EBUSY once).
+MOVE_WINDOW = 60.0
 #: A spec's name leaves room for its companions' suffix (``.error``) within NAME_MAX.
 SPEC_NAME_MAX = 255 - len(".error")
 
@@ -113,6 +115,8 @@ class SessionsTree:
 
     def __init__(self, client: SkahaClient, *, user: str,
                  registry: tuple[str, str] | None = None, list_ttl: float = 2.0) -> None:
+        self._read_at: dict[tuple[str, str], float] = {}
+        self._armed: dict[str, float] = {}
         self.client = client
         self.user = user
         self.list_ttl = list_ttl
@@ -435,6 +439,7 @@ class SessionsTree:
         if e.what == "platform":
             return SnapshotHandle((await self.content.get(("", e.name), CONTENT_AGE)).data)
         if e.what == "sfile":
+            self._note_read(e.sid, e.name)
             # Within CONTENT_AGE of the last fetch (the size stat showed), an open reuses
             # that content: `ls -l` then `cat`, or a script polling status, costs no
             # request. Logs are fetched at each open, so `cat logs` is always current.
@@ -496,11 +501,37 @@ class SessionsTree:
             return
         e = await self._resolve(path)
         if e.what == "session":
+            await self._refuse_a_move(e.sid)
             await self._destroy(e.sid)
         elif e.what in ("root", "index"):
             raise errors.NotPermitted(f"sessions/{path} cannot be removed")
         else:
             raise errors.NotADirectory(f"sessions/{path}")
+
+    async def _refuse_a_move(self, sid: str) -> None:
+        """``mv sessions/<id> elsewhere`` copies every file of the session, then removes
+        the source the way ``rm -r`` does, which would end the session. A session
+        directory whose files were all just read is taken for such a copy: the first
+        rmdir fails (EBUSY, and mv exits non-zero with the session still running); an
+        rmdir within MOVE_WINDOW after that ends it (docs/sessions.md)."""
+        now = trio.current_time()
+        armed = self._armed.pop(sid, None)
+        if armed is not None and now - armed < MOVE_WINDOW:
+            return
+        view = await self.sessions()
+        if sid not in view:
+            return
+        names = self._session_files(sid, view[sid])
+        if all(now - self._read_at.get((sid, n), -MOVE_WINDOW) < MOVE_WINDOW for n in names):
+            self._armed[sid] = now
+            raise errors.Busy(f"sessions/{sid} was just copied (mv?), so it was not ended: "
+                              f"rmdir it again to end it")
+
+    def _note_read(self, sid: str, name: str) -> None:
+        now = trio.current_time()
+        if len(self._read_at) > 10_000:
+            self._read_at = {k: t for k, t in self._read_at.items() if now - t < MOVE_WINDOW}
+        self._read_at[(sid, name)] = now
 
     async def _destroy(self, sid: str) -> None:
         await self.client.destroy(sid)
