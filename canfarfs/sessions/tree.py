@@ -116,6 +116,7 @@ class SessionsTree:
     def __init__(self, client: SkahaClient, *, user: str,
                  registry: tuple[str, str] | None = None, list_ttl: float = 2.0) -> None:
         self._read_at: dict[tuple[str, str], float] = {}
+        self._removed_at: dict[tuple[str, str], float] = {}
         self._armed: dict[str, float] = {}
         self.client = client
         self.user = user
@@ -439,7 +440,7 @@ class SessionsTree:
         if e.what == "platform":
             return SnapshotHandle((await self.content.get(("", e.name), CONTENT_AGE)).data)
         if e.what == "sfile":
-            self._note_read(e.sid, e.name)
+            self._note(self._read_at, e.sid, e.name)
             # Within CONTENT_AGE of the last fetch (the size stat showed), an open reuses
             # that content: `ls -l` then `cat`, or a script polling status, costs no
             # request. Logs are fetched at each open, so `cat logs` is always current.
@@ -483,6 +484,7 @@ class SessionsTree:
             else:
                 f.error, f.failed_errno = None, None
         elif e.what == "sfile":
+            self._note(self._removed_at, e.sid, e.name)
             return  # so that `rm -r sessions/<id>` reaches its rmdir (docs/sessions.md)
         elif e.what == "link":
             await self._destroy(e.sid)
@@ -510,10 +512,12 @@ class SessionsTree:
 
     async def _refuse_a_move(self, sid: str) -> None:
         """``mv sessions/<id> elsewhere`` copies every file of the session, then removes
-        the source the way ``rm -r`` does, which would end the session. A session
-        directory whose files were all just read is taken for such a copy: the first
-        rmdir fails (EBUSY, and mv exits non-zero with the session still running); an
-        rmdir within MOVE_WINDOW after that ends it (docs/sessions.md)."""
+        the source the way ``rm -r`` does (each file, then the directory), which would
+        end the session. A session whose files were all just read and then removed is
+        taken for such a move: that rmdir fails (EBUSY, and mv exits non-zero with the
+        session still running); an rmdir within MOVE_WINDOW after that ends it. A plain
+        rmdir, or rm -r of a session nobody just read, ends it at once
+        (docs/sessions.md)."""
         now = trio.current_time()
         armed = self._armed.pop(sid, None)
         if armed is not None and now - armed < MOVE_WINDOW:
@@ -522,16 +526,21 @@ class SessionsTree:
         if sid not in view:
             return
         names = self._session_files(sid, view[sid])
-        if all(now - self._read_at.get((sid, n), -MOVE_WINDOW) < MOVE_WINDOW for n in names):
+        def recent(times: dict[tuple[str, str], float]) -> bool:
+            return all(now - times.get((sid, n), -MOVE_WINDOW) < MOVE_WINDOW for n in names)
+
+        if recent(self._read_at) and recent(self._removed_at):
             self._armed[sid] = now
             raise errors.Busy(f"sessions/{sid} was just copied (mv?), so it was not ended: "
                               f"rmdir it again to end it")
 
-    def _note_read(self, sid: str, name: str) -> None:
+    @staticmethod
+    def _note(times: dict[tuple[str, str], float], sid: str, name: str) -> None:
         now = trio.current_time()
-        if len(self._read_at) > 10_000:
-            self._read_at = {k: t for k, t in self._read_at.items() if now - t < MOVE_WINDOW}
-        self._read_at[(sid, name)] = now
+        if len(times) > 10_000:
+            for k in [k for k, t in times.items() if now - t >= MOVE_WINDOW]:
+                del times[k]
+        times[(sid, name)] = now
 
     async def _destroy(self, sid: str) -> None:
         await self.client.destroy(sid)
