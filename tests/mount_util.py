@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,3 +77,25 @@ def local_mount(base: Path, *extra: str, user: str = "alice") -> Iterator[Mount]
     m.unmount()
     assert m.proc.returncode == 0, m.log_text()
     assert "Traceback" not in m.log_text()
+
+
+def emulator_mount(base: Path, url: str, token: str, *extra: str,
+                   user: str = "alice") -> Mount:
+    """A mount of an emulator already serving at ``url`` (``--arc-url``/``--vault-url``
+    with a token file), its mount point, cache and token under ``base``."""
+    base.mkdir(parents=True, exist_ok=True)
+    token_file = base / "token"
+    token_file.write_text(token)
+    return start_mount(base / "mnt", [
+        "--arc-url", f"{url}/arc", "--vault-url", f"{url}/vault", "--token-file",
+        str(token_file), "--cache-dir", str(base / "cache"), *extra],
+        env=dict(os.environ, CANFARFS_USER=user))
+
+
+def errno_of(fn: Callable[..., object], *args: object) -> int:
+    """The errno ``fn(*args)`` fails with, 0 if it succeeds."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        return exc.errno or 0
+    return 0

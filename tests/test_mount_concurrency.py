@@ -23,7 +23,7 @@ import httpx2
 import pytest
 
 from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
-from tests.mount_util import Mount, is_mounted, needs_fuse, start_mount
+from tests.mount_util import Mount, emulator_mount, errno_of, is_mounted, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 TIMEOUT = 5.0
@@ -70,12 +70,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("many-hands")
     (tmp / "emu").mkdir()
     live = start_live_emulator(tmp / "emu")
-    token = tmp / "token"
-    token.write_text(TOKEN)
-    args = ["--arc-url", f"{live.url}/arc", "--vault-url", f"{live.url}/vault",
-            "--token-file", str(token), "--cache-dir", str(tmp / "cache"),
-            "--timeout", str(TIMEOUT), "--meta-ttl", "1"]
-    m = start_mount(tmp / "mnt", args, env=dict(os.environ, CANFARFS_USER="alice"))
+    m = emulator_mount(tmp, live.url, TOKEN, "--timeout", str(TIMEOUT), "--meta-ttl", "1")
     r = Rig(live, m, tmp / "cache")
     yield r
     r.clear()
@@ -91,13 +86,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 @pytest.fixture(scope="module")
 def second_mount(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Another mount of the same emulator, with its own cache: another machine."""
-    tmp = tmp_path_factory.mktemp("second")
-    token = tmp / "token"
-    token.write_text(TOKEN)
-    m = start_mount(tmp / "mnt", [
-        "--arc-url", f"{rig.live.url}/arc", "--vault-url", f"{rig.live.url}/vault",
-        "--token-file", str(token), "--cache-dir", str(tmp / "cache"), "--timeout",
-        str(TIMEOUT), "--meta-ttl", "1"], env=dict(os.environ, CANFARFS_USER="alice"))
+    m = emulator_mount(tmp_path_factory.mktemp("second"), rig.live.url, TOKEN,
+                       "--timeout", str(TIMEOUT), "--meta-ttl", "1")
     yield m.path
     m.unmount()
     assert m.proc.returncode == 0, m.log_text()
@@ -118,6 +108,20 @@ def sh(cmd: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess
 def py(code: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def in_parallel(code: str, args: list[str], cwd: Path, timeout: float = 120) -> list[str]:
+    """Run ``code`` in one Python process per argument, at once; each one's stdout
+    (each must exit 0)."""
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), arg], cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for arg in args]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err
+        outs.append(out.strip())
+    return outs
 
 
 # -- renames and unlinks of open files ------------------------------------------------------
@@ -269,13 +273,7 @@ def test_two_processes_writing_disjoint_halves_both_reach_the_server(
         os.close(fd)
         print('closed')
     """
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(i)], cwd=d,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
-        assert out.strip() == "closed", err
+    assert in_parallel(code, ["0", "1"], d) == ["closed", "closed"]
     expected = b"A" * half + b"B" * half
     assert rig.server_bytes(service, "halves.bin") == expected
     assert (d / "halves.bin").read_bytes() == expected
@@ -298,13 +296,7 @@ def test_open_append_close_loops_in_two_processes_never_fail_a_close(
                 print('close failed', exc, file=sys.stderr)
         print(failed)
     """
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), t], cwd=d,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for t in "AB"]
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        assert out.strip() == "0", err
+    assert in_parallel(code, ["A", "B"], d) == ["0", "0"]  # no close failed
     server = rig.server_bytes(service, "appended")
     assert server is not None
     tags = sorted(line[:4] for line in server.decode().splitlines())
@@ -393,14 +385,6 @@ def test_a_directory_date_moves_when_entries_come_and_go(rig: Rig, service: str)
 
 
 # -- the POSIX table of docs/reliability.md ---------------------------------------------------
-
-
-def errno_of(fn: object, *args: object) -> int:
-    try:
-        fn(*args)  # type: ignore[operator]
-    except OSError as exc:
-        return exc.errno or 0
-    return 0
 
 
 def test_the_posix_table_holds(rig: Rig, service: str) -> None:
@@ -559,12 +543,7 @@ def test_a_mount_removes_what_an_earlier_run_left_and_keeps_what_is_pending(
         '"new": true}')
     (staging / ("3" * 32)).with_suffix(".tmp").write_text("{")
     (data / ("4" * 32)).write_bytes(b"a cached copy nobody indexes")
-    token = tmp_path / "token"
-    token.write_text(TOKEN)
-    m = start_mount(tmp_path / "mnt", [
-        "--arc-url", f"{rig.live.url}/arc", "--vault-url", f"{rig.live.url}/vault",
-        "--token-file", str(token), "--cache-dir", str(cache)],
-        env=dict(os.environ, CANFARFS_USER="alice"))
+    m = emulator_mount(tmp_path, rig.live.url, TOKEN)  # its cache: tmp_path / "cache"
     try:
         assert sorted(p.name for p in staging.iterdir()) == []
         assert list(data.iterdir()) == []

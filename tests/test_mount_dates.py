@@ -15,7 +15,7 @@ import httpx2
 import pytest
 
 from tests.conftest import TOKEN, start_live_emulator
-from tests.mount_util import Mount, needs_fuse, start_mount
+from tests.mount_util import Mount, emulator_mount, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 HOME = {"arc": "home/alice", "vault": "alice"}
@@ -27,12 +27,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Mount]]
     tmp = tmp_path_factory.mktemp("dates")
     (tmp / "emu").mkdir()
     live = start_live_emulator(tmp / "emu")
-    token = tmp / "token"
-    token.write_text(TOKEN)
-    m = start_mount(tmp / "mnt", [
-        "--arc-url", f"{live.url}/arc", "--vault-url", f"{live.url}/vault",
-        "--token-file", str(token), "--cache-dir", str(tmp / "cache"), "--meta-ttl", "1"],
-        env=dict(os.environ, CANFARFS_USER="alice"))
+    m = emulator_mount(tmp, live.url, TOKEN, "--meta-ttl", "1")
     yield live.url, m
     m.unmount()
     live.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount_util import Mount, local_mount, needs_fuse
+from tests.mount_util import Mount, errno_of, local_mount, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 
@@ -21,20 +21,12 @@ def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
     yield from local_mount(tmp_path_factory.mktemp("as-root"), user="root")
 
 
-def refused(fn: object, *args: object) -> int:
-    try:
-        fn(*args)  # type: ignore[operator]
-    except OSError as exc:
-        return exc.errno or 0
-    return 0
-
-
 def test_root_on_the_local_platform_is_an_ordinary_user(mount: Mount) -> None:
     m = mount.path
-    assert refused(os.mkdir, m / "arc" / "home" / "otheruser") == errno.EACCES
-    assert refused(Path.write_text, m / "arc" / "foo", "x") == errno.EACCES
-    assert refused(Path.write_text, m / "vault" / "results.fits", "x") == errno.EACCES
-    assert refused(os.mkdir, m / "arc" / "projects" / "mine") == errno.EACCES
+    assert errno_of(os.mkdir, m / "arc" / "home" / "otheruser") == errno.EACCES
+    assert errno_of(Path.write_text, m / "arc" / "foo", "x") == errno.EACCES
+    assert errno_of(Path.write_text, m / "vault" / "results.fits", "x") == errno.EACCES
+    assert errno_of(os.mkdir, m / "arc" / "projects" / "mine") == errno.EACCES
     (m / "arc" / "home" / "root" / "mine.txt").write_text("mine")
     (m / "vault" / "root" / "mine.txt").write_text("mine")
     assert (m / "vault" / "root" / "mine.txt").read_text() == "mine"

@@ -17,7 +17,6 @@ Afterwards:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import httpx2
 import pytest
 
 from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
-from tests.mount_util import Mount, is_mounted, needs_fuse, start_mount
+from tests.mount_util import Mount, emulator_mount, is_mounted, needs_fuse
 from tests.torture_worker import CHAOS, REGION, bad_records
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
@@ -45,13 +44,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveEmulator
     tmp = tmp_path_factory.mktemp("torture")
     (tmp / "emu").mkdir()
     live = start_live_emulator(tmp / "emu")
-    token = tmp / "token"
-    token.write_text(TOKEN)
-    m = start_mount(tmp / "mnt", [
-        "--arc-url", f"{live.url}/arc", "--vault-url", f"{live.url}/vault",
-        "--token-file", str(token), "--cache-dir", str(tmp / "cache"),
-        "--timeout", str(TIMEOUT), "--meta-ttl", "1"],
-        env=dict(os.environ, CANFARFS_USER="alice"))
+    m = emulator_mount(tmp, live.url, TOKEN, "--timeout", str(TIMEOUT), "--meta-ttl", "1")
     yield live, m
     m.unmount()
     live.stop()

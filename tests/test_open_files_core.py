@@ -17,6 +17,7 @@ import trio.lowlevel
 from canfarfs import errors
 from canfarfs.emulator.app import Emulator
 from canfarfs.emulator.faults import FaultPlan
+from canfarfs.fs import storage as storage_mod
 from canfarfs.fs.staging import Stage
 from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.net import HTTP, Credentials, RetryPolicy
@@ -189,26 +190,27 @@ async def test_a_broken_hashing_thread_falls_back_to_hashing_the_file(tmp_path: 
         stage.dispose()
 
 
-@pytest.mark.parametrize("refusal", [
-    pytest.param({"fail_rate": 1.0, "fail_status": 503}, id="unreachable"),
-    pytest.param({"fail_rate": 1.0, "fail_status": 413, "methods": frozenset({"PUT"})},
-                 id="quota"),
-    pytest.param({"fail_rate": 1.0, "fail_status": 403,
-                  "methods": frozenset({"PUT", "DELETE"})}, id="permission"),
+@pytest.mark.parametrize(("refusal", "refuses_delete"), [
+    pytest.param(FaultPlan(fail_rate=1.0, fail_status=503), True, id="unreachable"),
+    pytest.param(FaultPlan(fail_rate=1.0, fail_status=413, methods=frozenset({"PUT"})),
+                 False, id="quota"),  # a quota refuses no delete
+    pytest.param(FaultPlan(fail_rate=1.0, fail_status=403,
+                           methods=frozenset({"PUT", "DELETE"})), True, id="permission"),
 ])
 async def test_a_refused_upload_and_unlink_keep_the_pending_bytes(
-        storage: Storage, emulator: Emulator, refusal: dict[str, object]) -> None:
+        storage: Storage, emulator: Emulator, refusal: FaultPlan,
+        refuses_delete: bool) -> None:
     """Each refusal path of close() and rm: the bytes stay pending, then go up."""
     key_ = ("vault", "alice/refused")
     writer = await storage.open_write(key_, truncate=True, create=True)
     await writer.write(0, b"kept")
     await writer.flush()
     await writer.write(4, b" and more")
-    emulator.faults.plan = FaultPlan(**refusal)  # type: ignore[arg-type]
+    emulator.faults.plan = refusal
     with pytest.raises(errors.CanfarfsError):
         await writer.flush()
-    if "DELETE" in refusal.get("methods", {"DELETE"}):  # type: ignore[operator]
-        with pytest.raises(errors.CanfarfsError):  # (quota refuses no delete)
+    if refuses_delete:
+        with pytest.raises(errors.CanfarfsError):
             await storage.unlink(key_)
     await writer.release()
     assert [s.path for s in storage.pending()] == ["alice/refused"]
@@ -218,3 +220,44 @@ async def test_a_refused_upload_and_unlink_keep_the_pending_bytes(
     reader = await storage.open_read(key_)
     assert await reader.read(0, 100) == b"kept and more"
     await reader.release()
+
+
+async def test_rm_of_a_big_file_held_open_does_not_download_it_first(
+        storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past KEEP_FOR_READERS_MAX unread bytes, an open reader's bytes are not fetched
+    before the delete: they read as ESTALE (what was read stays readable)."""
+    monkeypatch.setattr(storage_mod, "KEEP_FOR_READERS_MAX", 1000)
+    held = ("vault", "alice/held")  # vault: reads fetch only the ranges asked for
+    writer = await storage.open_write(held, truncate=True, create=True)
+    await writer.write(0, b"h" * 5_000_000)
+    await writer.flush()
+    await writer.release()
+    storage.meta.forget(held)
+    reader = await storage.open_read(held)
+    assert await reader.read(0, 10) == b"h" * 10
+    assert reader.file.remote is not None
+    fetched = reader.file.remote.fetched
+    await storage.unlink(held)
+    assert reader.file.remote.fetched == fetched  # nothing more was asked of the server
+    assert await reader.read(0, 10) == b"h" * 10
+    with pytest.raises(errors.Stale):
+        await reader.read(4_900_000, 10)
+    await reader.release()
+
+
+async def test_a_copy_renamed_into_place_stays_a_copy(storage: Storage) -> None:
+    """rsync writes a temporary file, renames it, then may set its mode by name: in a
+    directory that passes permissions on, the mode is still a copy's (not applied)."""
+    shared = ("arc", "home/alice/shared")
+    await storage.mkdir(shared)
+    await storage.setxattr(shared, "groupread", b"survey-team")
+    await storage.setxattr(shared, "inheritPermissions", b"true")
+    tmp, final = ("arc", "home/alice/shared/.a.txt.XyZ123"), ("arc", "home/alice/shared/a.txt")
+    handle = await storage.open_write(tmp, truncate=True, create=True)
+    await handle.write(0, b"a\n")
+    await handle.flush()
+    await handle.release()
+    await storage.rename(tmp, final)
+    node = await storage.chmod(final, 0o644)
+    assert not node.is_public
+    assert (await storage.attr(final)).mode & 0o777 == 0o644

@@ -48,10 +48,8 @@ def bad_records(data: bytes, *, torn_tail: bool = False) -> list[int]:
     """
     bad = []
     whole = len(data) - len(data) % RECORD
-    if whole < len(data):
-        tail = data[whole:]
-        if not torn_tail or not any(good.startswith(tail) for good in _candidates(tail)):
-            bad.append(whole)
+    if whole < len(data) and not (torn_tail and _starts_a_record(data[whole:])):
+        bad.append(whole)
     for off in range(0, whole, RECORD):
         if not _good(data[off:off + RECORD]):
             bad.append(off)
@@ -65,14 +63,15 @@ def _good(r: bytes) -> bool:
     return head.isdigit() and r[9:] == hashlib.sha256(head).hexdigest()[:RECORD - 9].encode()
 
 
-def _candidates(tail: bytes) -> list[bytes]:
-    """Records a cut-short ``tail`` could be the start of: zeros, or any record whose
-    head matches what the tail shows of it."""
-    if len(tail) >= 9 and tail[:9].isdigit():
-        head = tail[:9]
-        return [head + hashlib.sha256(head).hexdigest()[:RECORD - 9].encode()]
-    return [bytes(RECORD)] if not tail.strip(b"\0") else \
-        [tail + bytes(RECORD - len(tail))] if tail.isdigit() else []
+def _starts_a_record(tail: bytes) -> bool:
+    """Whether ``tail`` (shorter than a record) is how zeros or a good record begin."""
+    if not tail.strip(b"\0"):
+        return True
+    if len(tail) < 9:
+        return tail.isdigit()  # the header, cut: any digits could begin one
+    head = tail[:9]
+    full = head + hashlib.sha256(head).hexdigest()[:RECORD - 9].encode()
+    return head.isdigit() and full.startswith(tail)
 
 
 class Worker:

@@ -41,7 +41,3 @@ class KeyLocks:
                     del self._locks[key]
                 else:
                     self._locks[key] = (lock, users - 1)
-
-    def held(self, key: tuple[str, str]) -> bool:
-        entry = self._locks.get(key)
-        return entry is not None and entry[0].locked()

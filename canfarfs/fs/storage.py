@@ -14,8 +14,10 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 from urllib.parse import unquote
 
 import trio
@@ -34,6 +36,7 @@ from canfarfs.vospace.client import VOSpaceClient
 from canfarfs.vospace.model import Node, NodeType
 
 log = logging.getLogger(__name__)
+_V = TypeVar("_V")
 
 NAME_MAX = 255
 DOWN_HOLD = 10.0
@@ -74,6 +77,9 @@ MAX_CACHED_FILES = 512
 #: Uploads of files smaller than this hold back other handles' writes while they run
 #: (one consistent copy, no second try); larger ones let writes flow (see _upload).
 HOLD_WRITES_BELOW = 64 * MiB
+#: At most this many unread bytes of a file open elsewhere are fetched before it is
+#: removed (rm of a big file held open by a forgotten reader must not download it).
+KEEP_FOR_READERS_MAX = 64 * MiB
 #: How long a directory this mount made takes mode changes as a copy's (cp -a, rsync -a
 #: and tar -x set it once everything in it is copied).
 COPY_WINDOW = 600.0
@@ -81,9 +87,8 @@ COPY_WINDOW = 600.0
 
 @dataclass
 class CachedBytes:
-    """A cached copy of one version of a remote file."""
+    """A cached copy of one version of a remote file (``remote.version``)."""
 
-    version: str
     remote: RemoteFile
     last_used: float = field(default_factory=time.monotonic)
 
@@ -364,6 +369,12 @@ class Storage:
         remote = f.remote
         if remote is None or remote.cache.complete:
             return
+        if remote.size - remote.cache.filled.total > KEEP_FOR_READERS_MAX:
+            log.warning("%s:%s removed while open: %d bytes its open handles never read "
+                        "are not fetched first (over %d); they read as ESTALE", f.key[0],
+                        f.key[1], remote.size - remote.cache.filled.total,
+                        KEEP_FOR_READERS_MAX)
+            return
         remote.use()
         try:
             kept = await remote.fill_all()
@@ -469,6 +480,9 @@ class Storage:
             cached.remote.rename(new[1])
             self._drop_cached(new)
             self.cached[new] = cached
+        _move_keys(self._made, moved)
+        _move_keys(self._dir_dates, moved)
+        self._made_dirs = {moved(k) or k for k in self._made_dirs}
 
     def _touch_dir(self, key: Key) -> None:
         """An entry came or went: the directory's date is now (as the server sets it)."""
@@ -532,7 +546,7 @@ class Storage:
     async def chmod(self, key: Key, mode: int) -> Node:
         """A mode change (docs/semantics.md, *Permissions*): exactly, as ispublic,
         groupread and groupwrite (vospace-api.md §8); or, from a copy (cp -a, rsync -a,
-        tar -x), narrowing only, with the mode recorded."""
+        tar -x), recorded only, with no change of access."""
         self._writable()
         node = await self.node(key)
         if not self.config.strict_modes and (
@@ -750,13 +764,13 @@ class Storage:
         if f.remote is not None and f.remote.version == version and not f.remote.orphaned:
             return f.remote
         cached = self.cached.get(f.key)
-        if cached is None or cached.version != version:
+        if cached is None or cached.remote.version != version:
             self._drop_cached(f.key)
             name = hashlib.sha256(f"{f.key}:{version}".encode()).hexdigest()[:32]
             cache = CacheFile(self.data_dir / name, node.length)
             remote = RemoteFile(self.client(f.key), f.key[1], cache, self.nursery,
                                 read_timeout=self.config.read_timeout, version=version)
-            cached = CachedBytes(version, remote)
+            cached = CachedBytes(remote)
             self.cached[f.key] = cached
             self._evict()
         cached.last_used = time.monotonic()
@@ -1091,16 +1105,18 @@ class Storage:
         """
         key = (stage.service, stage.path)
         generation = stage.generation
-        md5 = await stage.md5()
-        if await self._finish_stream(stage, md5):
-            self._uploaded(stage, generation)
-            await self._after_upload(key, stage, md5, stage.new)
-            return
+        if stage.stream is not None:
+            md5 = await stage.md5()
+            if await self._finish_stream(stage, md5):
+                self._uploaded(stage, generation)
+                await self._after_upload(key, stage, md5, stage.new)
+                return
         if stage.size < HOLD_WRITES_BELOW:
             async with stage.writes_held():
                 generation = stage.generation
                 md5 = await self._upload_staged(stage, await stage.md5())
         else:
+            md5 = await stage.md5()
             try:
                 md5 = await self._upload_staged(stage, md5)
             except errors.IntegrityError:
@@ -1290,6 +1306,14 @@ class Storage:
                       new=bool(entry.get("new")), tries=1, last_error=error,
                       nursery=self.nursery)
         self.stages[key] = stage
+
+
+def _move_keys(table: dict[Key, _V], moved: Callable[[Key], Key | None]) -> None:
+    """Re-key the entries of ``table`` that a rename moved."""
+    for key in [k for k in table if moved(k)]:
+        new = moved(key)
+        assert new is not None
+        table[new] = table.pop(key)
 
 
 def _changed_underneath(exc: errors.CanfarfsError) -> bool:
