@@ -1,11 +1,12 @@
-"""Large download bodies written straight into a file by worker threads.
+"""Large download bodies received by worker threads and handed over a MiB at a time.
 
 The async client (httpx2 over h11) costs the trio loop an h11 event, a buffer copy and
 a few task switches per received piece: a 512 MiB body took ~1.45 s of the loop's time
 (370 MB/s), and the same loop must also answer FUSE. Here a worker thread holds a
-blocking ``http.client`` connection and moves each piece with ``read1`` and
-``os.pwrite``; both release the GIL, so the copying is the kernel's and the loop only
-hears, once per MiB, which bytes have landed (docs/performance.md has the figures).
+blocking ``http.client`` connection and gathers the body with ``read1`` (which releases
+the GIL); the loop hears once per MiB, through ``accept``, which may make the thread
+wait (memory is bounded) or stop it. Nothing here touches the disk: where the bytes go
+is the caller's business (docs/performance.md has the figures).
 
 Only the happy path lives here: a status other than the expected one is handed back to
 the caller, which asks again through the async client to get the proper error. Every
@@ -18,12 +19,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
-import os
+import math
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -34,16 +35,18 @@ from canfarfs import errors
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-#: Bytes gathered before they are written and announced (fewer, larger pwrites).
+#: Bytes gathered before they are handed over (fewer, larger hand-overs).
 FLUSH_BYTES = 1 * MiB
-#: ...unless this long has passed since the last announcement (a slow link).
+#: ...unless this long has passed since the last hand-over (a slow link).
 FLUSH_SECONDS = 0.02
 #: Idle connections older than this are not reused (servers close them first).
 KEEPALIVE_SECONDS = 20.0
 IDLE_PER_HOST = 8
+#: Pieces on their way to ``accept`` before the receiving thread waits.
+IN_FLIGHT = 4
 
-#: Reports [start, end) of the file as written; called in the trio thread.
-OnFilled = Callable[[int, int], None]
+#: Takes the bytes at an offset, in the trio thread; False stops the download.
+Accept = Callable[[int, bytes], Awaitable[bool]]
 
 
 @dataclass
@@ -60,7 +63,7 @@ class _Conn:
 
 
 class BulkGetter:
-    """GETs whose bodies go into a file descriptor, one worker thread per body."""
+    """GETs whose bodies are received by worker threads, one thread per body."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None, connect_timeout: float,
                  read_timeout: float, threads: int = 8) -> None:
@@ -71,27 +74,46 @@ class BulkGetter:
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._lock = threading.Lock()
 
-    async def get_into(self, url: str, headers: Mapping[str, str], fd: int, offset: int,
-                       on_filled: OnFilled, *, ranged: bool,
-                       stop: Callable[[], bool] = lambda: False) -> int | Declined:
-        """GET ``url`` and write its body into ``fd`` from ``offset``.
+    async def get_into(self, url: str, headers: Mapping[str, str], offset: int,
+                       accept: Accept, *, ranged: bool) -> int | Declined:
+        """GET ``url`` and hand its body, as offsets from ``offset``, to ``accept``.
 
         Returns the offset reached (the caller checks it against what it expected) or
-        :class:`Declined`. ``on_filled`` hears of every written piece, also before an
-        error is raised, so a caller can resume. ``stop`` (polled per piece) ends the copy
-        early, e.g. once the cache file is dropped. Raises Timeout, Unavailable or
-        ProtocolError; cancelling the caller shuts the socket.
+        :class:`Declined`. ``accept`` gets every received piece, also before an error is
+        raised, so a caller can resume; when it answers False the copy ends early.
+        Raises Timeout, Unavailable or ProtocolError; cancelling the caller shuts the
+        socket.
         """
-        job = _Job(self, url, dict(headers), os.dup(fd), offset, on_filled,
-                   trio.lowlevel.current_trio_token(), ranged, stop)
-        try:
-            # Abandoned on cancel: the thread writes only through its own duplicate of
-            # ``fd`` and returns as soon as its socket is shut.
-            return await trio.to_thread.run_sync(job.run, limiter=self.limiter,
-                                                 abandon_on_cancel=True)
-        except trio.Cancelled:
-            job.abort()
-            raise
+        send, receive = trio.open_memory_channel[tuple[int, bytes]](math.inf)
+
+        def put(item: tuple[int, bytes]) -> None:  # in the trio thread
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                send.send_nowait(item)
+
+        job = _Job(self, url, dict(headers), offset, put,
+                   trio.lowlevel.current_trio_token(), ranged)
+        result: int | Declined = offset
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(job.hand_over, receive, accept)
+            try:
+                # Abandoned on cancel: the thread returns as soon as its socket is shut.
+                result = await trio.to_thread.run_sync(job.run, limiter=self.limiter,
+                                                       abandon_on_cancel=True)
+            except trio.Cancelled:
+                job.abort()
+                raise
+            except Exception as exc:  # raised below, once the hand-over has drained
+                failure = exc
+            finally:
+                # Every piece the thread sent is queued before its result arrives (both
+                # come through the loop's FIFO): closing here lets the hand-over drain.
+                send.close()
+        if job.error is not None:
+            raise job.error
+        if failure is not None:
+            raise failure
+        return job.accepted if job.stopped else result
 
     def take(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
         """An idle connection to the host, or a new one (not yet connected)."""
@@ -128,32 +150,51 @@ class BulkGetter:
 class _Job:
     """One body: runs in a worker thread; ``abort`` may be called from the trio thread."""
 
-    def __init__(self, getter: BulkGetter, url: str, headers: dict[str, str], fd: int,
-                 offset: int, on_filled: OnFilled, token: trio.lowlevel.TrioToken,
-                 ranged: bool, stop: Callable[[], bool]) -> None:
+    def __init__(self, getter: BulkGetter, url: str, headers: dict[str, str],
+                 offset: int, put: Callable[[tuple[int, bytes]], None],
+                 token: trio.lowlevel.TrioToken, ranged: bool) -> None:
         self.getter = getter
         self.url = url
         self.headers = headers
-        self.fd = fd
         self.offset = offset
-        self.on_filled = on_filled
+        self.put = put
         self.token = token
         self.ranged = ranged
-        self.stop = stop
         self.conn: http.client.HTTPConnection | None = None
         self.aborted = False
-        self._started = False
+        #: The consumer said stop (or failed, with ``error``): read no further.
+        self.stopped = False
+        self.error: Exception | None = None
+        #: The offset up to which ``accept`` took the body.
+        self.accepted = offset
+        #: Pieces sent but not yet taken: the thread waits when all are out, so at most
+        #: IN_FLIGHT MiB sit between the socket and ``accept``.
+        self.slots = threading.Semaphore(IN_FLIGHT)
         self._lock = threading.Lock()
 
-    def abort(self) -> None:
-        """Wake the thread from its socket wait (called when the caller is cancelled).
+    async def hand_over(self, receive: trio.MemoryReceiveChannel[tuple[int, bytes]],
+                        accept: Accept) -> None:
+        """In the trio thread: give each received piece to ``accept``, in order, while
+        the worker thread goes on reading (no round trip per piece)."""
+        async with receive:
+            async for pos, data in receive:
+                try:
+                    if self.stopped:
+                        continue
+                    if await accept(pos, data):
+                        self.accepted = pos + len(data)
+                    else:
+                        self.stopped = True
+                except Exception as exc:  # get_into raises it; the thread stops
+                    self.error = exc
+                    self.stopped = True
+                finally:
+                    self.slots.release()
 
-        If the thread has not started, it never will use ``fd``: it is closed here."""
+    def abort(self) -> None:
+        """Wake the thread from its socket wait (called when the caller is cancelled)."""
         with self._lock:
             self.aborted = True
-            if not self._started:
-                os.close(self.fd)
-                return
         conn = self.conn
         sock = conn.sock if conn is not None else None
         if sock is not None:
@@ -161,14 +202,9 @@ class _Job:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def run(self) -> int | Declined:
-        with self._lock:
-            if self.aborted:  # abort() closed fd already
-                raise errors.Unavailable("download cancelled")
-            self._started = True
-        try:
-            return self._get()
-        finally:
-            os.close(self.fd)
+        if self.aborted:
+            raise errors.Unavailable("download cancelled")
+        return self._get()
 
     def _get(self) -> int | Declined:
         parts = urlsplit(self.url)
@@ -236,22 +272,25 @@ class _Job:
         stopped = False
         try:
             while not self.aborted:
-                if self.stop():
-                    stopped = True
-                    break
-                piece = response.read1(FLUSH_BYTES)
+                # Pieces end on MiB boundaries of the file, so a reader's request
+                # (aligned by the kernel) lies within one piece and is served uncopied.
+                boundary = (pos // FLUSH_BYTES + 1) * FLUSH_BYTES
+                piece = response.read1(boundary - pos - pending_len)
                 if not piece:
                     break
                 pending.append(piece)
                 pending_len += len(piece)
                 now = time.monotonic()
-                if pending_len >= FLUSH_BYTES or now - last_flush >= FLUSH_SECONDS \
+                if pos + pending_len >= boundary or now - last_flush >= FLUSH_SECONDS \
                         or pos == self.offset:
-                    pos = self._flush(pending, pos)
+                    pos, more = self._hand_over(pending, pos)
                     pending, pending_len, last_flush = [], 0, now
+                    if not more:
+                        stopped = True
+                        break
         finally:
             if pending:
-                pos = self._flush(pending, pos)
+                pos, _ = self._hand_over(pending, pos)
         if self.aborted:
             raise errors.Unavailable("download cancelled")
         if response.length and not stopped:  # the server closed before its Content-Length
@@ -259,13 +298,25 @@ class _Job:
                 f"body interrupted at {pos - self.offset} bytes, {response.length} short")
         return pos
 
-    def _flush(self, pieces: list[bytes], pos: int) -> int:
+    def _hand_over(self, pieces: list[bytes], pos: int) -> tuple[int, bool]:
+        """Send the gathered bytes to the trio thread, first waiting for a free slot
+        (bounded by the read time-out); the position after them, and whether to go on."""
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        os.pwrite(self.fd, data, pos)
-        end = pos + len(data)
-        with contextlib.suppress(trio.RunFinishedError):  # the mount is going away
-            self.token.run_sync_soon(self.on_filled, pos, end)
-        return end
+        deadline = time.monotonic() + self.getter.read_timeout
+        while not self.slots.acquire(timeout=0.05):
+            if self.aborted or self.stopped:
+                return pos, False
+            if time.monotonic() > deadline:
+                raise TimeoutError  # the consumer is stuck: reported as a time-out
+        if self.stopped:
+            self.slots.release()
+            return pos, False
+        try:
+            self.token.run_sync_soon(self.put, (pos, data))
+        except trio.RunFinishedError:  # the mount is going away
+            self.aborted = True
+            return pos, False
+        return pos + len(data), not self.aborted
 
 
 def tls_context(verify: ssl.SSLContext | bool, cert_file: str | None) -> ssl.SSLContext:

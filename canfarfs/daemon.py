@@ -65,6 +65,8 @@ class MountOptions:
     strict_modes: bool = False
     debug: bool = False
     cache_size: int = 10 * 1024**3
+    #: File bytes held in memory at once (``--memory``).
+    memory: int = 96 * 1024**2
     fuse_options: list[str] = field(default_factory=list)
     meta_ttl: float = 5.0
     timeout: float = 30.0
@@ -218,7 +220,7 @@ async def run_mount(opts: MountOptions) -> None:
                 meta_ttl=opts.meta_ttl, negative_ttl=opts.meta_ttl,
                 read_timeout=opts.timeout, read_only=opts.read_only,
                 strict_modes=opts.strict_modes,
-                cache_size=opts.cache_size, user=opts.user), nursery)
+                cache_size=opts.cache_size, memory=opts.memory, user=opts.user), nursery)
             for line in await storage.recover():
                 log.warning("%s", line)
             sessions = None

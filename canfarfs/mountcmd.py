@@ -115,7 +115,7 @@ def options_from(args: argparse.Namespace) -> MountOptions:
         vault_url=args.vault_url, skaha_url=args.skaha_url, token=token,
         cert_file=cert_file, ca_file=args.ca_file, auth=auth,
         read_only=args.read_only, strict_modes=args.strict_modes, debug=args.debug,
-        cache_size=args.cache_size,
+        cache_size=args.cache_size, memory=args.memory,
         cache_dir=args.cache_dir or default_cache_dir(args.mountpoint),
         fuse_options=args.fuse_options, meta_ttl=args.meta_ttl, timeout=args.timeout)
     if args.local is None and not (args.arc_url and args.vault_url and (token or cert_file)):

@@ -50,6 +50,7 @@ VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ca_file": ("ca_file", Path),
     "cache_dir": ("cache_dir", Path),
     "cache_size": ("cache_size", _size),
+    "memory": ("memory", _size),
     "timeout": ("timeout", _seconds),
     "meta_ttl": ("meta_ttl", float),
 }

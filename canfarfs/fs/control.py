@@ -52,7 +52,7 @@ def status_document(storage: Storage, *, mountpoint: str, open_files: int,
             "kept_at": str(stage.data_path),
             "open_handles": _handles(storage, stage),
         })
-    used = sum(c.remote.cache.filled.total for c in storage.cached.values())
+    used = storage.cache_used()
     doc: dict[str, Any] = {
         "mountpoint": mountpoint,
         "pid": os.getpid(),
@@ -62,6 +62,8 @@ def status_document(storage: Storage, *, mountpoint: str, open_files: int,
         "open_files": open_files,
         "cache": {"dir": str(storage.config.cache_dir), "used": used,
                   "budget": storage.config.cache_size},
+        "memory": {"used": storage.memory.used, "peak": storage.memory.peak,
+                   "budget": storage.memory.capacity},
         "requests": next(iter(storage.clients.values())).http.sent if storage.clients else 0,
     }
     if extra:

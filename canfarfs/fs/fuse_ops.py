@@ -21,6 +21,7 @@ import trio
 from canfarfs import errors
 from canfarfs.fs.attrs import Attr, dir_attr
 from canfarfs.fs.control import CONTROL_NAME, ControlHandle, render, status_document
+from canfarfs.fs.data import Data
 from canfarfs.fs.inodes import ROOT, InodeTable
 from canfarfs.fs.meta import Key, child_key
 from canfarfs.fs.openfile import StorageHandle
@@ -448,7 +449,9 @@ class CanfarOps(pyfuse3.Operations):
                 self._entry(ino, await self.storage.attr(key)))
 
     @fuse_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    # pyfuse3 takes any contiguous buffer (handlers.pxi: PyObject_GetBuffer) though its
+    # stub says bytes; read-ahead pieces are handed over as views, uncopied.
+    async def read(self, fh: int, off: int, size: int) -> Data:  # type: ignore[override]
         self.stats["read_bytes"] += size
         handle = self.handles[fh]
         assert isinstance(handle, FileHandle)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from canfarfs import errors
+from canfarfs.fs.data import Data
 from canfarfs.fs.meta import Key
 from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.fs.staging import Stage
@@ -58,7 +59,7 @@ class StorageHandle:
         self.writable = writable
         self._released = False
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> Data:
         return await self.storage.read_file(self.file, offset, size)
 
     async def write(self, offset: int, data: bytes) -> int:

@@ -1,11 +1,16 @@
-"""Reading remote files through the local cache.
+"""Reading remote files: downloads feed a :class:`CacheFile`, readers wait on it.
 
-* arc ignores ``Range``: one streamed GET fills the cache file from offset 0 and reads
-  are served as soon as their bytes have arrived. An interrupted stream restarts from 0
-  and skips what is already cached.
+* arc ignores ``Range``: one streamed GET fills the copy from offset 0 and reads are
+  served as soon as their bytes have arrived. An interrupted stream restarts from 0 and
+  skips what is already here; so does a read of bytes let go before they were cached
+  (a one-pass stream bigger than the cache).
 * vault's storage honours ranges: a read fetches just the missing bytes, and sequential
   reading grows a read-ahead window served by several ranged GETs in flight (the
   mountpoint-s3 technique). An interrupted range resumes where it stopped.
+
+Bytes reach readers from memory and are cached on disk behind them (cachefile.py); the
+bodies themselves come through :meth:`VOSpaceClient.read_into`, so nothing here knows
+threads or HTTP.
 """
 
 from __future__ import annotations
@@ -15,15 +20,16 @@ import logging
 import trio
 
 from canfarfs import errors
-from canfarfs.bulk import BulkGetter, Declined
 from canfarfs.fs.cachefile import CacheFile, Intervals, cached_error
+from canfarfs.fs.data import Data
 from canfarfs.tasks import spawn
 from canfarfs.vospace.client import DataLocation, VOSpaceClient
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-WRITE_BATCH = 1 * MiB
+#: Errors after which a download tries again (with backoff), resuming where it was.
+TRANSIENT = (errors.Unavailable, errors.Timeout, errors.ProtocolError)
 
 
 class RemoteFile:
@@ -62,14 +68,15 @@ class RemoteFile:
         self.part_size = part_size
         self.location: DataLocation | None = None
         self._locating = trio.Lock()
-        self._streaming = False
+        self._stream: trio.CancelScope | None = None
+        self._stream_pos = 0
         self._pending = Intervals()
         self._limit = trio.CapacityLimiter(parallel)
         self._last_end = -1
         self._window = initial_window
         #: Which server version these bytes are (MD5, length and date).
         self.version = version
-        #: Bytes asked of the server (for tests and benchmarks).
+        #: Bytes received from the server (for tests, status and benchmarks).
         self.fetched = 0
         #: Open file states and downloads using this copy.
         self.users = 0
@@ -84,6 +91,8 @@ class RemoteFile:
 
     def release(self) -> None:
         self.users -= 1
+        if self.users <= 0 and not self.cache.write_to_disk and not self.cache.keep:
+            self._stop_stream()  # nobody reads on, and nothing of it is being cached
         self._close_if_done()
 
     def retire(self) -> None:
@@ -93,12 +102,14 @@ class RemoteFile:
 
     def _close_if_done(self) -> None:
         if self.retired and self.users <= 0 and not self.cache.dropped:
+            self._stop_stream()
             self.cache.close()
             self.cache.path.unlink(missing_ok=True)
 
     def orphan(self) -> None:
         """The server path no longer holds these bytes: fetch nothing more from it."""
         self.orphaned = True
+        self._stop_stream()
         if not self.cache.complete:
             self.cache.fail(errors.Stale(
                 f"{self.client.service}:{self.path} was replaced or deleted before all "
@@ -110,13 +121,15 @@ class RemoteFile:
         self.location = None
 
     async def fill_all(self) -> bool:
-        """Fetch every byte not yet cached (a replaced file's open readers keep their
-        bytes); False when that failed (each wait is bounded by the read time-out)."""
+        """Fetch every byte not yet here and keep them all (a removed file's open
+        readers need them); False when that failed (each wait is bounded)."""
+        self.cache.keep = True
         pos = 0
         while not self.cache.complete and not self.orphaned:
             gaps = self.cache.filled.missing(pos, self.size)
             if not gaps:
-                break
+                pos = 0
+                continue
             start, end = gaps[0][0], min(gaps[0][1], gaps[0][0] + self.part_size)
             try:
                 await self.read(start, end - start)
@@ -142,26 +155,32 @@ class RemoteFile:
                     self.location = loc
             return self.location
 
-    async def read(self, offset: int, size: int) -> bytes:
+    # -- reading ----------------------------------------------------------------------
+
+    async def read(self, offset: int, size: int) -> Data:
         """Bytes [offset, offset+size), waiting (bounded) for them to arrive."""
         if offset >= self.size or size <= 0:
             return b""
         end = min(offset + size, self.size)
-        if self.orphaned and not self.cache.filled.covers(offset, end):
-            raise errors.Stale(f"{self.client.service}:{self.path} was replaced or "
-                               "deleted before these bytes were read")
-        if self.cache.filled.covers(offset, end):
-            if self.location is not None and self.location.ranges and not self.cache.complete:
-                self._request_ranges(offset, end)  # keep the read-ahead going
-        else:
+        asked = False
+        while True:
+            if self.cache.filled.covers(offset, end):
+                if not asked and self.location is not None and self.location.ranges \
+                        and not self.cache.complete:
+                    self._request_ranges(offset, end)  # keep the read-ahead going
+                data = self.cache.read_now(offset, end - offset)
+                if data is not None:
+                    return data
+            if self.orphaned:
+                raise errors.Stale(f"{self.client.service}:{self.path} was replaced or "
+                                   "deleted before these bytes were read")
             self.cache.error = None
             loc = await self._locate()
             if loc.ranges:
                 self._request_ranges(offset, end)
-            elif not self._streaming:
-                self._streaming = True
-                spawn(self.nursery, self._stream_whole, loc,
-                      what=f"download of arc:{self.path}", on_error=self._failed)
+            else:
+                self._ensure_stream(offset, end)
+            asked = True
             try:
                 with trio.fail_after(self.read_timeout):
                     await self.cache.wait_for(offset, end)
@@ -173,7 +192,6 @@ class RemoteFile:
                 raise
             except Exception as exc:
                 raise cached_error(exc) from exc
-        return await self.cache.read(offset, end - offset)
 
     def prefetch_all(self) -> None:
         """Start filling the whole file (arc: the one stream; vault: the first window)."""
@@ -181,10 +199,12 @@ class RemoteFile:
             spawn(self.nursery, self.read, 0, 1,
                   what=f"prefetch of {self.client.service}:{self.path}")
 
-    def _failed(self, exc: BaseException) -> None:
-        """A background fetch failed unexpectedly: its waiters get the error."""
-        self._streaming = False
-        self.cache.fail(cached_error(exc))
+    async def _accept(self, pos: int, data: bytes) -> bool:
+        """Take a downloaded piece; False stops the download (nobody needs the rest)."""
+        if self.orphaned:
+            return False
+        self.fetched += len(data)
+        return await self.cache.accept(pos, data)
 
     # -- vault: ranges with read-ahead ------------------------------------------------
 
@@ -205,7 +225,7 @@ class RemoteFile:
         self._ask(start, min(self.size, end + self._window))
 
     def _asked_until(self, pos: int) -> int:
-        """End of the run from ``pos`` that is cached or already asked for."""
+        """End of the run from ``pos`` that is here or already asked for."""
         while True:
             reach = max(self.cache.filled.reach(pos), self._pending.reach(pos))
             if reach == pos:
@@ -215,155 +235,100 @@ class RemoteFile:
     def _ask(self, start: int, want_end: int) -> None:
         for s, e in self.cache.filled.missing(start, want_end):
             for gs, ge in self._pending.missing(s, e):
-                self._pending.add(gs, ge)
                 for part in range(gs, ge, self.part_size):
-                    spawn(self.nursery, self._fetch_range, part,
-                          min(part + self.part_size, ge), on_error=self._failed,
+                    pe = min(part + self.part_size, ge)
+                    self._pending.add(part, pe)
+                    spawn(self.nursery, self._fetch_range, part, pe,
+                          on_error=self._failed,
                           what=f"range {part} of {self.client.service}:{self.path}")
 
     async def _fetch_range(self, start: int, end: int) -> None:
-        async with self._limit:
-            pos = start
-            for attempt in range(self.attempts):
-                try:
-                    pos = await self._copy(start=pos, end=end)
-                    return
-                except (errors.Unavailable, errors.Timeout, errors.ProtocolError) as exc:
-                    log.info("range %d-%d of %s interrupted at %d (%s); resuming",
-                             start, end, self.path, pos, exc)
-                    pos = self._resume_point(pos, end)
-                    if pos >= end:
-                        return
-                    if attempt == self.attempts - 1:
-                        self._give_up(start, end, exc)
-                        return
-                    await trio.sleep(min(0.1 * 2**attempt, 2.0))
-                except errors.CanfarfsError as exc:
-                    self._give_up(start, end, exc)
-                    return
+        try:
+            async with self._limit:
+                await self._with_retries(start, end, f"range {start}-{end}")
+        finally:
+            # In flight no more: what is still missing is asked for by the next read.
+            self._pending.remove(start, end)
 
-    def _resume_point(self, pos: int, end: int) -> int:
-        gaps = self.cache.filled.missing(pos, end)
-        return gaps[0][0] if gaps else end
-
-    def _give_up(self, start: int, end: int, exc: BaseException) -> None:
-        log.warning("reading %s:%s failed: %s", self.client.service, self.path, exc)
-        # Forget the pending mark so a later read can try again.
-        pending = Intervals()
-        for s, e in zip(self._pending.starts, self._pending.ends, strict=True):
-            for gs, ge in _subtract((s, e), (start, end)):
-                pending.add(gs, ge)
-        self._pending = pending
+    def _failed(self, exc: BaseException) -> None:
+        """A background fetch failed unexpectedly: its waiters get the error."""
         self.cache.fail(cached_error(exc))
 
     # -- arc: one streamed body -------------------------------------------------------
 
-    async def _stream_whole(self, loc: DataLocation) -> None:
+    def _ensure_stream(self, start: int, end: int) -> None:
+        """A stream is running that will bring [start, end): start one, or restart from
+        0 if the running one went past some of it (those bytes were let go uncached)."""
+        if self._stream is not None \
+                and not self.cache.filled.missing(start, min(end, self._stream_pos)):
+            return
+        self._stop_stream()
+        scope = trio.CancelScope()
+        self._stream = scope
+        self._stream_pos = 0
+        spawn(self.nursery, self._stream_whole, scope, on_error=self._failed,
+              what=f"download of {self.client.service}:{self.path}")
+
+    def _stop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+
+    async def _stream_whole(self, scope: trio.CancelScope) -> None:
         try:
-            for attempt in range(self.attempts):
-                try:
-                    await self._copy(start=0, end=self.size, skip_filled=True)
-                    return
-                except (errors.Unavailable, errors.Timeout, errors.ProtocolError) as exc:
-                    log.info("stream of %s interrupted (%s); restarting", self.path, exc)
-                    if attempt == self.attempts - 1:
-                        self.cache.fail(cached_error(exc))
-                        return
-                    await trio.sleep(min(0.1 * 2**attempt, 2.0))
-                except errors.CanfarfsError as exc:
-                    self.cache.fail(exc)
-                    return
+            with scope:
+                await self._with_retries(0, self.size, "stream", restart=True)
         finally:
-            self._streaming = False
+            if self._stream is scope:
+                self._stream = None
 
-    # -- the copy loop ----------------------------------------------------------------
+    # -- the one retry loop -------------------------------------------------------------
 
-    async def _copy(self, *, start: int, end: int, skip_filled: bool = False) -> int:
-        """Stream [start, end) into the cache; return the position reached.
-
-        With ``skip_filled`` (a restarted arc stream) bytes already cached are not
-        written again. Every wait for the next chunk is bounded.
-        """
-        loc = await self._locate()
-        bulk = self.client.http.bulk
-        if bulk is not None:
-            reached = await self._copy_in_thread(bulk, loc, start, end)
-            if reached is not None:
-                return reached
+    async def _with_retries(self, start: int, end: int, what: str, *,
+                            restart: bool = False) -> None:
+        """Fetch [start, end): transient failures are retried with backoff, resuming at
+        the first byte still missing (``restart``: from 0, a body without ranges)."""
         pos = start
-        batch: list[bytes] = []
-        batch_start = pos
-        batch_len = 0
-        self.fetched += end - start
-        async with self.client.open_bytes(loc, start, end if loc.ranges else None) as r:
-            chunks = r.aiter_raw()
-            while True:
-                try:
-                    with trio.fail_after(self.read_timeout):
-                        chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except trio.TooSlowError:
-                    raise errors.Timeout(f"no data from server for {self.read_timeout:g} s") \
-                        from None
-                except Exception as exc:
-                    raise errors.Unavailable(f"body interrupted: {exc}") from exc
-                if self.cache.dropped or self.orphaned:  # nobody needs the rest
-                    return end
-                if skip_filled and self.cache.filled.covers(pos, pos + len(chunk)):
-                    pos += len(chunk)
-                    batch_start = pos
-                    continue
-                batch.append(chunk)
-                batch_len += len(chunk)
-                pos += len(chunk)
-                if batch_len >= WRITE_BATCH:
-                    await self.cache.write(batch_start, b"".join(batch))
-                    batch, batch_start, batch_len = [], pos, 0
-        if batch:
-            await self.cache.write(batch_start, b"".join(batch))
-        if pos < end:
-            raise errors.ProtocolError(f"body ended at {pos} of {end} bytes")
-        return pos
+        for attempt in range(self.attempts):
+            try:
+                await self._fetch(pos, end, restart=restart)
+                return
+            except TRANSIENT as exc:
+                log.info("%s of %s:%s interrupted (%s); resuming", what,
+                         self.client.service, self.path, exc)
+                gaps = self.cache.filled.missing(start, end)
+                if not gaps or self.cache.dropped or self.orphaned:
+                    return
+                pos = start if restart else gaps[0][0]
+                if attempt == self.attempts - 1:
+                    self._give_up(exc)
+                    return
+                await trio.sleep(min(0.1 * 2**attempt, 2.0))
+            except errors.CanfarfsError as exc:
+                self._give_up(exc)
+                return
 
+    def _give_up(self, exc: BaseException) -> None:
+        log.warning("reading %s:%s failed: %s", self.client.service, self.path, exc)
+        self.cache.fail(cached_error(exc))
 
-    async def _copy_in_thread(self, bulk: BulkGetter, loc: DataLocation, start: int,
-                              end: int) -> int | None:
-        """The same copy by a worker thread (canfarfs.bulk); None if the server answered
-        something else, which the async path then turns into the proper error."""
-        headers = {"Accept-Encoding": "identity"}
-        if loc.needs_auth:
-            headers.update(await self.client.http.credentials.headers())
-        if loc.ranges:
-            headers["Range"] = f"bytes={start}-{end - 1}"
-        elif start:
-            raise errors.ProtocolError("a stream without ranges starts at 0")
-        self.fetched += end - start
-        self.client.http.sent += 1
-        cache = self.cache
+    async def _fetch(self, start: int, end: int, *, restart: bool) -> None:
+        """One GET of [start, end) into the cache (stopping early when told to)."""
+        loc = await self._locate()
+        if self.cache.dropped or self.orphaned:
+            return
 
-        def stop() -> bool:
-            return cache.dropped or self.orphaned
+        stopped = False
 
-        if stop():
-            return end
-        with cache.held() as fd:
-            result = await bulk.get_into(loc.url, headers, fd, start, cache.fill,
-                                         ranged=loc.ranges, stop=stop)
-        if isinstance(result, Declined):
-            self.fetched -= end - start
-            return None
-        if stop():  # the copy was dropped or replaced: nobody needs the rest
-            return end
-        if result < end:
-            raise errors.ProtocolError(f"body ended at {result} of {end} bytes")
-        return result
+        async def accept(pos: int, data: bytes) -> bool:
+            nonlocal stopped
+            more = await self._accept(pos, data)
+            if restart:
+                self._stream_pos = pos + len(data)
+            stopped = stopped or not more
+            return more
 
-
-def _subtract(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[int, int]]:
-    out = []
-    if a[0] < b[0]:
-        out.append((a[0], min(a[1], b[0])))
-    if a[1] > b[1]:
-        out.append((max(a[0], b[1]), a[1]))
-    return [x for x in out if x[1] > x[0]]
+        reached = await self.client.read_into(loc, start, end, accept,
+                                              read_timeout=self.read_timeout)
+        if reached < end and not stopped and not self.cache.dropped and not self.orphaned:
+            raise errors.ProtocolError(f"body ended at {reached} of {end} bytes")

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from canfarfs.tasks import spawn
 
 #: Bytes written but not yet hashed before a write waits for the hashing thread.
 HASH_BACKLOG = 32 * 1024 * 1024
+#: Piece size when a staged copy starts from the server's bytes.
+FILL_PIECE = 1024 * 1024
 
 
 @dataclass
@@ -257,22 +259,32 @@ class Stage:
         self._md5_upto = 0
         self._unhashed, self._unhashed_bytes = [], 0
 
-    async def fill_from(self, source_fd: int, size: int) -> None:
-        """Start from existing content (a cached or downloaded copy's descriptor)."""
+    async def fill_from(self, read: Callable[[int, int], Awaitable[bytes | memoryview]],
+                        size: int) -> None:
+        """Start from existing content, read a piece at a time (the server's bytes);
+        called again, it starts over."""
         await self._hashing_done()
+        self._restart_hash()
+        offset = 0
+        while offset < size:
+            chunk = await read(offset, min(FILL_PIECE, size - offset))
+            if not chunk:
+                raise errors.ProtocolError(
+                    f"{self.service}:{self.path}: server copy ended at {offset} of {size}")
 
-        def copy() -> None:
-            offset = 0
-            while offset < size:
-                chunk = os.pread(source_fd, min(1024 * 1024, size - offset), offset)
-                if not chunk:
-                    raise errors.ProtocolError("cached copy shorter than its size")
-                os.pwrite(self.fd, chunk, offset)
+            def put(chunk: bytes | memoryview = chunk, at: int = offset) -> None:
+                os.pwrite(self.fd, chunk, at)
                 self._md5.update(chunk)
-                offset += len(chunk)
+
+            try:
+                await trio.to_thread.run_sync(put, limiter=DISK)
+            except (OSError, OverflowError) as exc:
+                raise errors.local_disk_error(exc, f"stage {self.service}:{self.path}") \
+                    from exc
+            offset += len(chunk)
         try:
-            await trio.to_thread.run_sync(copy, limiter=DISK)
-        except (OSError, OverflowError) as exc:
+            os.ftruncate(self.fd, size)
+        except OSError as exc:
             raise errors.local_disk_error(exc, f"stage {self.service}:{self.path}") from exc
         self.size = size
         self._md5_upto = size

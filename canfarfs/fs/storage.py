@@ -25,7 +25,10 @@ import trio
 from canfarfs import errors
 from canfarfs.fs.attrs import Attr, attr_of, mode_of, mtime_value
 from canfarfs.fs.cachefile import CacheFile
+from canfarfs.fs.data import Data
 from canfarfs.fs.keylocks import KeyLocks
+from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
+from canfarfs.fs.membudget import MemoryBudget
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
 from canfarfs.fs.openfile import OpenFile, StorageHandle
 from canfarfs.fs.remote_file import RemoteFile
@@ -64,6 +67,8 @@ class StorageConfig:
     read_only: bool = False
     strict_modes: bool = False
     cache_size: int = 10 * 1024**3
+    #: File bytes held in memory at once (read-ahead not yet read or cached).
+    memory: int = DEFAULT_MEMORY
     user: str = ""
 
 
@@ -119,6 +124,7 @@ class Storage:
         #: Open files by name, one state each, shared by all their handles.
         self.files: dict[Key, OpenFile] = {}
         self.cached: dict[Key, CachedBytes] = {}
+        self.memory = MemoryBudget(config.memory)
         #: When the mount last added or removed an entry of a directory (ns); vault
         #: does not date containers by their entries, so listings would not show it.
         self._dir_dates: dict[Key, int] = {}
@@ -767,7 +773,10 @@ class Storage:
         if cached is None or cached.remote.version != version:
             self._drop_cached(f.key)
             name = hashlib.sha256(f"{f.key}:{version}".encode()).hexdigest()[:32]
-            cache = CacheFile(self.data_dir / name, node.length)
+            # A file bigger than the whole cache is streamed through memory only.
+            cache = CacheFile(self.data_dir / name, node.length, budget=self.memory,
+                              nursery=self.nursery,
+                              write_to_disk=node.length <= self.config.cache_size)
             remote = RemoteFile(self.client(f.key), f.key[1], cache, self.nursery,
                                 read_timeout=self.config.read_timeout, version=version)
             cached = CachedBytes(remote)
@@ -779,7 +788,7 @@ class Storage:
             old.release()
         return f.remote
 
-    async def read_file(self, f: OpenFile, offset: int, size: int) -> bytes:
+    async def read_file(self, f: OpenFile, offset: int, size: int) -> Data:
         """Read through ``f``: its staged copy if it has one, else the server's bytes.
 
         A read reaching the end of the server's copy first asks (within the metadata
@@ -798,7 +807,7 @@ class Storage:
         return await self._read_remote(f, remote, offset, size)
 
     async def _read_remote(self, f: OpenFile, remote: RemoteFile, offset: int,
-                           size: int) -> bytes:
+                           size: int) -> Data:
         """Read the server's bytes; if they turn out to have changed under the copy
         (a body shorter than the node said, a range past its end, the path gone: the
         file was replaced, or renamed while the request was under way), ask the server
@@ -890,10 +899,14 @@ class Storage:
         if cached is not None:
             cached.remote.retire()
 
+    def cache_used(self) -> int:
+        """Bytes the read cache holds on disk."""
+        return sum(c.remote.cache.on_disk.total for c in self.cached.values())
+
     def _evict(self) -> None:
         """Keep the read cache under ``cache_size`` bytes and MAX_CACHED_FILES files (each
         holds an open descriptor), dropping the least recently used unused copies."""
-        total = sum(c.remote.cache.filled.total for c in self.cached.values())
+        total = self.cache_used()
         count = len(self.cached)
         if total <= self.config.cache_size and count <= MAX_CACHED_FILES:
             return
@@ -901,7 +914,7 @@ class Storage:
             if total <= self.config.cache_size and count <= MAX_CACHED_FILES:
                 break
             if c.remote.users == 0:
-                total -= c.remote.cache.filled.total
+                total -= c.remote.cache.on_disk.total
                 count -= 1
                 self._drop_cached(key)
 
@@ -968,24 +981,27 @@ class Storage:
         return stage
 
     async def _download_into(self, f: OpenFile, node: Node, stage: Stage) -> None:
-        """Start a staged copy from the server's bytes (through the read cache)."""
-        remote = self._use_version(f, node).use()
-        try:
-            remote.prefetch_all()
-            step = 8 * MiB
-            offset = 0
-            while offset < remote.size:
-                await self._read_remote(f, remote, offset, min(step, remote.size - offset))
-                if f.remote is not remote and f.remote is not None:  # changed: start again
-                    remote.release()
-                    remote, offset = f.remote.use(), 0
-                    remote.prefetch_all()
-                    continue
-                offset += step
-            with remote.cache.held() as fd:
-                await stage.fill_from(fd, remote.size)
-        finally:
-            remote.release()
+        """Start a staged copy from the server's bytes (read as any reader reads them;
+        if the file changes meanwhile the copy starts again from the new version)."""
+        for _ in range(3):
+            remote = self._use_version(f, node).use()
+            try:
+                remote.prefetch_all()
+
+                async def read(offset: int, size: int, remote: RemoteFile = remote) -> Data:
+                    data = await self._read_remote(f, remote, offset, size)
+                    if f.remote is not remote:
+                        raise _VersionChanged
+                    return data
+
+                await stage.fill_from(read, remote.size)
+                return
+            except _VersionChanged:
+                assert f.node is not None
+                node = f.node
+            finally:
+                remote.release()
+        raise errors.Stale(f"{f.key[0]}:{f.key[1]} kept changing while it was opened")
 
     async def write_file(self, f: OpenFile, offset: int, data: bytes) -> int:
         if f.stage is None:
@@ -1314,6 +1330,10 @@ def _move_keys(table: dict[Key, _V], moved: Callable[[Key], Key | None]) -> None
         new = moved(key)
         assert new is not None
         table[new] = table.pop(key)
+
+
+class _VersionChanged(Exception):
+    """The server's copy changed while a staged copy was being started from it."""
 
 
 def _changed_underneath(exc: errors.CanfarfsError) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from canfarfs.fs.attrs import Attr
+from canfarfs.fs.data import Data
 
 
 class VirtualHandle(Protocol):
@@ -18,7 +19,7 @@ class VirtualHandle(Protocol):
     #: Serve reads straight from ``read`` (content that changes while open, like logs).
     direct_io: bool
 
-    async def read(self, offset: int, size: int) -> bytes: ...
+    async def read(self, offset: int, size: int) -> Data: ...
 
     async def write(self, offset: int, data: bytes) -> int: ...
 

@@ -23,8 +23,11 @@ import httpx2
 import trio
 
 from canfarfs import errors
+from canfarfs.bulk import Accept
 from canfarfs.net import HTTP
 from canfarfs.vospace import xml as vxml
+from canfarfs.vospace.bodies import read_into
+from canfarfs.vospace.faults import error_from_job, error_from_response
 from canfarfs.vospace.model import Node, NodeType, Protocol, Transfer, path_to_uri
 
 log = logging.getLogger(__name__)
@@ -45,53 +48,6 @@ class DataLocation:
     ranges: bool
     needs_auth: bool
     md5: str | None = None
-
-
-def error_from_response(r: httpx2.Response, what: str) -> errors.CanfarfsError:
-    """The domain error for a failed VOSpace response (vospace-api.md §7.1)."""
-    text = r.text.strip()[:500]
-    message = f"{what}: {text or r.reason_phrase} (HTTP {r.status_code})"
-    status = r.status_code
-    if status == 404:
-        return errors.NotFound(message, status=status)
-    if status == 409:
-        return errors.AlreadyExists(message, status=status)
-    if status == 401:
-        return errors.AuthExpired(message, status=status)
-    if status == 403:
-        if "locked" in text.lower():
-            return errors.Locked(message, status=status)
-        return errors.PermissionDenied(message, status=status)
-    if status == 413:
-        return errors.QuotaExceeded(message, status=status)
-    if status == 412:
-        return errors.IntegrityError(message, status=status)
-    if status == 423:
-        return errors.Locked(message, status=status)
-    if status == 400 and "not empty" in text:
-        return errors.NotEmpty(message, status=status)
-    if status in (400, 405):
-        return errors.InvalidArgument(message, status=status)
-    return errors.Unavailable(message, status=status)
-
-
-def error_from_job(text: str, what: str) -> errors.CanfarfsError:
-    """The domain error for a UWS job's error summary (vospace-api.md §7.2)."""
-    fault = text.split(":", 1)[0].strip()
-    message = f"{what}: {text.strip()}"
-    table: dict[str, type[errors.CanfarfsError]] = {
-        "NodeNotFound": errors.NotFound,
-        "ContainerNotFound": errors.NotFound,
-        "DuplicateNode": errors.AlreadyExists,
-        "PermissionDenied": errors.PermissionDenied,
-        "NotAuthenticated": errors.AuthExpired,
-        "NodeLocked": errors.Locked,
-        "NodeBusy": errors.Unavailable,
-        "QuotaExceeded": errors.QuotaExceeded,
-        "InvalidArgument": errors.InvalidArgument,
-        "InvalidURI": errors.InvalidArgument,
-    }
-    return table.get(fault, errors.CanfarfsError)(message)
 
 
 def md5_b64(hex_digest: str) -> str:
@@ -293,6 +249,15 @@ class VOSpaceClient:
             if "Range" in headers and r.status_code != 206:
                 raise errors.ProtocolError("server ignored a byte range")
             yield r
+
+    async def read_into(self, loc: DataLocation, start: int, end: int, accept: Accept,
+                        *, read_timeout: float | None = None) -> int:
+        """Hand [start, end) of ``loc``'s bytes to ``accept`` (a body without ranges
+        from 0); the offset reached (short of ``end`` when ``accept`` said stop)."""
+        return await read_into(
+            self.http, loc.url, ranged=loc.ranges, needs_auth=loc.needs_auth, start=start,
+            end=end, accept=accept,
+            read_timeout=read_timeout if read_timeout is not None else self.http.timeouts.read)
 
     # -- writing -----------------------------------------------------------------------
 
