@@ -9,12 +9,16 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx2
 import pytest
 
 from canfarfs.emulator.app import Emulator, build_emulator
 from canfarfs.emulator.config import add_user, load_config
+
+if TYPE_CHECKING:
+    from tests.mount_util import Rig
 
 TOKEN = "test-token-alice"
 BOB_TOKEN = "test-token-bob"
@@ -112,3 +116,20 @@ def tls_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEmulator]
     yield live
     live.stop()
     live.proc.communicate(timeout=10)  # close the pipes
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    """An emulator on a socket (faults injectable over HTTP) and a mount of it."""
+    from tests.mount_util import Rig, mount_args, start_mount  # mount_util imports us
+    root = tmp_path / "emu"
+    root.mkdir()
+    live = start_live_emulator(root)
+    args = mount_args(live.url, tmp_path)
+    env = dict(os.environ, CANFARFS_USER="alice")
+    m = start_mount(tmp_path / "mnt", args, env=env)
+    r = Rig(live, m, tmp_path, args)
+    yield r
+    r.clear()
+    r.mount.unmount()
+    r.live.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -11,10 +12,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx2
 import pytest
+
+from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
 
 FUSE_OK = Path("/dev/fuse").exists() and shutil.which("fusermount3") is not None
 needs_fuse = pytest.mark.skipif(not FUSE_OK, reason="needs /dev/fuse and fusermount3")
+#: Network bound of a fault-injection rig's mount (short, so faults show quickly).
+RIG_TIMEOUT = 3.0
 
 
 def is_mounted(path: Path) -> bool:
@@ -99,3 +105,45 @@ def errno_of(fn: Callable[..., object], *args: object) -> int:
     except OSError as exc:
         return exc.errno or 0
     return 0
+
+
+@dataclass
+class Rig:
+    live: LiveEmulator
+    mount: Mount
+    tmp: Path
+    mount_args: list[str]
+
+    def faults(self, **plan: object) -> None:
+        r = httpx2.post(f"{self.live.url}/_emulator/faults", json=plan,
+                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert r.status_code == 200, r.text
+
+    def clear(self) -> None:
+        httpx2.delete(f"{self.live.url}/_emulator/faults",
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+    def node(self, service: str, path: str) -> httpx2.Response:
+        return httpx2.get(f"{self.live.url}/{service}/nodes/{path}",
+                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+    def restart_emulator(self) -> None:
+        port = int(self.live.url.rsplit(":", 1)[1])
+        self.live.stop()
+        self.live = start_live_emulator(self.live.root, port=port)
+
+
+def mount_args(url: str, tmp: Path) -> list[str]:
+    token = tmp / "token"
+    token.write_text(TOKEN)
+    return ["--arc-url", f"{url}/arc", "--vault-url", f"{url}/vault", "--token-file",
+            str(token), "--cache-dir", str(tmp / "cache"), "--timeout", str(RIG_TIMEOUT),
+            "--meta-ttl", "1"]
+
+
+def home(rig: Rig, service: str) -> Path:
+    return rig.mount.path / ("arc/home/alice" if service == "arc" else "vault/alice")
+
+
+def data(n: int) -> bytes:
+    return (hashlib.sha256(b"fault").digest() * (n // 32 + 1))[:n]

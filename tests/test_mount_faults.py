@@ -10,75 +10,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
 
-from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
-from tests.mount_util import Mount, is_mounted, needs_fuse, start_mount
+from tests.conftest import TOKEN
+from tests.mount_util import RIG_TIMEOUT as TIMEOUT
+from tests.mount_util import Rig, data, home, is_mounted, needs_fuse, start_mount
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
-TIMEOUT = 3.0
-
-
-@dataclass
-class Rig:
-    live: LiveEmulator
-    mount: Mount
-    tmp: Path
-    mount_args: list[str]
-
-    def faults(self, **plan: object) -> None:
-        r = httpx2.post(f"{self.live.url}/_emulator/faults", json=plan,
-                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-        assert r.status_code == 200, r.text
-
-    def clear(self) -> None:
-        httpx2.delete(f"{self.live.url}/_emulator/faults",
-                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-
-    def node(self, service: str, path: str) -> httpx2.Response:
-        return httpx2.get(f"{self.live.url}/{service}/nodes/{path}",
-                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-
-    def restart_emulator(self) -> None:
-        port = int(self.live.url.rsplit(":", 1)[1])
-        self.live.stop()
-        self.live = start_live_emulator(self.live.root, port=port)
-
-
-def mount_args(url: str, tmp: Path) -> list[str]:
-    token = tmp / "token"
-    token.write_text(TOKEN)
-    return ["--arc-url", f"{url}/arc", "--vault-url", f"{url}/vault", "--token-file",
-            str(token), "--cache-dir", str(tmp / "cache"), "--timeout", str(TIMEOUT),
-            "--meta-ttl", "1"]
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    root = tmp_path / "emu"
-    root.mkdir()
-    live = start_live_emulator(root)
-    args = mount_args(live.url, tmp_path)
-    env = dict(os.environ, CANFARFS_USER="alice")
-    m = start_mount(tmp_path / "mnt", args, env=env)
-    r = Rig(live, m, tmp_path, args)
-    yield r
-    r.clear()
-    r.mount.unmount()
-    r.live.stop()
-
-
-def home(rig: Rig, service: str) -> Path:
-    return rig.mount.path / ("arc/home/alice" if service == "arc" else "vault/alice")
-
-
-def data(n: int) -> bytes:
-    return (hashlib.sha256(b"fault").digest() * (n // 32 + 1))[:n]
 
 
 @pytest.mark.parametrize("service", ["arc", "vault"])

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount_util import needs_fuse
-from tests.test_mount_faults import Rig, home, rig  # noqa: F401 - the fixture
+from tests.mount_util import Rig, home, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 
@@ -23,7 +22,7 @@ def server_props(r: Rig, service: str, path: str) -> str:
 
 
 @pytest.mark.parametrize("service", ["arc", "vault"])
-def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path,  # noqa: F811
+def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path,
                                            service: str) -> None:
     """The mode is shown as copied, and recorded; a copy publishes nothing
     (docs/semantics.md, *Permissions*)."""
@@ -42,7 +41,7 @@ def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path,  # noqa: F8
     assert "canfarfs#mode" in doc
 
 
-def test_setxattr_before_the_first_close_reaches_the_server(rig: Rig) -> None:  # noqa: F811
+def test_setxattr_before_the_first_close_reaches_the_server(rig: Rig) -> None:
     path = home(rig, "arc") / "labelled.txt"
     with open(path, "w") as f:
         f.write("data\n")
@@ -53,7 +52,7 @@ def test_setxattr_before_the_first_close_reaches_the_server(rig: Rig) -> None:  
     assert os.getxattr(path, "user.description") == b"a quick look"
 
 
-def test_a_mode_property_changed_by_setfattr_shows_at_once(rig: Rig) -> None:  # noqa: F811
+def test_a_mode_property_changed_by_setfattr_shows_at_once(rig: Rig) -> None:
     """Without dropping the kernel's cached attributes, ls -l showed the old mode for up
     to the attribute TTL (a file made private looked public)."""
     path = home(rig, "arc") / "flip.txt"

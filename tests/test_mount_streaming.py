@@ -17,8 +17,7 @@ import httpx2
 import pytest
 
 from tests.conftest import TOKEN
-from tests.mount_util import needs_fuse
-from tests.test_mount_faults import Rig, data, home, rig  # noqa: F401 - the fixture
+from tests.mount_util import Rig, data, home, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 MiB = 1024 * 1024
@@ -50,7 +49,7 @@ def write_chunks(f: BinaryIO, payload: bytes, start: int = 0, end: int | None = 
         f.write(payload[off:min(off + MiB, end)])
 
 
-def test_a_large_new_file_streams_while_written_in_one_put(rig: Rig) -> None:  # noqa: F811
+def test_a_large_new_file_streams_while_written_in_one_put(rig: Rig) -> None:
     payload = data(24 * MiB)
     target = home(rig, "arc") / "streamed.bin"
     reset_stats(rig)
@@ -66,7 +65,7 @@ def test_a_large_new_file_streams_while_written_in_one_put(rig: Rig) -> None:  #
     assert target.stat().st_size == len(payload)
 
 
-def test_small_files_do_not_stream(rig: Rig) -> None:  # noqa: F811
+def test_small_files_do_not_stream(rig: Rig) -> None:
     payload = data(3 * MiB)
     reset_stats(rig)
     (home(rig, "arc") / "small.bin").write_bytes(payload)
@@ -74,7 +73,7 @@ def test_small_files_do_not_stream(rig: Rig) -> None:  # noqa: F811
     assert on_server(rig, "small.bin") == payload
 
 
-def test_a_write_out_of_order_falls_back_to_the_staged_copy(rig: Rig) -> None:  # noqa: F811
+def test_a_write_out_of_order_falls_back_to_the_staged_copy(rig: Rig) -> None:
     payload = bytearray(data(12 * MiB))
     target = home(rig, "arc") / "rewritten.bin"
     reset_stats(rig)
@@ -90,7 +89,7 @@ def test_a_write_out_of_order_falls_back_to_the_staged_copy(rig: Rig) -> None:  
     assert on_server(rig, "rewritten.bin") == bytes(payload)
 
 
-def test_a_stream_refused_by_the_server_falls_back(rig: Rig) -> None:  # noqa: F811
+def test_a_stream_refused_by_the_server_falls_back(rig: Rig) -> None:
     payload = data(12 * MiB)
     rig.faults(fail_next=1, fail_status=503, methods=["PUT"])
     target = home(rig, "arc") / "refused.bin"
@@ -101,7 +100,7 @@ def test_a_stream_refused_by_the_server_falls_back(rig: Rig) -> None:  # noqa: F
     assert on_server(rig, "refused.bin") == payload
 
 
-def test_unlink_while_streaming_leaves_nothing(rig: Rig) -> None:  # noqa: F811
+def test_unlink_while_streaming_leaves_nothing(rig: Rig) -> None:
     payload = data(12 * MiB)
     target = home(rig, "arc") / "doomed.bin"
     with open(target, "wb") as f:
@@ -112,7 +111,7 @@ def test_unlink_while_streaming_leaves_nothing(rig: Rig) -> None:  # noqa: F811
     assert not target.exists()
 
 
-def test_rename_while_streaming_lands_at_the_new_name(rig: Rig) -> None:  # noqa: F811
+def test_rename_while_streaming_lands_at_the_new_name(rig: Rig) -> None:
     payload = data(16 * MiB)
     old, new = home(rig, "arc") / "before.bin", home(rig, "arc") / "after.bin"
     with open(old, "wb") as f:
@@ -125,7 +124,7 @@ def test_rename_while_streaming_lands_at_the_new_name(rig: Rig) -> None:  # noqa
     assert new.read_bytes() == payload
 
 
-def test_truncate_while_streaming(rig: Rig) -> None:  # noqa: F811
+def test_truncate_while_streaming(rig: Rig) -> None:
     payload = data(14 * MiB)
     target = home(rig, "arc") / "cut.bin"
     with open(target, "wb") as f:
@@ -137,7 +136,7 @@ def test_truncate_while_streaming(rig: Rig) -> None:  # noqa: F811
     assert on_server(rig, "cut.bin") == payload
 
 
-def test_fsync_mid_file_then_more_writes(rig: Rig) -> None:  # noqa: F811
+def test_fsync_mid_file_then_more_writes(rig: Rig) -> None:
     payload = data(20 * MiB)
     target = home(rig, "arc") / "synced.bin"
     with open(target, "wb") as f:
@@ -149,7 +148,7 @@ def test_fsync_mid_file_then_more_writes(rig: Rig) -> None:  # noqa: F811
     assert on_server(rig, "synced.bin") == payload
 
 
-def test_the_copy_is_byte_identical_with_cp(rig: Rig, tmp_path: Path) -> None:  # noqa: F811
+def test_the_copy_is_byte_identical_with_cp(rig: Rig, tmp_path: Path) -> None:
     import subprocess
 
     src = tmp_path / "src.bin"

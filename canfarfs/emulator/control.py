@@ -48,7 +48,8 @@ def control_app(config: EmulatorConfig, faults: FaultInjector) -> ASGIApp:
             path = request.url.path.rstrip("/").rsplit("/", 1)[-1]
             if path == "stats" and request.method == "GET":
                 response = JSONResponse(
-                    {"requests": faults.requests, "by_method": faults.by_method}
+                    {"requests": faults.requests, "by_method": faults.by_method,
+                     "dropped": faults.dropped}
                 )
             elif path == "faults" and request.method == "POST":
                 try:

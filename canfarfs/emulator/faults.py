@@ -29,7 +29,8 @@ class FaultPlan:
     fail_status: int = 503
     #: Answer a fraction of matching requests with ``fail_status``.
     fail_rate: float = 0.0
-    #: Abort the next ``drop_next`` matching responses after ``drop_after`` body bytes.
+    #: Abort the next ``drop_next`` matching responses that reach ``drop_after`` body
+    #: bytes (shorter responses pass and do not count).
     drop_next: int = 0
     drop_after: int = 0
     #: Until this trio time, abort every matching request without an answer.
@@ -47,6 +48,8 @@ class FaultInjector:
     plan: FaultPlan = field(default_factory=FaultPlan)
     requests: int = 0
     by_method: dict[str, int] = field(default_factory=dict)
+    #: Connections cut by ``drop_next``.
+    dropped: int = 0
     _rng: random.Random = field(default_factory=lambda: random.Random(1234))  # noqa: S311
 
     def reset(self) -> None:
@@ -100,29 +103,34 @@ class FaultInjector:
                 await send({"type": "http.response.body", "body": body})
                 return
             if plan.drop_next > 0:
-                plan.drop_next -= 1
-                await app(scope, receive, _dropping_send(send, plan.drop_after))
+                await app(scope, receive, self._dropping_send(send, plan))
                 return
             await app(scope, receive, send)
 
         return faulty
 
 
-def _dropping_send(send: Send, after: int) -> Send:
-    """A send that lets ``after`` body bytes through, then aborts the connection."""
-    sent = 0
+    def _dropping_send(self, send: Send, plan: FaultPlan) -> Send:
+        """A send that lets ``plan.drop_after`` body bytes through, then aborts the
+        connection (if the plan still asks for a drop by then)."""
+        sent = 0
+        after = plan.drop_after
 
-    async def wrapped(message: Message) -> None:
-        nonlocal sent
-        if message["type"] == "http.response.body":
-            body: bytes = message.get("body", b"")
-            room = after - sent
-            if len(body) >= room:
-                if room > 0:
-                    await send({"type": "http.response.body", "body": body[:room],
-                                "more_body": True})
-                raise DroppedConnection("emulated connection drop")
-            sent += len(body)
-        await send(message)
+        async def wrapped(message: Message) -> None:
+            nonlocal sent
+            if message["type"] == "http.response.body":
+                body: bytes = message.get("body", b"")
+                room = after - sent
+                more = message.get("more_body", False)
+                if (len(body) > room or (len(body) == room and more)) \
+                        and plan.drop_next > 0:
+                    plan.drop_next -= 1
+                    self.dropped += 1
+                    if room > 0:
+                        await send({"type": "http.response.body", "body": body[:room],
+                                    "more_body": True})
+                    raise DroppedConnection("emulated connection drop")
+                sent += len(body)
+            await send(message)
 
-    return wrapped
+        return wrapped

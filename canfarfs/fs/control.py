@@ -64,6 +64,7 @@ def status_document(storage: Storage, *, mountpoint: str, open_files: int,
                   "budget": storage.config.cache_size},
         "memory": {"used": storage.memory.used, "peak": storage.memory.peak,
                    "budget": storage.memory.capacity},
+        "fetched": storage.read_totals.fetched,
         "requests": next(iter(storage.clients.values())).http.sent if storage.clients else 0,
     }
     if extra:

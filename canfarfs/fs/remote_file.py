@@ -16,6 +16,7 @@ threads or HTTP.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import trio
 
@@ -30,6 +31,13 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 #: Errors after which a download tries again (with backoff), resuming where it was.
 TRANSIENT = (errors.Unavailable, errors.Timeout, errors.ProtocolError)
+
+
+@dataclass
+class ReadTotals:
+    """Bytes received from the servers for reads, across a mount (status, tests)."""
+
+    fetched: int = 0
 
 
 class RemoteFile:
@@ -56,6 +64,7 @@ class RemoteFile:
         part_size: int = 8 * MiB,
         parallel: int = 4,
         version: str = "",
+        totals: ReadTotals | None = None,
     ) -> None:
         self.client = client
         self.path = path
@@ -78,6 +87,7 @@ class RemoteFile:
         self.version = version
         #: Bytes received from the server (for tests, status and benchmarks).
         self.fetched = 0
+        self.totals = totals if totals is not None else ReadTotals()
         #: Open file states and downloads using this copy.
         self.users = 0
         self.retired = False
@@ -204,6 +214,7 @@ class RemoteFile:
         if self.orphaned:
             return False
         self.fetched += len(data)
+        self.totals.fetched += len(data)
         return await self.cache.accept(pos, data)
 
     # -- vault: ranges with read-ahead ------------------------------------------------

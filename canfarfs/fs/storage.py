@@ -31,7 +31,7 @@ from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.membudget import MemoryBudget
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
 from canfarfs.fs.openfile import OpenFile, StorageHandle
-from canfarfs.fs.remote_file import RemoteFile
+from canfarfs.fs.remote_file import ReadTotals, RemoteFile
 from canfarfs.fs.staging import Stage, pending_entries
 from canfarfs.fs.upstream import STREAM_AFTER, UploadStream
 from canfarfs.vospace import props
@@ -125,6 +125,7 @@ class Storage:
         self.files: dict[Key, OpenFile] = {}
         self.cached: dict[Key, CachedBytes] = {}
         self.memory = MemoryBudget(config.memory)
+        self.read_totals = ReadTotals()
         #: When the mount last added or removed an entry of a directory (ns); vault
         #: does not date containers by their entries, so listings would not show it.
         self._dir_dates: dict[Key, int] = {}
@@ -778,7 +779,8 @@ class Storage:
                               nursery=self.nursery,
                               write_to_disk=node.length <= self.config.cache_size)
             remote = RemoteFile(self.client(f.key), f.key[1], cache, self.nursery,
-                                read_timeout=self.config.read_timeout, version=version)
+                                read_timeout=self.config.read_timeout, version=version,
+                                totals=self.read_totals)
             cached = CachedBytes(remote)
             self.cached[f.key] = cached
             self._evict()
