@@ -14,7 +14,8 @@ from tests.mount_util import needs_fuse
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mount.py"
 WORKLOADS = {
-    "read_arc", "read_vault", "ttfb_arc", "ttfb_vault", "random_vault", "write_arc",
+    "limits", "read_arc_full_cache", "read_arc", "read_vault", "ttfb_arc", "ttfb_vault",
+    "random_vault", "write_arc",
     "ls_cold_arc", "ls_cold_vault", "ls_warm_arc", "ls_warm_vault", "small_files_arc",
     "parallel_writers_arc", "rss", "sessions_launch", "sessions_ls", "sessions_info",
 }
@@ -41,7 +42,7 @@ def test_bench_mount_script_runs_and_reports(tmp_path: Path) -> None:
     assert result["parameters"]["size"] == 4 * 1024 * 1024
     # every measured workload has a canfarfs cell at 0 ms (figures, or the errors seen)
     # and a row in the summary
-    for key in WORKLOADS - {"rss"}:
+    for key in WORKLOADS - {"rss", "limits"}:
         cell = result["workloads"][key]["0"]["canfarfs"]
         assert cell["runs"] or cell.get("errors"), (key, cell)
         assert f"{key}@0" in result["rows"]
@@ -51,6 +52,13 @@ def test_bench_mount_script_runs_and_reports(tmp_path: Path) -> None:
         assert result["workloads"][key]["0"]["floor"]["runs"], key
         assert "floor" in result["rows"][f"{key}@0"]["ratio"], key
     assert result["rows"]["rss@0"]["result"] in {"PASS", "MISS"}
+    # the limits block: every reference figure, and the rows judged against it
+    limits = result["workloads"]["limits"]["0"]
+    for tool in ("curl > /dev/null", "curl > cache dir", "curl | cat", "dd > cache dir",
+                 "http.client"):
+        assert limits[tool]["runs"], tool
+    assert "limit" in result["rows"]["write_arc@0"]["ratio"]
+    assert "fresh" in result["rows"]["read_arc_full_cache@0"]["ratio"]
     assert result["workloads"]["sessions_launch"]["0"]["canfar sync"]["runs"]
     # the scratch directory (payload, emulator root, mounts) is cleaned up
     assert list(scratch.iterdir()) == []

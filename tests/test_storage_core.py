@@ -56,7 +56,7 @@ async def test_cached_copies_are_capped_in_number(emulator: Emulator, tmp_path: 
             assert handle.file.stage is None
             assert await handle.read(0, 100) == b"x" * (i + 1)
             await handle.release()
-            assert len(storage.cached) <= 9
+            assert len(storage.reads.copies) <= 9
         nursery.cancel_scope.cancel()
 
 

@@ -52,7 +52,7 @@ def status_document(storage: Storage, *, mountpoint: str, open_files: int,
             "kept_at": str(stage.data_path),
             "open_handles": _handles(storage, stage),
         })
-    used = storage.cache_used()
+    used = storage.reads.used()
     doc: dict[str, Any] = {
         "mountpoint": mountpoint,
         "pid": os.getpid(),
@@ -62,9 +62,9 @@ def status_document(storage: Storage, *, mountpoint: str, open_files: int,
         "open_files": open_files,
         "cache": {"dir": str(storage.config.cache_dir), "used": used,
                   "budget": storage.config.cache_size},
-        "memory": {"used": storage.memory.used, "peak": storage.memory.peak,
-                   "budget": storage.memory.capacity},
-        "fetched": storage.read_totals.fetched,
+        "memory": {"used": storage.reads.memory.used, "peak": storage.reads.memory.peak,
+                   "budget": storage.reads.memory.capacity},
+        "fetched": storage.reads.totals.fetched,
         "requests": next(iter(storage.clients.values())).http.sent if storage.clients else 0,
     }
     if extra:

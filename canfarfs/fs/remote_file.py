@@ -61,7 +61,7 @@ class RemoteFile:
         attempts: int = 5,
         initial_window: int = 1 * MiB,
         max_window: int = 64 * MiB,
-        part_size: int = 8 * MiB,
+        part_size: int = 16 * MiB,
         parallel: int = 4,
         version: str = "",
         totals: ReadTotals | None = None,

@@ -15,7 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 from urllib.parse import unquote
@@ -24,16 +24,15 @@ import trio
 
 from canfarfs import errors
 from canfarfs.fs.attrs import Attr, attr_of, mode_of, mtime_value
-from canfarfs.fs.cachefile import CacheFile
 from canfarfs.fs.data import Data
 from canfarfs.fs.keylocks import KeyLocks
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
-from canfarfs.fs.membudget import MemoryBudget
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
 from canfarfs.fs.openfile import OpenFile, StorageHandle
-from canfarfs.fs.remote_file import ReadTotals, RemoteFile
+from canfarfs.fs.readcache import ReadCache
+from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.fs.staging import Stage, pending_entries
-from canfarfs.fs.upstream import STREAM_AFTER, UploadStream
+from canfarfs.fs.uploads import Uploads
 from canfarfs.vospace import props
 from canfarfs.vospace.client import VOSpaceClient
 from canfarfs.vospace.model import Node, NodeType
@@ -72,30 +71,16 @@ class StorageConfig:
     user: str = ""
 
 
-#: Cached remote files kept at once: each holds an open descriptor (the soft limit is
-#: raised at start-up, see daemon.raise_open_file_limit, but stays finite).
 #: Largest expired listing (in pages) refreshed whole instead of asking per name: a
 #: ``cp -r`` out of a 1,000-entry directory cost a node request per file once the
 #: listing had expired (1.9 requests per file at 20 ms), one page more than the limit.
 RELIST_PAGES = 4
-MAX_CACHED_FILES = 512
-#: Uploads of files smaller than this hold back other handles' writes while they run
-#: (one consistent copy, no second try); larger ones let writes flow (see _upload).
-HOLD_WRITES_BELOW = 64 * MiB
 #: At most this many unread bytes of a file open elsewhere are fetched before it is
 #: removed (rm of a big file held open by a forgotten reader must not download it).
 KEEP_FOR_READERS_MAX = 64 * MiB
 #: How long a directory this mount made takes mode changes as a copy's (cp -a, rsync -a
 #: and tar -x set it once everything in it is copied).
 COPY_WINDOW = 600.0
-
-
-@dataclass
-class CachedBytes:
-    """A cached copy of one version of a remote file (``remote.version``)."""
-
-    remote: RemoteFile
-    last_used: float = field(default_factory=time.monotonic)
 
 
 def check_name(name: str) -> None:
@@ -123,9 +108,6 @@ class Storage:
         self.stages: dict[Key, Stage] = {}
         #: Open files by name, one state each, shared by all their handles.
         self.files: dict[Key, OpenFile] = {}
-        self.cached: dict[Key, CachedBytes] = {}
-        self.memory = MemoryBudget(config.memory)
-        self.read_totals = ReadTotals()
         #: When the mount last added or removed an entry of a directory (ns); vault
         #: does not date containers by their entries, so listings would not show it.
         self._dir_dates: dict[Key, int] = {}
@@ -139,6 +121,13 @@ class Storage:
         for d in (config.cache_dir, self.staging_dir, self.data_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(d, 0o700)
+        #: Uploads of staged bytes (uploads.py).
+        self.uploads = Uploads(clients, nursery, read_timeout=config.read_timeout,
+                               after_upload=self._after_upload)
+        #: Cached copies of what was read (readcache.py).
+        self.reads = ReadCache(self.data_dir, cache_size=config.cache_size,
+                               memory=config.memory, read_timeout=config.read_timeout,
+                               nursery=nursery)
         self._quota: dict[str, tuple[int, int]] = {}
         self._listing_in_flight: dict[Key, trio.Event] = {}
         self.down_until: dict[str, float] = {}
@@ -404,7 +393,7 @@ class Storage:
             f.unlinked = True
             if f.remote is not None:
                 f.remote.orphan()
-        self._drop_cached(key)
+        self.reads.drop(key)
 
     async def rename(self, src: Key, dst: Key) -> None:
         """POSIX rename on a VOSpace move job; replacing a target is delete-then-move.
@@ -480,13 +469,7 @@ class Storage:
             if f.remote is not None:
                 f.remote.rename(new[1])
             self.files[new] = f
-        for key in [k for k in self.cached if moved(k)]:
-            cached = self.cached.pop(key)
-            new = moved(key)
-            assert new is not None
-            cached.remote.rename(new[1])
-            self._drop_cached(new)
-            self.cached[new] = cached
+        self.reads.rekey(moved)
         _move_keys(self._made, moved)
         _move_keys(self._dir_dates, moved)
         self._made_dirs = {moved(k) or k for k in self._made_dirs}
@@ -770,22 +753,8 @@ class Storage:
         version = f"{node.prop(props.MD5)}:{node.length}:{node.prop(props.DATE)}"
         if f.remote is not None and f.remote.version == version and not f.remote.orphaned:
             return f.remote
-        cached = self.cached.get(f.key)
-        if cached is None or cached.remote.version != version:
-            self._drop_cached(f.key)
-            name = hashlib.sha256(f"{f.key}:{version}".encode()).hexdigest()[:32]
-            # A file bigger than the whole cache is streamed through memory only.
-            cache = CacheFile(self.data_dir / name, node.length, budget=self.memory,
-                              nursery=self.nursery,
-                              write_to_disk=node.length <= self.config.cache_size)
-            remote = RemoteFile(self.client(f.key), f.key[1], cache, self.nursery,
-                                read_timeout=self.config.read_timeout, version=version,
-                                totals=self.read_totals)
-            cached = CachedBytes(remote)
-            self.cached[f.key] = cached
-            self._evict()
-        cached.last_used = time.monotonic()
-        old, f.remote = f.remote, cached.remote.use()
+        remote = self.reads.copy_of(f.key, version, node.length, self.client(f.key))
+        old, f.remote = f.remote, remote.use()
         if old is not None:
             old.release()
         return f.remote
@@ -895,31 +864,6 @@ class Storage:
             return attr_of(f.node)
         raise errors.NotFound(f"{f.key[0]}:{f.key[1]}")
 
-    def _drop_cached(self, key: Key) -> None:
-        """Take ``key``'s copy out of the cache (its users keep it until they close)."""
-        cached = self.cached.pop(key, None)
-        if cached is not None:
-            cached.remote.retire()
-
-    def cache_used(self) -> int:
-        """Bytes the read cache holds on disk."""
-        return sum(c.remote.cache.on_disk.total for c in self.cached.values())
-
-    def _evict(self) -> None:
-        """Keep the read cache under ``cache_size`` bytes and MAX_CACHED_FILES files (each
-        holds an open descriptor), dropping the least recently used unused copies."""
-        total = self.cache_used()
-        count = len(self.cached)
-        if total <= self.config.cache_size and count <= MAX_CACHED_FILES:
-            return
-        for key, c in sorted(self.cached.items(), key=lambda kv: kv[1].last_used):
-            if total <= self.config.cache_size and count <= MAX_CACHED_FILES:
-                break
-            if c.remote.users == 0:
-                total -= c.remote.cache.on_disk.total
-                count -= 1
-                self._drop_cached(key)
-
     # -- writing -----------------------------------------------------------------------
 
     async def open_write(self, key: Key, *, truncate: bool, create: bool,
@@ -1020,57 +964,7 @@ class Storage:
             await self.flush(f.stage)
 
     async def write(self, stage: Stage, offset: int, data: bytes) -> int:
-        """Write into the staged file; feed or start its streaming upload (upstream.py)."""
-        n = await stage.write(offset, data)
-        piece = data if n == len(data) else data[:n]
-        if stage.stream is not None:
-            await stage.stream.feed(offset, piece)
-        elif self._may_stream(stage, offset + n):
-            client = self.clients[stage.service]
-            path = stage.path
-            stage.stream = UploadStream.start(
-                lambda body: client.upload_stream(path, body), stage.data_path, stage.size,
-                self.config.read_timeout, self.nursery)
-            stage.streamed = stage.stream is not None
-        return n
-
-    def _may_stream(self, stage: Stage, end: int) -> bool:
-        """A new arc file, written in order up to here, past STREAM_AFTER, never streamed."""
-        return (stage.service == "arc" and stage.new and not stage.streamed
-                and not stage.discarded and not stage.uploading and end == stage.size
-                and stage.size >= STREAM_AFTER and stage.in_order)
-
-    async def _finish_stream(self, stage: Stage, md5: str) -> bool:
-        """Complete the streaming upload if it holds exactly the staged bytes.
-
-        True when the server answered with our MD5; otherwise (stream broken, behind,
-        failed or a different MD5) False, and the caller uploads the staged copy.
-        """
-        stream, stage.stream = stage.stream, None
-        if stream is None:
-            return False
-        if stream.upto != stage.size or not stage.in_order:
-            stream.abort("the file changed out of order")
-            return False
-        try:
-            server_md5 = await stream.finish()
-        except errors.CanfarfsError as exc:
-            log.info("streaming upload of %s:%s failed, uploading the staged copy: %s",
-                     stage.service, stage.path, exc)
-            return False
-        if server_md5 is None:
-            try:
-                node = await self.clients[stage.service].get_node(stage.path)
-            except errors.CanfarfsError:
-                return False
-            server_md5 = node.prop(props.MD5) if node.length == stage.size else None
-        if server_md5 != md5:
-            log.warning("streaming upload of %s:%s: server holds MD5 %s, ours is %s; "
-                        "uploading the staged copy", stage.service, stage.path,
-                        server_md5, md5)
-            return False
-        stage.uploaded_bytes = stage.size
-        return True
+        return await self.uploads.write(stage, offset, data)
 
     async def flush(self, stage: Stage) -> None:
         """Upload if dirty; return only once the server holds the bytes (MD5 checked)."""
@@ -1080,7 +974,7 @@ class Storage:
             if not stage.dirty:
                 await self._apply_pending_props(stage)
                 return
-            await self._upload(stage)
+            await self.uploads.upload(stage)
             await self._apply_pending_props(stage)
 
     async def _apply_pending_props(self, stage: Stage) -> None:
@@ -1110,74 +1004,6 @@ class Storage:
             if stage.pending_props.get(uri, value) == value:
                 stage.pending_props.pop(uri, None)
 
-    async def _upload(self, stage: Stage) -> None:
-        """The upload itself (streamed or from the staged copy); the caller holds the lock.
-
-        Other handles may write the file meanwhile. Below :data:`HOLD_WRITES_BELOW`
-        bytes their writes wait until the upload ends, so it sends one consistent copy;
-        a larger file goes up with writes flowing, and if the server then holds bytes
-        other than the ones hashed (its MD5 differs) it goes up once more with writes
-        held. Either way a close fails only when the bytes are at risk, never because
-        someone else wrote meanwhile, and every write made before this flush is on the
-        server; writes made during it leave the file dirty for the next flush.
-        """
-        key = (stage.service, stage.path)
-        generation = stage.generation
-        if stage.stream is not None:
-            md5 = await stage.md5()
-            if await self._finish_stream(stage, md5):
-                self._uploaded(stage, generation)
-                await self._after_upload(key, stage, md5, stage.new)
-                return
-        if stage.size < HOLD_WRITES_BELOW:
-            async with stage.writes_held():
-                generation = stage.generation
-                md5 = await self._upload_staged(stage, await stage.md5())
-        else:
-            md5 = await stage.md5()
-            try:
-                md5 = await self._upload_staged(stage, md5)
-            except errors.IntegrityError:
-                if stage.generation == generation:
-                    raise
-                log.info("%s:%s was written during its upload: uploading it again with "
-                         "writes held", stage.service, stage.path)
-                async with stage.writes_held():
-                    generation = stage.generation
-                    md5 = await self._upload_staged(stage, await stage.md5())
-        self._uploaded(stage, generation)
-        await self._after_upload(key, stage, md5, stage.new)
-
-    async def _upload_staged(self, stage: Stage, md5: str) -> str:
-        """PUT the staged copy; the server's MD5 is checked by the client."""
-        stage.tries += 1
-        stage.uploading = True
-        stage.uploaded_bytes = 0
-
-        def progress(n: int) -> None:
-            stage.uploaded_bytes = n
-
-        try:
-            await self.clients[stage.service].upload(
-                stage.path, stage.data_path, stage.size, md5, progress=progress)
-        except errors.CanfarfsError as exc:
-            stage.last_error = str(exc)
-            await trio.to_thread.run_sync(stage.journal)
-            log.warning("upload of %s:%s failed (try %d): %s", stage.service, stage.path,
-                        stage.tries, exc)
-            raise
-        finally:
-            stage.uploading = False
-        return md5
-
-    @staticmethod
-    def _uploaded(stage: Stage, generation: int) -> None:
-        """The server holds the bytes of ``generation``: clean unless written since."""
-        if stage.generation == generation:
-            stage.uploaded()
-        else:
-            stage.last_error = None
-
     async def _after_upload(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
         if was_new:
             self._note_made(key, directory=False)
@@ -1195,7 +1021,7 @@ class Storage:
         otherwise, and on arc the content type it was sent with. Only when the parent is
         unknown is the new node fetched. The next listing replaces this node either way.
         """
-        self._drop_cached(key)
+        self.reads.drop(key)
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime())
         known, old = self.meta.node(key)
         if not was_new and known and old is not None:
@@ -1308,9 +1134,7 @@ class Storage:
             if stage.discarded or not stage.dirty:
                 del self.stages[key]
             stage.dispose()
-        for cached in self.cached.values():
-            cached.remote.retire()
-        self.cached.clear()
+        self.reads.close()
 
 
     def _adopt(self, service: str, path: str, data: Path, entry: dict[str, object],
