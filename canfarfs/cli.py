@@ -80,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     mnt.add_argument("--cache-dir", type=Path, help="cache and staging directory")
     mnt.add_argument("--cache-size", type=parse_size, default="10G",
                      help="disk cache budget (10G)")
-    mnt.add_argument("--memory", type=parse_size, default="96M",
+    mnt.add_argument("--memory", type=parse_size, default="48M",
                      help="file bytes held in memory: read-ahead not yet read or "
-                          "cached (96M)")
+                          "cached (48M)")
     mnt.add_argument("--timeout", type=float, default=30.0,
                      help="seconds any network wait may take (30)")
     mnt.add_argument("--meta-ttl", type=float, default=5.0,

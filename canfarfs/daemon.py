@@ -66,7 +66,7 @@ class MountOptions:
     debug: bool = False
     cache_size: int = 10 * 1024**3
     #: File bytes held in memory at once (``--memory``).
-    memory: int = 96 * 1024**2
+    memory: int = 48 * 1024**2
     fuse_options: list[str] = field(default_factory=list)
     meta_ttl: float = 5.0
     timeout: float = 30.0

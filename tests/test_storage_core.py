@@ -12,7 +12,7 @@ import trio
 
 from canfarfs.daemon import tune_process
 from canfarfs.emulator.app import Emulator
-from canfarfs.fs import storage as storage_mod
+from canfarfs.fs import readcache
 from canfarfs.fs.meta import MetaCache
 from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.vospace.model import Node, NodeType
@@ -41,7 +41,7 @@ async def test_puts_sweep_on_their_own() -> None:
 async def test_cached_copies_are_capped_in_number(emulator: Emulator, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Each cached copy holds a descriptor: reading many files must not run out of them."""
-    monkeypatch.setattr(storage_mod, "MAX_CACHED_FILES", 8)
+    monkeypatch.setattr(readcache, "MAX_CACHED_FILES", 8)
     client = client_for(emulator, "arc")
     for i in range(30):
         src = tmp_path / f"f{i}"

@@ -1,4 +1,4 @@
-"""One bound on the file bytes the mount holds in memory.
+"""One bound on the file bytes the mount holds in memory: read-ahead and write buffers.
 
 Downloaded bytes reach readers from memory (``cachefile.py``): the disk cache is filled
 behind them, off their path. What bounds that memory is this budget, shared by every
@@ -7,6 +7,7 @@ longer needs to hold: bytes already on disk, then bytes a reader has consumed (w
 then are not cached: a one-pass stream the disk could not keep up with). If nothing can
 be reclaimed it waits for a reader to consume, or for the disk to catch up; bytes that
 a reader is waiting for are always let in, so two downloads can never starve each other.
+Write buffers (the queues of streaming uploads) take their share with :meth:`acquire`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Protocol
 import trio
 
 MiB = 1024 * 1024
-#: Default bound; peak RSS stays under 200 MB with it (docs/performance.md).
-DEFAULT_BYTES = 96 * MiB
+#: Default bound: peak RSS about 115 MB reading arc, 155 MB vault (docs/performance.md).
+DEFAULT_BYTES = 48 * MiB
 
 
 class Holder(Protocol):
@@ -57,6 +58,14 @@ class MemoryBudget:
                 if self.fits(n):
                     return True
         return self.fits(n)
+
+    async def acquire(self, n: int) -> None:
+        """Wait until ``n`` bytes fit (reclaiming what read-ahead can give back), then
+        take them: for write buffers, which cannot be reclaimed. The caller bounds the
+        wait and gives the bytes back."""
+        while not self.make_room(n):
+            await self.changed()
+        self.take(n)
 
     def take(self, n: int) -> None:
         self.used += n

@@ -121,13 +121,13 @@ class Storage:
         for d in (config.cache_dir, self.staging_dir, self.data_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(d, 0o700)
-        #: Uploads of staged bytes (uploads.py).
-        self.uploads = Uploads(clients, nursery, read_timeout=config.read_timeout,
-                               after_upload=self._after_upload)
-        #: Cached copies of what was read (readcache.py).
+        #: Cached copies of what was read (readcache.py), and the one memory budget.
         self.reads = ReadCache(self.data_dir, cache_size=config.cache_size,
                                memory=config.memory, read_timeout=config.read_timeout,
                                nursery=nursery)
+        #: Uploads of staged bytes (uploads.py).
+        self.uploads = Uploads(clients, nursery, read_timeout=config.read_timeout,
+                               after_upload=self._after_upload, memory=self.reads.memory)
         self._quota: dict[str, tuple[int, int]] = {}
         self._listing_in_flight: dict[Key, trio.Event] = {}
         self.down_until: dict[str, float] = {}

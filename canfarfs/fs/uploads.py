@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from canfarfs import errors
+from canfarfs.fs.membudget import MemoryBudget
 from canfarfs.fs.meta import Key
 from canfarfs.fs.staging import Stage
 from canfarfs.fs.upstream import STREAM_AFTER, UploadStream
@@ -36,11 +37,14 @@ class Uploads:
     """Uploads of staged files through the service clients."""
 
     def __init__(self, clients: dict[str, VOSpaceClient], nursery: trio.Nursery, *,
-                 read_timeout: float, after_upload: AfterUpload) -> None:
+                 read_timeout: float, after_upload: AfterUpload,
+                 memory: MemoryBudget) -> None:
         self.clients = clients
         self.nursery = nursery
         self.read_timeout = read_timeout
         self.after_upload = after_upload
+        #: The mount's one memory budget: streaming uploads queue within it.
+        self.memory = memory
 
     async def write(self, stage: Stage, offset: int, data: bytes) -> int:
         """Write into the staged file; feed or start its streaming upload (upstream.py)."""
@@ -53,7 +57,7 @@ class Uploads:
             path = stage.path
             stage.stream = UploadStream.start(
                 lambda body: client.upload_stream(path, body), stage.data_path, stage.size,
-                self.read_timeout, self.nursery)
+                self.read_timeout, self.nursery, self.memory)
             stage.streamed = stage.stream is not None
         return n
 

@@ -9,8 +9,9 @@ tail and compares the server's MD5 with ours.
 The staging file is still written in full, so nothing depends on the stream: a write
 out of order, a truncate, a rename, an unlink, a stall longer than the timeout or any
 error aborts it (the server discards an unfinished body), and ``close()`` uploads the
-staged bytes the ordinary way. Memory is bounded: :data:`QUEUE` chunks per stream and at
-most :data:`MAX_STREAMS` streams at once; a file that finds no free slot is staged only.
+staged bytes the ordinary way. Memory is bounded: :data:`QUEUE` chunks per stream, at
+most :data:`MAX_STREAMS` streams at once (a file that finds no free slot is staged
+only), and every queued chunk counted in the mount's one memory budget (membudget.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import trio
 
 from canfarfs import errors
+from canfarfs.fs.membudget import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ class UploadStream:
     """One chunked PUT fed by a file's in-order writes; see the module docstring."""
 
     def __init__(self, put: Put, staged: Path, prefix: int, timeout: float,
-                 nursery: trio.Nursery, slot: object | None = None) -> None:
+                 nursery: trio.Nursery, slot: object | None = None,
+                 budget: MemoryBudget | None = None) -> None:
         #: Bytes handed to the stream so far (the staged prefix included).
         self.upto = prefix
         self.broken: str | None = None
@@ -56,18 +59,28 @@ class UploadStream:
         self._error: BaseException | None = None
         self._put = put
         self._slot = slot
+        self._budget = budget if budget is not None else MemoryBudget()
+        #: Bytes taken from the budget for chunks queued or being sent.
+        self._held = 0
         nursery.start_soon(self._run)
 
     @classmethod
     def start(cls, put: Put, staged: Path, prefix: int, timeout: float,
-              nursery: trio.Nursery) -> UploadStream | None:
+              nursery: trio.Nursery, budget: MemoryBudget | None = None,
+              ) -> UploadStream | None:
         """A stream, or None when :data:`MAX_STREAMS` are already running."""
         token = object()
         try:
             SLOTS.acquire_on_behalf_of_nowait(token)
         except trio.WouldBlock:
             return None
-        return cls(put, staged, prefix, timeout, nursery, slot=token)
+        return cls(put, staged, prefix, timeout, nursery, slot=token, budget=budget)
+
+    def _give_back(self, n: int) -> None:
+        n = min(n, self._held)
+        self._held -= n
+        if n:
+            self._budget.give(n)
 
     async def _body(self) -> AsyncIterator[bytes]:
         """The staged prefix (read from the page cache), then each write as it comes."""
@@ -85,6 +98,7 @@ class UploadStream:
         async with self._receive:
             async for chunk in self._receive:
                 yield chunk
+                self._give_back(len(chunk))  # sent: the client asked for the next
 
     async def _run(self) -> None:
         try:
@@ -97,6 +111,7 @@ class UploadStream:
             if self._scope.cancelled_caught and self._error is None:
                 self._error = errors.CanfarfsError(f"stream aborted: {self.broken}")
             self._receive.close()  # a feed waiting on a dead stream fails at once
+            self._give_back(self._held)  # chunks queued or in flight are dropped
             self._release()
             self._done.set()
 
@@ -113,14 +128,19 @@ class UploadStream:
             self.abort(f"write at {offset}, stream at {self.upto}")
             return
         with trio.move_on_after(self._timeout) as waited:
+            await self._budget.acquire(len(data))
+            self._held += len(data)
             try:
                 await self._send.send(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._give_back(len(data))
                 self.abort(str(self._error or "upload ended early"))
                 return
         if waited.cancelled_caught:
             self.abort(f"no progress for {self._timeout:g} s")
             return
+        if self._done.is_set():  # the stream ended while the chunk was queued
+            self._give_back(self._held)
         self.upto += len(data)
 
     def abort(self, why: str) -> None:
