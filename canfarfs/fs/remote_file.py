@@ -58,7 +58,7 @@ class RemoteFile:
         nursery: trio.Nursery,
         *,
         read_timeout: float = 30.0,
-        attempts: int = 5,
+        attempts: int | None = None,
         initial_window: int = 1 * MiB,
         max_window: int = 64 * MiB,
         part_size: int = 16 * MiB,
@@ -71,6 +71,7 @@ class RemoteFile:
         self.cache = cache
         self.nursery = nursery
         self.read_timeout = read_timeout
+        #: Tries per download (default: the client's retry policy, net.RetryPolicy).
         self.attempts = attempts
         self.initial_window = initial_window
         self.max_window = max_window
@@ -297,10 +298,13 @@ class RemoteFile:
 
     async def _with_retries(self, start: int, end: int, what: str, *,
                             restart: bool = False) -> None:
-        """Fetch [start, end): transient failures are retried with backoff, resuming at
-        the first byte still missing (``restart``: from 0, a body without ranges)."""
+        """Fetch [start, end): transient failures are retried with the client's policy
+        (net.RetryPolicy, the one every request follows), resuming at the first byte
+        still missing (``restart``: from 0, a body without ranges)."""
+        policy = self.client.http.retry
+        attempts = self.attempts or policy.attempts
         pos = start
-        for attempt in range(self.attempts):
+        for attempt in range(attempts):
             try:
                 await self._fetch(pos, end, restart=restart)
                 return
@@ -311,10 +315,10 @@ class RemoteFile:
                 if not gaps or self.cache.dropped or self.orphaned:
                     return
                 pos = start if restart else gaps[0][0]
-                if attempt == self.attempts - 1:
+                if attempt == attempts - 1:
                     self._give_up(exc)
                     return
-                await trio.sleep(min(0.1 * 2**attempt, 2.0))
+                await policy.sleep(policy.delay(attempt))
             except errors.CanfarfsError as exc:
                 self._give_up(exc)
                 return
