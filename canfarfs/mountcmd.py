@@ -17,9 +17,9 @@ import trio
 
 from canfarfs import errors
 from canfarfs.authinfo import AuthInfo
-from canfarfs.cli import UsageError
 from canfarfs.daemon import MountOptions, run_mount, tls_verify
 from canfarfs.mountopts import apply_mount_options
+from canfarfs.usage import UsageError
 
 READY_TIMEOUT = 60.0
 

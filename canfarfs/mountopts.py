@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from canfarfs.cli import UsageError, parse_size
+from canfarfs.usage import UsageError, parse_size
 
 COMMANDS = frozenset({"emulator", "mount", "umount", "status", "sync"})
 SOURCES = "canfar, local:DATA_DIR or https://HOST"

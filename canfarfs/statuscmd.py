@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from canfarfs.cli import UsageError
 from canfarfs.fs.control import CONTROL_NAME
+from canfarfs.usage import UsageError
 
 
 def read_status(mountpoint: Path) -> dict[str, Any]:
