@@ -76,8 +76,20 @@ class Server:
 
 def start_emulator(root: Path, log_path: Path) -> Server:
     log = log_path.open("w")
-    cmd = [sys.executable, "-m", "canfarfs", "emulator", "--root", str(root), "--port", "0",
-           "--user", USER, "--token", TOKEN]
+    cmd = [
+        sys.executable,
+        "-m",
+        "canfarfs",
+        "emulator",
+        "--root",
+        str(root),
+        "--port",
+        "0",
+        "--user",
+        USER,
+        "--token",
+        TOKEN,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -93,8 +105,17 @@ def start_http_server(directory: Path, log_path: Path) -> Server:
     """``python3 -m http.server`` on a free port (it prints the port it bound)."""
     log = log_path.open("w")
     python = shutil.which("python3") or sys.executable
-    cmd = [python, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
-           "--directory", str(directory)]
+    cmd = [
+        python,
+        "-u",
+        "-m",
+        "http.server",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(directory),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -135,8 +156,9 @@ def md5_floor(path: Path) -> Transfer:
     return Transfer(200, path.stat().st_size, time.perf_counter() - started)
 
 
-def curl(url: str, *, upload: Path | None = None, follow: bool = False,
-         token: str | None = None) -> Transfer:
+def curl(
+    url: str, *, upload: Path | None = None, follow: bool = False, token: str | None = None
+) -> Transfer:
     """One curl transfer; the time is curl's own ``time_total`` (no process start-up)."""
     cmd = ["curl", "-sS", "-o", os.devnull, "-w", CURL_FORMAT]
     if token:
@@ -155,13 +177,18 @@ def curl(url: str, *, upload: Path | None = None, follow: bool = False,
 def vault_push_url(base: str, path: str) -> str:
     """Negotiate a push (parameter form of /synctrans) and return the minoc URL."""
     target = f"vos://cadc.nrc.ca~vault/{path}"
-    query = (f"TARGET={quote(target, safe='')}&DIRECTION=pushToVoSpace"
-             f"&PROTOCOL={quote(HTTPS_PUT, safe='')}")
+    query = (
+        f"TARGET={quote(target, safe='')}&DIRECTION=pushToVoSpace"
+        f"&PROTOCOL={quote(HTTPS_PUT, safe='')}"
+    )
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
-        conn.request("POST", f"/vault/synctrans?{query}",
-                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Length": "0"})
+        conn.request(
+            "POST",
+            f"/vault/synctrans?{query}",
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Length": "0"},
+        )
         reply = conn.getresponse()
         reply.read()
         location = reply.getheader("Location")
@@ -176,8 +203,9 @@ def stored_md5(base: str, service_path: str) -> str | None:
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
-        conn.request("GET", f"/{service_path}?limit=0",
-                     headers={"Authorization": f"Bearer {TOKEN}"})
+        conn.request(
+            "GET", f"/{service_path}?limit=0", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         reply = conn.getresponse()
         body = reply.read().decode()
     finally:
@@ -244,8 +272,10 @@ def run(size: int, runs: int, workdir: Path) -> dict[str, object]:
         pushed = curl(vault_push_url(base, f"{USER}/payload.bin"), upload=payload)
         if pushed.status != 201:
             raise SystemExit(f"vault upload failed: HTTP {pushed.status}")
-        for service_path in (f"arc/nodes/home/{USER}/payload.bin",
-                             f"vault/nodes/{USER}/payload.bin"):
+        for service_path in (
+            f"arc/nodes/home/{USER}/payload.bin",
+            f"vault/nodes/{USER}/payload.bin",
+        ):
             if stored_md5(base, service_path) != md5:
                 raise SystemExit(f"{service_path}: stored MD5 differs from the payload's")
 
@@ -282,8 +312,11 @@ def run(size: int, runs: int, workdir: Path) -> dict[str, object]:
         "size_bytes": size,
         "runs": runs,
         "unit": "MB/s (10^6 bytes per second), curl time_total, loopback",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "labels": {k: s.label for k, s in series.items()},
         "runs_mb_s": {k: [round(t.mb_s, 1) for t in s.runs] for k, s in series.items()},
         "median_mb_s": {k: round(v, 1) for k, v in medians.items()},
@@ -310,10 +343,12 @@ def print_table(result: dict[str, object]) -> None:
     print()
     print(f"| {'ratio (target ≥ ' + str(TARGET_RATIO) + ')':<40} | {'value':>7} | result |")
     print(f"|{'-' * 42}|{'-' * 9}|{'-' * 8}|")
-    names = {"arc_get_vs_baseline": "arc GET / http.server GET",
-             "vault_get_vs_baseline": "vault→minoc GET / http.server GET",
-             "arc_put_vs_arc_get": "arc PUT / arc GET",
-             "arc_put_vs_md5": "arc PUT / MD5 on one core (the floor)"}
+    names = {
+        "arc_get_vs_baseline": "arc GET / http.server GET",
+        "vault_get_vs_baseline": "vault→minoc GET / http.server GET",
+        "arc_put_vs_arc_get": "arc PUT / arc GET",
+        "arc_put_vs_md5": "arc PUT / MD5 on one core (the floor)",
+    }
     for key, value in ratios.items():
         print(f"| {names[key]:<40} | {value:>7.2f} | {'PASS' if meets[key] else 'FAIL':<6} |")
     print()
@@ -321,15 +356,25 @@ def print_table(result: dict[str, object]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=parse_size, default=parse_size("1G"),
-                        help="file size, e.g. 1G (default), 64M, 8M")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=parse_size("1G"),
+        help="file size, e.g. 1G (default), 64M, 8M",
+    )
     parser.add_argument("--runs", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
-                        help=f"where to write the results (default {DEFAULT_JSON})")
-    parser.add_argument("--tmp", type=Path, default=None,
-                        help="directory for the payload and the emulator root")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 when a ratio misses its target")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"where to write the results (default {DEFAULT_JSON})",
+    )
+    parser.add_argument(
+        "--tmp", type=Path, default=None, help="directory for the payload and the emulator root"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a ratio misses its target"
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")

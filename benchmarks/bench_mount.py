@@ -66,12 +66,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_JSON = HERE / "results" / "mount.json"
 DEFAULT_PLOT = REPO / "docs" / "performance-throughput.png"
-DEFAULT_VOFS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
-    "canfarfs-bench" / "vofs"
+DEFAULT_VOFS = (
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "canfarfs-bench" / "vofs"
+)
 VOS_BIN = Path(sys.executable).parent
 HTTPS_PUT = "ivo://ivoa.net/vospace/core#httpsput"
-VOS_NS = 'xmlns:vos="http://www.ivoa.net/xml/VOSpace/v2.0" ' \
-         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+VOS_NS = (
+    'xmlns:vos="http://www.ivoa.net/xml/VOSpace/v2.0" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+)
 CURL_W = "%{http_code} %{size_download} %{size_upload} %{time_starttransfer} %{time_total}"
 READ_BLOCK = 64 * 1024
 SEED = 20261126
@@ -80,10 +83,24 @@ PAGE = 1000  # vault listing page size (limit=1000, inclusive uri cursor)
 
 # Every workload key the JSON holds (the smoke test checks them all).
 WORKLOADS = (
-    "limits", "read_arc", "read_vault", "read_arc_full_cache", "ttfb_arc", "ttfb_vault",
-    "random_vault", "write_arc",
-    "ls_cold_arc", "ls_cold_vault", "ls_warm_arc", "ls_warm_vault", "small_files_arc",
-    "parallel_writers_arc", "rss", "sessions_launch", "sessions_ls", "sessions_info",
+    "limits",
+    "read_arc",
+    "read_vault",
+    "read_arc_full_cache",
+    "ttfb_arc",
+    "ttfb_vault",
+    "random_vault",
+    "write_arc",
+    "ls_cold_arc",
+    "ls_cold_vault",
+    "ls_warm_arc",
+    "ls_warm_vault",
+    "small_files_arc",
+    "parallel_writers_arc",
+    "rss",
+    "sessions_launch",
+    "sessions_ls",
+    "sessions_info",
 )
 
 
@@ -136,8 +153,11 @@ class NetNamespace:
         """Can ``tc qdisc ... netem delay`` be set on this namespace's loopback?"""
         if not self.active or shutil.which("tc") is None:
             return False, "no private namespace or no tc(8)"
-        r = subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             return False, f"tc netem: {r.stderr.strip() or r.returncode}"
         subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
@@ -147,8 +167,11 @@ class NetNamespace:
         subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
         if rtt_ms > 0:
             # loopback: each packet passes lo once each way, so half the RTT per pass
-            subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
-                            f"{rtt_ms / 2}ms"], check=True, capture_output=True)
+            subprocess.run(
+                ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", f"{rtt_ms / 2}ms"],
+                check=True,
+                capture_output=True,
+            )
 
     def delete(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
@@ -178,8 +201,13 @@ class Emulator:
     def hostport(self) -> str:
         return self.url.removeprefix("http://")
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(self.url)
         conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
         try:
@@ -195,8 +223,9 @@ class Emulator:
 
     def set_latency(self, seconds: float) -> None:
         if seconds > 0:
-            status, _, _ = self.request("POST", "/_emulator/faults",
-                                        json.dumps({"latency": seconds}).encode())
+            status, _, _ = self.request(
+                "POST", "/_emulator/faults", json.dumps({"latency": seconds}).encode()
+            )
         else:
             status, _, _ = self.request("DELETE", "/_emulator/faults")
         if status != 200:
@@ -230,10 +259,13 @@ class Emulator:
         return f"vos://cadc.nrc.ca~{service}/{path}"
 
     def mkdir(self, service: str, path: str) -> None:
-        doc = (f'<vos:node {VOS_NS} uri="{self.uri(service, path)}" '
-               f'xsi:type="vos:ContainerNode"><vos:nodes/></vos:node>').encode()
-        status, _, data = self.request("PUT", self.node_path(service, path), doc,
-                                       {"Content-Type": "text/xml"})
+        doc = (
+            f'<vos:node {VOS_NS} uri="{self.uri(service, path)}" '
+            f'xsi:type="vos:ContainerNode"><vos:nodes/></vos:node>'
+        ).encode()
+        status, _, data = self.request(
+            "PUT", self.node_path(service, path), doc, {"Content-Type": "text/xml"}
+        )
         if status != 201:
             raise SystemExit(f"mkdir {service}/{path}: HTTP {status} {data[:200]!r}")
 
@@ -252,16 +284,19 @@ class Emulator:
 
     def vault_push_url(self, path: str) -> str:
         target = self.uri("vault", path)
-        query = (f"TARGET={quote(target, safe='')}&DIRECTION=pushToVoSpace"
-                 f"&PROTOCOL={quote(HTTPS_PUT, safe='')}")
+        query = (
+            f"TARGET={quote(target, safe='')}&DIRECTION=pushToVoSpace"
+            f"&PROTOCOL={quote(HTTPS_PUT, safe='')}"
+        )
         status, headers, _ = self.request("POST", f"/vault/synctrans?{query}")
         if status != 303 or "location" not in headers:
             raise SystemExit(f"vault push negotiation failed: HTTP {status}")
         return headers["location"]
 
     def minoc_url(self, path: str) -> str:
-        status, headers, _ = self.request("GET", f"/vault/files/{quote(path)}",
-                                          headers={"Range": "bytes=0-0"})
+        status, headers, _ = self.request(
+            "GET", f"/vault/files/{quote(path)}", headers={"Range": "bytes=0-0"}
+        )
         if status != 303 or "location" not in headers:
             raise SystemExit(f"vault /files did not redirect: HTTP {status}")
         return headers["location"]
@@ -275,7 +310,8 @@ def canfarfs_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, **extra)
     if CANFARFS_SRC is not None:
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(CANFARFS_SRC), os.environ.get("PYTHONPATH", "")) if p)
+            p for p in (str(CANFARFS_SRC), os.environ.get("PYTHONPATH", "")) if p
+        )
     return env
 
 
@@ -283,15 +319,28 @@ def canfarfs_version() -> dict[str, Any]:
     """Which canfarfs was measured: the source tree, its commit and whether it differs."""
     src = CANFARFS_SRC or REPO
     info: dict[str, Any] = {"source": str(src)}
-    r = subprocess.run([sys.executable, "-c", "import canfarfs; print(canfarfs.__file__)"],
-                       capture_output=True, text=True, env=canfarfs_env(), check=False,
-                       cwd="/")
+    r = subprocess.run(
+        [sys.executable, "-c", "import canfarfs; print(canfarfs.__file__)"],
+        capture_output=True,
+        text=True,
+        env=canfarfs_env(),
+        check=False,
+        cwd="/",
+    )
     info["imported_from"] = r.stdout.strip()
     if (src / ".git").exists():
-        head = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "canfarfs"],
-                               capture_output=True, text=True, check=False).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "canfarfs"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         info["commit"] = head + (" + uncommitted changes in canfarfs/" if dirty else "")
     elif (src / "COMMIT").exists():
         info["commit"] = (src / "COMMIT").read_text().strip()
@@ -300,10 +349,25 @@ def canfarfs_version() -> dict[str, Any]:
 
 def start_emulator(root: Path, log_path: Path) -> Emulator:
     log_file = log_path.open("w")
-    cmd = [sys.executable, "-m", "canfarfs", "emulator", "--root", str(root), "--port", "0",
-           "--user", USER, "--token", TOKEN, "--quota", "1T"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, text=True,
-                            env=canfarfs_env(), cwd=root.parent)
+    cmd = [
+        sys.executable,
+        "-m",
+        "canfarfs",
+        "emulator",
+        "--root",
+        str(root),
+        "--port",
+        "0",
+        "--user",
+        USER,
+        "--token",
+        TOKEN,
+        "--quota",
+        "1T",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=log_file, text=True, env=canfarfs_env(), cwd=root.parent
+    )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     if not url.startswith("http://"):
@@ -317,14 +381,27 @@ def start_emulator(root: Path, log_path: Path) -> Emulator:
 # -- processes and curl ---------------------------------------------------------------
 
 
-def run(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None,
-        stdin: bytes | None = None, cwd: Path | None = None) -> float:
+def run(
+    cmd: list[str],
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+) -> float:
     """Run a command with its output discarded; its wall time in seconds."""
     t0 = time.perf_counter()
     try:
-        r = subprocess.run(cmd, input=stdin, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, env=env, cwd=cwd, timeout=timeout,
-                           check=False)
+        r = subprocess.run(
+            cmd,
+            input=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise Failed(f"timeout after {timeout:.0f} s: {Path(cmd[0]).name}") from exc
     elapsed = time.perf_counter() - t0
@@ -374,8 +451,13 @@ else:
 def py_timed(args: list[str], timeout: float) -> dict[str, Any]:
     """Run a timed file operation in a child (a hung mount cannot hang the benchmark)."""
     try:
-        r = subprocess.run([sys.executable, "-c", PY_TIMED, *args], capture_output=True,
-                           text=True, timeout=timeout, check=False)
+        r = subprocess.run(
+            [sys.executable, "-c", PY_TIMED, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise Failed(f"timeout after {timeout:.0f} s") from exc
     if r.returncode != 0:
@@ -394,8 +476,15 @@ class CurlResult:
     total: float
 
 
-def curl(url: str, *, upload: Path | None = None, follow: bool = False, token: bool = True,
-         timeout: float = 3600, method: str | None = None) -> CurlResult:
+def curl(
+    url: str,
+    *,
+    upload: Path | None = None,
+    follow: bool = False,
+    token: bool = True,
+    timeout: float = 3600,
+    method: str | None = None,
+) -> CurlResult:
     cmd = ["curl", "-sS", "-o", os.devnull, "-w", CURL_W]
     if token:
         cmd += ["-H", f"Authorization: Bearer {TOKEN}"]
@@ -416,8 +505,14 @@ def curl(url: str, *, upload: Path | None = None, follow: bool = False, token: b
 
 def curl_ttfb(url: str, follow: bool, timeout: float) -> float:
     """curl's time_starttransfer, stopping the download after the first byte."""
-    cmd = ["curl", "-sS", "-H", f"Authorization: Bearer {TOKEN}", "-w",
-           "%{stderr}%{http_code} %{time_starttransfer}\n"]
+    cmd = [
+        "curl",
+        "-sS",
+        "-H",
+        f"Authorization: Bearer {TOKEN}",
+        "-w",
+        "%{stderr}%{http_code} %{time_starttransfer}\n",
+    ]
     if follow:
         cmd.append("-L")
     cmd.append(url)
@@ -434,8 +529,9 @@ def curl_ttfb(url: str, follow: bool, timeout: float) -> float:
     return float(m.group(2))
 
 
-def curl_batch(entries: list[dict[str, str]], workdir: Path, *, parallel: int = 0,
-               timeout: float = 3600) -> float:
+def curl_batch(
+    entries: list[dict[str, str]], workdir: Path, *, parallel: int = 0, timeout: float = 3600
+) -> float:
     """Many transfers in one curl process (kept-alive connections); wall seconds."""
     cfg = workdir / f"curl-{time.monotonic_ns()}.cfg"
     lines: list[str] = []
@@ -464,8 +560,7 @@ def on_mount(cmd: list[str], timeout: float = 60) -> str:
     try:
         r = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise Failed(f"{' '.join(cmd[:2])}: no answer from the mount in {timeout:.0f} s") \
-            from exc
+        raise Failed(f"{' '.join(cmd[:2])}: no answer from the mount in {timeout:.0f} s") from exc
     if r.returncode != 0:
         raise Failed(f"{cmd[0]} exit {r.returncode}: {r.stderr.decode(errors='replace')[:200]}")
     return r.stdout.decode(errors="replace")
@@ -486,8 +581,9 @@ class Mount:
     started_s: float = 0.0
 
     def status(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(on_mount(["cat", str(self.path / ".canfarfs-control")],
-                                                  30))
+        doc: dict[str, Any] = json.loads(
+            on_mount(["cat", str(self.path / ".canfarfs-control")], 30)
+        )
         return doc
 
     def vm_hwm_kib(self) -> int | None:
@@ -503,8 +599,9 @@ class Mount:
             if not is_mounted(self.path):
                 break
             try:
-                r = subprocess.run([fusermount(), "-u", str(self.path)], capture_output=True,
-                                   timeout=60)
+                r = subprocess.run(
+                    [fusermount(), "-u", str(self.path)], capture_output=True, timeout=60
+                )
                 if r.returncode == 0:
                     break
             except subprocess.TimeoutExpired:
@@ -527,14 +624,17 @@ class Mount:
             subprocess.run([fusermount(), "-uz", str(self.path)], capture_output=True)
 
 
-def wait_mounted(kind: str, mnt: Path, proc: subprocess.Popen[bytes], log_path: Path,
-                 timeout: float = 60) -> Mount:
+def wait_mounted(
+    kind: str, mnt: Path, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 60
+) -> Mount:
     t0 = time.perf_counter()
     deadline = time.monotonic() + timeout
     while not is_mounted(mnt):
         if proc.poll() is not None:
-            raise Failed(f"{kind} mount exited {proc.returncode}: "
-                         f"{log_path.read_text(errors='replace')[-400:]}")
+            raise Failed(
+                f"{kind} mount exited {proc.returncode}: "
+                f"{log_path.read_text(errors='replace')[-400:]}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             proc.wait()
@@ -548,8 +648,9 @@ def wait_mounted(kind: str, mnt: Path, proc: subprocess.Popen[bytes], log_path: 
         proc.kill()
         proc.wait()
         subprocess.run([fusermount(), "-uz", str(mnt)], capture_output=True)
-        raise Failed(f"{kind} mounted but stat of its root got no answer in 30 s "
-                     f"(daemon hung at start-up?)") from exc
+        raise Failed(
+            f"{kind} mounted but stat of its root got no answer in 30 s (daemon hung at start-up?)"
+        ) from exc
     return mount
 
 
@@ -592,14 +693,23 @@ class Bench:
 
     def vos_env(self) -> dict[str, str]:
         assert self.emu is not None
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CANFAR_", "VOSPACE_", "PYTHON"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CANFAR_", "VOSPACE_", "PYTHON"))
+        }
         env["HOME"] = str(self.vos_home)
         env["VOSPACE_WEBSERVICE"] = self.emu.hostport
         env["VOSPACE_CONFIG_FILE"] = str(self.vos_home / "vos-config")
         # keep the seeded registry cache "fresh" (younger than 10 min: no network probe)
-        caps = self.vos_home / ".config" / "cadc-registry" / "alt-domains" / \
-            self.emu.hostport / "resource-caps"
+        caps = (
+            self.vos_home
+            / ".config"
+            / "cadc-registry"
+            / "alt-domains"
+            / self.emu.hostport
+            / "resource-caps"
+        )
         if caps.exists():
             os.utime(caps)
         return env
@@ -610,10 +720,11 @@ class Bench:
         caps.mkdir(parents=True)
         (caps / "resource-caps").write_text(
             f"ivo://cadc.nrc.ca/arc = {self.emu.url}/arc/capabilities\n"
-            f"ivo://cadc.nrc.ca/vault = {self.emu.url}/vault/capabilities\n")
+            f"ivo://cadc.nrc.ca/vault = {self.emu.url}/vault/capabilities\n"
+        )
         (self.vos_home / "vos-config").write_text(
-            "[vos]\nresourceID = ivo://cadc.nrc.ca/vault vault\n"
-            "  ivo://cadc.nrc.ca/arc arc\n")
+            "[vos]\nresourceID = ivo://cadc.nrc.ca/vault vault\n  ivo://cadc.nrc.ca/arc arc\n"
+        )
 
     def vos(self, tool: str, *args: str, timeout: float | None = None) -> float:
         cmd = [str(VOS_BIN / tool), "--token", TOKEN, *args]
@@ -633,13 +744,28 @@ class Bench:
         token.chmod(0o600)
         log_path = base / "mount.log"
         env = canfarfs_env(CANFARFS_USER=USER, XDG_STATE_HOME=str(base / "state"))
-        cmd = [sys.executable, "-m", "canfarfs", "mount", str(mnt), "--foreground",
-               "--arc-url", f"{self.emu.url}/arc", "--vault-url", f"{self.emu.url}/vault",
-               "--skaha-url", f"{self.emu.url}/skaha/v1",
-               "--token-file", str(token), "--cache-dir", str(cache)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "canfarfs",
+            "mount",
+            str(mnt),
+            "--foreground",
+            "--arc-url",
+            f"{self.emu.url}/arc",
+            "--vault-url",
+            f"{self.emu.url}/vault",
+            "--skaha-url",
+            f"{self.emu.url}/skaha/v1",
+            "--token-file",
+            str(token),
+            "--cache-dir",
+            str(cache),
+        ]
         with log_path.open("wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=base)  # not the repository: --canfarfs-src wins
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=base
+            )  # not the repository: --canfarfs-src wins
         try:
             mount = wait_mounted("canfarfs", mnt, proc, log_path)
         except Failed:
@@ -656,12 +782,24 @@ class Bench:
         log_path = base / "vofs.log"
         env = self.vos_env()
         env["PYTHONPATH"] = str(self.args.vofs_target)
-        cmd = [sys.executable, str(self.args.vofs_target / "bin" / "mountvofs"),
-               "--token", TOKEN, "--vospace", vospace, "--mountpoint", str(mnt),
-               "--cache_dir", str(cache), "-f", "-w", "--log", str(log_path)]
+        cmd = [
+            sys.executable,
+            str(self.args.vofs_target / "bin" / "mountvofs"),
+            "--token",
+            TOKEN,
+            "--vospace",
+            vospace,
+            "--mountpoint",
+            str(mnt),
+            "--cache_dir",
+            str(cache),
+            "-f",
+            "-w",
+            "--log",
+            str(log_path),
+        ]
         with (base / "stdout.log").open("wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=base)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=base)
         return wait_mounted("mountvofs", mnt, proc, base / "stdout.log")
 
     def mount_floor(self, source: Path) -> Mount:
@@ -702,17 +840,22 @@ class Bench:
 
     # -- recording --------------------------------------------------------------------
 
-    def record(self, workload: str, rtt: int, tool: str, value: float | None,
-               **extra: Any) -> None:
-        cell = self.results[workload].setdefault(str(rtt), {}).setdefault(
-            tool, {"runs": [], "extra": []})
+    def record(self, workload: str, rtt: int, tool: str, value: float | None, **extra: Any) -> None:
+        cell = (
+            self.results[workload]
+            .setdefault(str(rtt), {})
+            .setdefault(tool, {"runs": [], "extra": []})
+        )
         if value is not None:
             cell["runs"].append(value)
         cell["extra"].append(extra)
 
     def fail(self, workload: str, rtt: int, tool: str, exc: BaseException) -> None:
-        cell = self.results[workload].setdefault(str(rtt), {}).setdefault(
-            tool, {"runs": [], "extra": []})
+        cell = (
+            self.results[workload]
+            .setdefault(str(rtt), {})
+            .setdefault(tool, {"runs": [], "extra": []})
+        )
         cell.setdefault("errors", []).append(str(exc)[:300])
         log(f"  {workload} {tool} @{rtt} ms FAILED: {str(exc)[:200]}")
 
@@ -774,7 +917,7 @@ def expected_md5(block: bytes, offsets: list[int], size: int) -> str:
     doubled = block + block
     for off in offsets:
         start = off % n
-        md5.update(doubled[start:start + size])
+        md5.update(doubled[start : start + size])
     return md5.hexdigest()
 
 
@@ -788,12 +931,18 @@ def seed_entries(emu: Emulator, service: str, directory: str, count: int) -> Non
         conn = getattr(local, "conn", None)
         if conn is None:
             conn = local.conn = http.client.HTTPConnection(
-                parts.hostname or "127.0.0.1", parts.port, timeout=60)
+                parts.hostname or "127.0.0.1", parts.port, timeout=60
+            )
         path = f"{directory}/entry-{i:05d}.fits"
-        doc = (f'<vos:node {VOS_NS} uri="{emu.uri(service, path)}" '
-               f'xsi:type="vos:DataNode"/>').encode()
-        conn.request("PUT", emu.node_path(service, path), body=doc,
-                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/xml"})
+        doc = (
+            f'<vos:node {VOS_NS} uri="{emu.uri(service, path)}" xsi:type="vos:DataNode"/>'
+        ).encode()
+        conn.request(
+            "PUT",
+            emu.node_path(service, path),
+            body=doc,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/xml"},
+        )
         reply = conn.getresponse()
         reply.read()
         if reply.status != 201:
@@ -844,8 +993,10 @@ def check_vofs(b: Bench) -> None:
         return
     target = b.args.vofs_target
     if not (target / "bin" / "mountvofs").exists():
-        b.vofs_status = (f"not installed: no {target}/bin/mountvofs "
-                         "(run with --install-vofs; needs apt libfuse2)")
+        b.vofs_status = (
+            f"not installed: no {target}/bin/mountvofs "
+            "(run with --install-vofs; needs apt libfuse2)"
+        )
         return
     if ctypes.util.find_library("fuse") is None:
         b.vofs_status = "not installed: libfuse.so.2 missing (apt-get install libfuse2)"
@@ -862,8 +1013,9 @@ def check_vofs(b: Bench) -> None:
     # the payload (same bytes), and its small-file row a subset of the files
     assert b.emu is not None
     with b.payload.open("rb") as f, b.vofs_payload.open("wb") as out:
-        shutil.copyfileobj(f, out, 1 << 20) if b.vofs_size == b.args.size else \
-            out.write(f.read(b.vofs_size))
+        shutil.copyfileobj(f, out, 1 << 20) if b.vofs_size == b.args.size else out.write(
+            f.read(b.vofs_size)
+        )
     b.vofs_md5 = hashlib.md5(b.vofs_payload.read_bytes()).hexdigest()  # noqa: S324
     r = curl(f"{b.emu.url}/arc/files/home/{USER}/vofs.bin", upload=b.vofs_payload)
     r2 = curl(b.emu.vault_push_url(f"{USER}/vofs.bin"), upload=b.vofs_payload, token=False)
@@ -872,15 +1024,19 @@ def check_vofs(b: Bench) -> None:
     b.small_vofs.mkdir()
     for p in sorted(b.small_src.iterdir())[: min(b.args.files, b.args.vofs_files)]:
         shutil.copy(p, b.small_vofs / p.name)
-    b.vofs_status += (f"; big-file rows on a {human(b.vofs_size)} file, small files on "
-                      f"{len(list(b.small_vofs.iterdir()))} files, {b.args.vofs_runs} run(s), "
-                      f"listing commands bounded at {b.args.peer_timeout:.0f} s")
+    b.vofs_status += (
+        f"; big-file rows on a {human(b.vofs_size)} file, small files on "
+        f"{len(list(b.small_vofs.iterdir()))} files, {b.args.vofs_runs} run(s), "
+        f"listing commands bounded at {b.args.peer_timeout:.0f} s"
+    )
 
 
 def install_vofs(target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target),
-                    "vofs", "six"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "vofs", "six"],
+        check=True,
+    )
 
 
 # -- workloads -------------------------------------------------------------------------
@@ -888,8 +1044,11 @@ def install_vofs(target: Path) -> None:
 
 def file_url(b: Bench, service: str, name: str) -> str:
     assert b.emu is not None
-    return (f"{b.emu.url}/arc/files/home/{USER}/{name}" if service == "arc"
-            else f"{b.emu.url}/vault/files/{USER}/{name}")
+    return (
+        f"{b.emu.url}/arc/files/home/{USER}/{name}"
+        if service == "arc"
+        else f"{b.emu.url}/vault/files/{USER}/{name}"
+    )
 
 
 def vos_uri(service: str, name: str) -> str:
@@ -925,8 +1084,7 @@ def w_read(b: Bench, rtt: int, service: str) -> None:
 
     def by_curl() -> None:
         with b.counting() as c:
-            r = curl(file_url(b, service, "big.bin"), follow=service == "vault",
-                     timeout=timeout)
+            r = curl(file_url(b, service, "big.bin"), follow=service == "vault", timeout=timeout)
         if r.status != 200 or r.down != size:
             raise Failed(f"curl GET: HTTP {r.status}, {r.down} bytes")
         b.record(key, rtt, "curl", mb_s(size, r.total), seconds=round(r.total, 3), **c)
@@ -955,8 +1113,13 @@ def w_read(b: Bench, rtt: int, service: str) -> None:
     for i in range(b.runs_for(rtt, slow=True)):
         for tool in b.tools(*TOOLS, "floor", run=i):
             log(f"  {key} @{rtt} ms run {i + 1}: {tool}")
-            fn = {"canfarfs": lambda: fs("canfarfs"), "mountvofs": lambda: fs("mountvofs"),
-                  "curl": by_curl, "vcp": by_vcp, "floor": floor}[tool]
+            fn = {
+                "canfarfs": lambda: fs("canfarfs"),
+                "mountvofs": lambda: fs("mountvofs"),
+                "curl": by_curl,
+                "vcp": by_vcp,
+                "floor": floor,
+            }[tool]
             b.attempt(key, rtt, tool, fn)
 
 
@@ -1014,35 +1177,54 @@ def w_limits(b: Bench, rtt: int) -> None:
 
     def curl_cache() -> None:
         out = cache_dir / "curl.bin"
-        sec = run(["curl", "-sS", "-o", str(out), "-H", f"Authorization: Bearer {TOKEN}", url],
-                  timeout=b.args.timeout)
+        sec = run(
+            ["curl", "-sS", "-o", str(out), "-H", f"Authorization: Bearer {TOKEN}", url],
+            timeout=b.args.timeout,
+        )
         out.unlink()
         b.record(key, rtt, "curl > cache dir", mb_s(size, sec), seconds=round(sec, 3))
 
     def curl_pipe() -> None:
-        sec = run(["bash", "-c", f"curl -sS -H 'Authorization: Bearer {TOKEN}' '{url}' "
-                   "| cat > /dev/null"], timeout=b.args.timeout)
+        sec = run(
+            [
+                "bash",
+                "-c",
+                f"curl -sS -H 'Authorization: Bearer {TOKEN}' '{url}' | cat > /dev/null",
+            ],
+            timeout=b.args.timeout,
+        )
         b.record(key, rtt, "curl | cat", mb_s(size, sec), seconds=round(sec, 3))
 
     def dd_cache() -> None:
         out = cache_dir / "dd.bin"
-        sec = run(["dd", "if=/dev/zero", f"of={out}", "bs=1M", f"count={size // (1 << 20)}"],
-                  timeout=b.args.timeout)
+        sec = run(
+            ["dd", "if=/dev/zero", f"of={out}", "bs=1M", f"count={size // (1 << 20)}"],
+            timeout=b.args.timeout,
+        )
         out.unlink()
         b.record(key, rtt, "dd > cache dir", mb_s(size, sec), seconds=round(sec, 3))
 
     def py_http() -> None:
-        r = subprocess.run([sys.executable, "-c", PY_HTTP_READ, url, TOKEN],
-                           capture_output=True, text=True, timeout=b.args.timeout, check=True)
+        r = subprocess.run(
+            [sys.executable, "-c", PY_HTTP_READ, url, TOKEN],
+            capture_output=True,
+            text=True,
+            timeout=b.args.timeout,
+            check=True,
+        )
         sec, n = r.stdout.split()
         if int(n) != size:
             raise Failed(f"http.client read {n} bytes")
         b.record(key, rtt, "http.client", mb_s(size, float(sec)), seconds=round(float(sec), 3))
 
     for i in range(b.runs_for(rtt, slow=True)):
-        for tool, fn in (("curl > /dev/null", curl_null), ("curl > cache dir", curl_cache),
-                         ("curl | cat", curl_pipe), ("dd > cache dir", dd_cache),
-                         ("http.client", py_http)):
+        for tool, fn in (
+            ("curl > /dev/null", curl_null),
+            ("curl > cache dir", curl_cache),
+            ("curl | cat", curl_pipe),
+            ("dd > cache dir", dd_cache),
+            ("http.client", py_http),
+        ):
             log(f"  {key} @{rtt} ms run {i + 1}: {tool}")
             b.attempt(key, rtt, tool, fn)
 
@@ -1072,8 +1254,14 @@ def w_read_full_cache(b: Bench, rtt: int) -> None:
             before = m.status()["cache"]["used"]
             on_mount(["stat", "-t", str(home / "big.bin")])
             sec = run(["cat", str(home / "big.bin")], timeout=b.args.timeout)
-            b.record(key, rtt, "canfarfs", mb_s(size, sec), seconds=round(sec, 3),
-                     cache_used_before=before)
+            b.record(
+                key,
+                rtt,
+                "canfarfs",
+                mb_s(size, sec),
+                seconds=round(sec, 3),
+                cache_used_before=before,
+            )
 
     def by_curl() -> None:
         r = curl(file_url(b, "arc", "big.bin"), timeout=b.args.timeout)
@@ -1106,9 +1294,13 @@ def w_ttfb(b: Bench, rtt: int, service: str) -> None:
     def by_http_client() -> None:
         """The first byte of the body (curl's starttransfer is the first byte of the
         headers, which a reader of the file never sees)."""
-        r = subprocess.run([sys.executable, "-c", PY_FIRST_BODY_BYTE,
-                            file_url(b, service, "big.bin"), TOKEN],
-                           capture_output=True, text=True, timeout=timeout, check=True)
+        r = subprocess.run(
+            [sys.executable, "-c", PY_FIRST_BODY_BYTE, file_url(b, service, "big.bin"), TOKEN],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
         b.record(key, rtt, "http.client", float(r.stdout))
 
     for i in range(b.runs_for(rtt, slow=False)):
@@ -1137,8 +1329,10 @@ def w_random(b: Bench, rtt: int) -> None:
         with b.mounted(tool, "vault") as (m, home):
             on_mount(["stat", "-t", str(home / "big.bin")])
             with b.counting() as c:
-                got = py_timed(["random", str(home / "big.bin"), str(READ_BLOCK),
-                                str(offsets_file)], b.args.timeout)
+                got = py_timed(
+                    ["random", str(home / "big.bin"), str(READ_BLOCK), str(offsets_file)],
+                    b.args.timeout,
+                )
             if got["md5"] != want_md5 or got["bytes"] != read_bytes:
                 raise Failed(f"{tool} returned wrong bytes for the random reads")
             extra: dict[str, Any] = dict(c, read_bytes=read_bytes)
@@ -1151,15 +1345,19 @@ def w_random(b: Bench, rtt: int) -> None:
     def by_curl() -> None:
         assert b.emu is not None
         url = b.emu.minoc_url(f"{USER}/big.bin")  # one redirect, as the mount needs
-        entries = [{"url": url, "range": f"{o}-{o + READ_BLOCK - 1}", "output": os.devnull}
-                   for o in b.offsets]
+        entries = [
+            {"url": url, "range": f"{o}-{o + READ_BLOCK - 1}", "output": os.devnull}
+            for o in b.offsets
+        ]
         with b.counting() as c:
             sec = curl_batch(entries, b.work, timeout=b.args.timeout)
         b.record(key, rtt, "curl", sec, read_bytes=read_bytes, **c)
 
     for i in range(b.runs_for(rtt, slow=True)):
         plan: list[tuple[str, Callable[[], None]]] = [
-            ("canfarfs", lambda: fs("canfarfs")), ("curl", by_curl)]
+            ("canfarfs", lambda: fs("canfarfs")),
+            ("curl", by_curl),
+        ]
         if b.tools("mountvofs", run=i):
             plan.append(("mountvofs", lambda: fs("mountvofs")))
         for tool, fn in plan:
@@ -1184,8 +1382,11 @@ def w_write(b: Bench, rtt: int) -> None:
             time.sleep(0.05)
 
     def fs(tool: str, name: str) -> None:
-        src, want = ((b.payload, (size, b.payload_md5)) if tool == "canfarfs"
-                     else (b.vofs_payload, (b.vofs_size, b.vofs_md5)))
+        src, want = (
+            (b.payload, (size, b.payload_md5))
+            if tool == "canfarfs"
+            else (b.vofs_payload, (b.vofs_size, b.vofs_md5))
+        )
         with b.mounted(tool, "arc") as (m, home):
             on_mount(["stat", "-t", str(home / "bench")])
             with b.counting() as c:
@@ -1194,8 +1395,9 @@ def w_write(b: Bench, rtt: int) -> None:
                 t_close = time.perf_counter() - t0
                 on_server(name, time.perf_counter() + b.args.timeout, want)
                 sec = time.perf_counter() - t0
-            extra: dict[str, Any] = dict(c, seconds=round(sec, 3), bytes=want[0],
-                                         close_returned_s=round(t_close, 3))
+            extra: dict[str, Any] = dict(
+                c, seconds=round(sec, 3), bytes=want[0], close_returned_s=round(t_close, 3)
+            )
             hwm = m.vm_hwm_kib()
             if hwm is not None:
                 extra["vm_hwm_mb"] = round(hwm * 1024 / 1e6, 1)
@@ -1206,8 +1408,11 @@ def w_write(b: Bench, rtt: int) -> None:
 
     def by_curl(name: str) -> None:
         with b.counting() as c:
-            r = curl(f"{emu.url}/arc/files/home/{USER}/bench/{name}", upload=b.payload,
-                     timeout=b.args.timeout)
+            r = curl(
+                f"{emu.url}/arc/files/home/{USER}/bench/{name}",
+                upload=b.payload,
+                timeout=b.args.timeout,
+            )
         if r.status != 201 or r.up != size:
             raise Failed(f"curl PUT: HTTP {r.status}, {r.up} bytes")
         b.record(key, rtt, "curl", mb_s(size, r.total), seconds=round(r.total, 3), **c)
@@ -1231,10 +1436,13 @@ def w_write(b: Bench, rtt: int) -> None:
         for tool in b.tools(*TOOLS, "floor", run=i):
             name = f"write-{tool}-{rtt}-{i}.bin"
             log(f"  {key} @{rtt} ms run {i + 1}: {tool}")
-            fn = {"canfarfs": partial(fs, "canfarfs", name),
-                  "mountvofs": partial(fs, "mountvofs", name),
-                  "curl": partial(by_curl, name), "vcp": partial(by_vcp, name),
-                  "floor": partial(floor, name)}[tool]
+            fn = {
+                "canfarfs": partial(fs, "canfarfs", name),
+                "mountvofs": partial(fs, "mountvofs", name),
+                "curl": partial(by_curl, name),
+                "vcp": partial(by_vcp, name),
+                "floor": partial(floor, name),
+            }[tool]
             b.attempt(key, rtt, tool, fn)
             if tool != "floor":
                 emu.delete("arc", f"home/{USER}/bench/{name}")
@@ -1246,9 +1454,23 @@ def curl_listing(b: Bench, service: str) -> tuple[float, int, int]:
     if service == "arc":
         base = f"{b.emu.url}/arc/nodes/home/{USER}/listing"
         out = b.work / "listing.xml"
-        r = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {TOKEN}", "-o",
-                            str(out), "-w", "%{http_code} %{time_total}", base],
-                           capture_output=True, text=True, check=True, timeout=120)
+        r = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-H",
+                f"Authorization: Bearer {TOKEN}",
+                "-o",
+                str(out),
+                "-w",
+                "%{http_code} %{time_total}",
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         code, total = r.stdout.split()
         if code != "200":
             raise Failed(f"arc listing: HTTP {code}")
@@ -1260,9 +1482,23 @@ def curl_listing(b: Bench, service: str) -> tuple[float, int, int]:
     out = b.work / "page.xml"
     while True:
         url = base + (f"&uri={quote(cursor, safe='')}" if cursor else "")
-        r = subprocess.run(["curl", "-sS", "-H", f"Authorization: Bearer {TOKEN}", "-o",
-                            str(out), "-w", "%{http_code} %{time_total}", url],
-                           capture_output=True, text=True, check=True, timeout=120)
+        r = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-H",
+                f"Authorization: Bearer {TOKEN}",
+                "-o",
+                str(out),
+                "-w",
+                "%{http_code} %{time_total}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         code, total = r.stdout.split()
         if code != "200":
             raise Failed(f"vault listing page: HTTP {code}")
@@ -1331,8 +1567,12 @@ def w_listing(b: Bench, rtt: int, service: str) -> None:
     for i in range(b.runs_for(rtt, slow=False)):
         for tool in b.tools(*TOOLS, run=i):
             log(f"  ls -l {service} @{rtt} ms run {i + 1}: {tool}")
-            fn = {"canfarfs": lambda: fs("canfarfs"), "mountvofs": lambda: fs("mountvofs"),
-                  "curl": by_curl, "vcp": by_vls}[tool]
+            fn = {
+                "canfarfs": lambda: fs("canfarfs"),
+                "mountvofs": lambda: fs("mountvofs"),
+                "curl": by_curl,
+                "vcp": by_vls,
+            }[tool]
             b.attempt(cold, rtt, tool, fn)
         b.attempt(warm, rtt, "local dir", floor)
 
@@ -1372,22 +1612,34 @@ def w_small(b: Bench, rtt: int) -> None:
         with b.mounted(tool, "arc") as (_, home):
             on_mount(["stat", "-t", str(home / "bench")])
             with b.counting() as c_out:
-                t_out = run(["cp", "-r", str(home / dest), str(out / "copy")],
-                            timeout=b.args.timeout)
+                t_out = run(
+                    ["cp", "-r", str(home / dest), str(out / "copy")], timeout=b.args.timeout
+                )
         got = len(list((out / "copy").iterdir()))
         shutil.rmtree(out)
         if got != n:
             raise Failed(f"copied out {got} of {n} files")
-        b.record(key, rtt, tool, 2 * n / (t_in + t_out), files=n, in_s=round(t_in, 3),
-                 cp_in_returned_s=round(t_cp, 3), out_s=round(t_out, 3),
-                 requests_in=c_in["requests"], requests_out=c_out["requests"])
+        b.record(
+            key,
+            rtt,
+            tool,
+            2 * n / (t_in + t_out),
+            files=n,
+            in_s=round(t_in, 3),
+            cp_in_returned_s=round(t_cp, 3),
+            out_s=round(t_out, 3),
+            requests_in=c_in["requests"],
+            requests_out=c_out["requests"],
+        )
 
     def by_curl(tag: str) -> None:
         n = n_all
         emu.mkdir("arc", f"home/{USER}/bench/{tag}")
         base = f"{emu.url}/arc/files/home/{USER}/bench/{tag}"
-        ups = [{"url": f"{base}/{nm}", "upload-file": str(b.small_src / nm),
-                "output": os.devnull} for nm in names]
+        ups = [
+            {"url": f"{base}/{nm}", "upload-file": str(b.small_src / nm), "output": os.devnull}
+            for nm in names
+        ]
         out = b.new_dir("small-out")
         downs = [{"url": f"{base}/{nm}", "output": str(out / nm)} for nm in names]
         with b.counting() as c_in:
@@ -1398,9 +1650,16 @@ def w_small(b: Bench, rtt: int) -> None:
         shutil.rmtree(out)
         if got != n:
             raise Failed(f"curl fetched {got} of {n} files")
-        b.record(key, rtt, "curl", 2 * n / (t_in + t_out), in_s=round(t_in, 3),
-                 out_s=round(t_out, 3), requests_in=c_in["requests"],
-                 requests_out=c_out["requests"])
+        b.record(
+            key,
+            rtt,
+            "curl",
+            2 * n / (t_in + t_out),
+            in_s=round(t_in, 3),
+            out_s=round(t_out, 3),
+            requests_in=c_in["requests"],
+            requests_out=c_out["requests"],
+        )
 
     def by_vcp(tag: str) -> None:
         k = min(n_all, b.args.vcp_sample)
@@ -1413,9 +1672,16 @@ def w_small(b: Bench, rtt: int) -> None:
             for nm in names[:k]:
                 t_out += b.vos("vcp", vos_uri("arc", f"bench/{tag}/{nm}"), str(out / nm))
         shutil.rmtree(out)
-        b.record(key, rtt, "vcp", 2 * k / (t_in + t_out), sampled_files=k,
-                 in_s_per_file=round(t_in / k, 3), out_s_per_file=round(t_out / k, 3),
-                 requests_per_file=round(c["requests"] / k, 1))
+        b.record(
+            key,
+            rtt,
+            "vcp",
+            2 * k / (t_in + t_out),
+            sampled_files=k,
+            in_s_per_file=round(t_in / k, 3),
+            out_s_per_file=round(t_out / k, 3),
+            requests_per_file=round(c["requests"] / k, 1),
+        )
 
     def floor(tag: str) -> None:
         """``cp -r`` in and out through the passthrough (fresh mounts), on the work disk."""
@@ -1426,24 +1692,27 @@ def w_small(b: Bench, rtt: int) -> None:
         out = b.new_dir("small-out")
         with b.floored(dest) as mnt:
             on_mount(["stat", "-t", str(mnt / tag)])
-            t_out = run(["cp", "-r", str(mnt / tag), str(out / "copy")],
-                        timeout=b.args.timeout)
+            t_out = run(["cp", "-r", str(mnt / tag), str(out / "copy")], timeout=b.args.timeout)
         got = len(list((out / "copy").iterdir()))
         shutil.rmtree(out)
         shutil.rmtree(dest, ignore_errors=True)
         if got != n:
             raise Failed(f"copied out {got} of {n} files")
-        b.record(key, rtt, "floor", 2 * n / (t_in + t_out), in_s=round(t_in, 3),
-                 out_s=round(t_out, 3))
+        b.record(
+            key, rtt, "floor", 2 * n / (t_in + t_out), in_s=round(t_in, 3), out_s=round(t_out, 3)
+        )
 
     for i in range(b.runs_for(rtt, slow=True)):
         for tool in b.tools(*TOOLS, "floor", run=i):
             tag = f"small-{tool}-{rtt}-{i}"
             log(f"  {key} @{rtt} ms run {i + 1}: {tool}")
-            fn = {"canfarfs": partial(fs, "canfarfs", tag),
-                  "mountvofs": partial(fs, "mountvofs", tag),
-                  "curl": partial(by_curl, tag), "vcp": partial(by_vcp, tag),
-                  "floor": partial(floor, tag)}[tool]
+            fn = {
+                "canfarfs": partial(fs, "canfarfs", tag),
+                "mountvofs": partial(fs, "mountvofs", tag),
+                "curl": partial(by_curl, tag),
+                "vcp": partial(by_vcp, tag),
+                "floor": partial(floor, tag),
+            }[tool]
             b.attempt(key, rtt, tool, fn)
 
 
@@ -1463,13 +1732,15 @@ def w_parallel(b: Bench, rtt: int) -> None:
                 dest = home / "bench" / f"{tag}-p{writers}"
                 on_mount(["mkdir", str(dest)])
                 with b.counting() as c:
-                    sec = run(["xargs", "-0", f"-P{writers}", "-n", str(batch), "cp", "-t",
-                               str(dest)], stdin=listing, timeout=b.args.timeout)
+                    sec = run(
+                        ["xargs", "-0", f"-P{writers}", "-n", str(batch), "cp", "-t", str(dest)],
+                        stdin=listing,
+                        timeout=b.args.timeout,
+                    )
                 if count_on_server(b, f"bench/{tag}-p{writers}", n) != n:
                     raise Failed(f"{writers} writers: files missing on the server")
                 rates[writers] = n / sec
-                b.record(key, rtt, f"canfarfs x{writers}", n / sec, seconds=round(sec, 3),
-                         **c)
+                b.record(key, rtt, f"canfarfs x{writers}", n / sec, seconds=round(sec, 3), **c)
             b.record(key, rtt, "canfarfs", rates[8] / rates[1])
 
     def by_curl(tag: str) -> None:
@@ -1477,11 +1748,17 @@ def w_parallel(b: Bench, rtt: int) -> None:
         for writers in (1, 8):
             d = f"bench/{tag}-p{writers}"
             emu.mkdir("arc", f"home/{USER}/{d}")
-            ups = [{"url": f"{emu.url}/arc/files/home/{USER}/{d}/{nm}",
-                    "upload-file": str(b.small_src / nm), "output": os.devnull}
-                   for nm in names]
-            sec = curl_batch(ups, b.work, parallel=writers if writers > 1 else 0,
-                             timeout=b.args.timeout)
+            ups = [
+                {
+                    "url": f"{emu.url}/arc/files/home/{USER}/{d}/{nm}",
+                    "upload-file": str(b.small_src / nm),
+                    "output": os.devnull,
+                }
+                for nm in names
+            ]
+            sec = curl_batch(
+                ups, b.work, parallel=writers if writers > 1 else 0, timeout=b.args.timeout
+            )
             rates[writers] = n / sec
             b.record(key, rtt, f"curl x{writers}", n / sec, seconds=round(sec, 3))
         b.record(key, rtt, "curl", rates[8] / rates[1])
@@ -1524,8 +1801,10 @@ def w_sessions(b: Bench, rtt: int) -> None:
 
     def fs(run_no: int) -> None:
         spec = b.work / f"bench-{rtt}-{run_no}.yaml"
-        spec.write_text(f"name: bench-{rtt}-{run_no}\nimage: {SESSION_IMAGE}\n"
-                        f"kind: headless\ncmd: \"true\"\nreplicas: {REPLICAS}\n")
+        spec.write_text(
+            f"name: bench-{rtt}-{run_no}\nimage: {SESSION_IMAGE}\n"
+            f'kind: headless\ncmd: "true"\nreplicas: {REPLICAS}\n'
+        )
         with b.mounted("canfarfs", "arc") as (m, _):
             sessions = m.path / "sessions"
             on_mount(["ls", str(sessions)])
@@ -1539,8 +1818,7 @@ def w_sessions(b: Bench, rtt: int) -> None:
             on_mount(["ls", str(sessions)])
             with b.counting() as c:
                 got = py_timed(["listdir", str(sessions)], timeout=60)
-            b.record("sessions_ls", rtt, "canfarfs", got["seconds"], entries=got["entries"],
-                     **c)
+            b.record("sessions_ls", rtt, "canfarfs", got["seconds"], entries=got["entries"], **c)
             info = sessions / ids[0] / "info"
             on_mount(["cat", str(info)])
             with b.counting() as c:
@@ -1550,10 +1828,24 @@ def w_sessions(b: Bench, rtt: int) -> None:
     def by_canfar(mode: str, run_no: int) -> None:
         home = b.new_dir("canfar-home")
         env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
-        r = subprocess.run([sys.executable, "-c", CANFAR_CREATE, f"{emu.url}/skaha/v1",
-                            TOKEN, mode, f"cf-{mode}-{rtt}-{run_no}", str(REPLICAS),
-                            SESSION_IMAGE], capture_output=True, text=True, env=env,
-                           timeout=120, check=False)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CANFAR_CREATE,
+                f"{emu.url}/skaha/v1",
+                TOKEN,
+                mode,
+                f"cf-{mode}-{rtt}-{run_no}",
+                str(REPLICAS),
+                SESSION_IMAGE,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
         if r.returncode != 0:
             raise Failed(f"canfar {mode}: {(r.stderr.strip().splitlines() or [''])[-1]}")
         got = json.loads(r.stdout.strip().splitlines()[-1])
@@ -1571,29 +1863,44 @@ def w_sessions(b: Bench, rtt: int) -> None:
 # -- summary, goals, table, plot --------------------------------------------------------
 
 UNITS = {
-    "limits": "MB/s", "read_arc_full_cache": "MB/s", "read_arc": "MB/s", "read_vault": "MB/s",
-    "ttfb_arc": "s", "ttfb_vault": "s",
-    "random_vault": "s", "write_arc": "MB/s", "ls_cold_arc": "s", "ls_cold_vault": "s",
-    "ls_warm_arc": "s", "ls_warm_vault": "s", "small_files_arc": "files/s",
-    "parallel_writers_arc": "x8/x1", "rss": "MB",
-    "sessions_launch": "s", "sessions_ls": "s", "sessions_info": "s",
+    "limits": "MB/s",
+    "read_arc_full_cache": "MB/s",
+    "read_arc": "MB/s",
+    "read_vault": "MB/s",
+    "ttfb_arc": "s",
+    "ttfb_vault": "s",
+    "random_vault": "s",
+    "write_arc": "MB/s",
+    "ls_cold_arc": "s",
+    "ls_cold_vault": "s",
+    "ls_warm_arc": "s",
+    "ls_warm_vault": "s",
+    "small_files_arc": "files/s",
+    "parallel_writers_arc": "x8/x1",
+    "rss": "MB",
+    "sessions_launch": "s",
+    "sessions_ls": "s",
+    "sessions_info": "s",
 }
 GOALS = {
     "limits": "what this machine allows (reference)",
     "read_arc_full_cache": "within 10% of read_arc (fresh cache)",
     "read_arc": "≥0.9×curl @0, ≥0.8×curl @20",
     "read_vault": "≥0.9×curl @0, ≥0.8×curl @20",
-    "ttfb_arc": "≤1.5×curl (first body byte)", "ttfb_vault": "≤1.5×curl (first body byte)",
+    "ttfb_arc": "≤1.5×curl (first body byte)",
+    "ttfb_vault": "≤1.5×curl (first body byte)",
     "random_vault": "≤2×curl time; fetched ≤4× read",
     "write_arc": "≥0.8× the lesser of curl PUT and dd > cache dir",
     "ls_cold_arc": "≤1.3×curl; req = pages+O(1)",
     "ls_cold_vault": "≤1.3×curl; req = pages+O(1)",
-    "ls_warm_arc": "≤50 ms, 0 requests", "ls_warm_vault": "≤50 ms, 0 requests",
+    "ls_warm_arc": "≤50 ms, 0 requests",
+    "ls_warm_vault": "≤50 ms, 0 requests",
     "small_files_arc": "≥10×vcp, ≥3×mountvofs @20",
     "parallel_writers_arc": "x8 ≥4× x1 @20",
     "rss": "≤200 MB",
     "sessions_launch": "≤0.5× canfar create(replicas=10)",
-    "sessions_ls": "≤10 ms within the TTL", "sessions_info": "≤10 ms within the TTL",
+    "sessions_ls": "≤10 ms within the TTL",
+    "sessions_info": "≤10 ms within the TTL",
 }
 FLOOR_SHARE = 0.9  # of the pyfuse3 passthrough's speed, where a goal is out of FUSE's reach
 O1_REQUESTS = 6  # lookups of arc|vault, home, alice, listing + the opendir; "O(1)"
@@ -1613,17 +1920,31 @@ def summarise(b: Bench) -> dict[str, Any]:
             ratios = {}
             base = med.get("canfarfs")
             if key != "parallel_writers_arc" and key != "rss" and base is not None:
-                for tool in ("curl", "vcp", "mountvofs", "floor", "canfar sync",
-                             "canfar async", "http.client"):
+                for tool in (
+                    "curl",
+                    "vcp",
+                    "mountvofs",
+                    "floor",
+                    "canfar sync",
+                    "canfar async",
+                    "http.client",
+                ):
                     other = med.get(tool)
                     if other:
                         ratios[tool] = base / other
             verdict, why = judge(key, rtt, med, ratios, cells)
-            errors = {tool: cell["errors"][0] for tool, cell in cells.items()
-                      if cell.get("errors")}
-            rows[f"{key}@{rtt}"] = {"workload": key, "rtt_ms": rtt, "unit": UNITS[key],
-                                    "median": med, "ratio": ratios, "goal": GOALS[key],
-                                    "result": verdict, "why": why, "errors": errors}
+            errors = {tool: cell["errors"][0] for tool, cell in cells.items() if cell.get("errors")}
+            rows[f"{key}@{rtt}"] = {
+                "workload": key,
+                "rtt_ms": rtt,
+                "unit": UNITS[key],
+                "median": med,
+                "ratio": ratios,
+                "goal": GOALS[key],
+                "result": verdict,
+                "why": why,
+                "errors": errors,
+            }
     judge_against_rows(rows)
     return rows
 
@@ -1665,8 +1986,13 @@ def _med_extra(cells: dict[str, Any], tool: str, name: str) -> float | None:
     return median(vals)
 
 
-def judge(key: str, rtt: int, med: dict[str, float | None], ratios: dict[str, float],
-          cells: dict[str, Any]) -> tuple[str, str]:
+def judge(
+    key: str,
+    rtt: int,
+    med: dict[str, float | None],
+    ratios: dict[str, float],
+    cells: dict[str, Any],
+) -> tuple[str, str]:
     """The goal's verdict, or the floor's where the goal is missed (issue 6: "if a goal
     cannot be met because of FUSE in Python on this machine, the goal then becomes
     ≥ 0.9× that floor"); the floor verdict says so (PASS@floor, MISS@floor)."""
@@ -1686,8 +2012,13 @@ def judge(key: str, rtt: int, med: dict[str, float | None], ratios: dict[str, fl
     return ("PASS@floor" if ok else "MISS@floor"), f"{why}; {share:.2f}× the floor"
 
 
-def judge_goal(key: str, rtt: int, med: dict[str, float | None], ratios: dict[str, float],
-               cells: dict[str, Any]) -> tuple[str, str]:
+def judge_goal(
+    key: str,
+    rtt: int,
+    med: dict[str, float | None],
+    ratios: dict[str, float],
+    cells: dict[str, Any],
+) -> tuple[str, str]:
     """PASS, MISS, info (no goal at this RTT) or n/a (not measured)."""
     if key == "rss":
         vals = [v for v in med.values() if v is not None]
@@ -1711,8 +2042,11 @@ def judge_goal(key: str, rtt: int, med: dict[str, float | None], ratios: dict[st
         ref = "http.client" if "http.client" in ratios else "curl"
         if ref not in ratios:
             return "n/a", "no curl figure"
-        why = f"{ratios[ref]:.2f}× {ref} first body byte" if ref == "http.client" \
+        why = (
+            f"{ratios[ref]:.2f}× {ref} first body byte"
+            if ref == "http.client"
             else f"{ratios[ref]:.2f}×curl"
+        )
         if ref != "curl" and "curl" in ratios:
             why += f", {ratios['curl']:.2f}× curl's first header byte"
         return ("PASS" if ratios[ref] <= 1.5 else "MISS"), why
@@ -1734,8 +2068,9 @@ def judge_goal(key: str, rtt: int, med: dict[str, float | None], ratios: dict[st
         if "curl" not in ratios or req is None or pages is None:
             return "n/a", "no curl figure"
         ok = ratios["curl"] <= 1.3 and req <= pages + O1_REQUESTS
-        return ("PASS" if ok else "MISS"), \
-            f"{ratios['curl']:.2f}×curl, {req:.0f} req for {pages:.0f} pages"
+        return (
+            "PASS" if ok else "MISS"
+        ), f"{ratios['curl']:.2f}×curl, {req:.0f} req for {pages:.0f} pages"
     if key.startswith("ls_warm_"):
         req = _med_extra(cells, "canfarfs", "requests")
         local = med.get("local dir")
@@ -1746,14 +2081,14 @@ def judge_goal(key: str, rtt: int, med: dict[str, float | None], ratios: dict[st
         why = ", ".join(f"{ratios[t]:.1f}×{t}" for t in ("vcp", "mountvofs") if t in ratios)
         if rtt == 0:
             return "info", why + " (goal is at 20 ms)"
-        ok = ratios.get("vcp", 0) >= 10 and ("mountvofs" not in ratios
-                                             or ratios["mountvofs"] >= 3)
+        ok = ratios.get("vcp", 0) >= 10 and ("mountvofs" not in ratios or ratios["mountvofs"] >= 3)
         return ("PASS" if ok else "MISS"), why
     if key == "sessions_launch":
         if "canfar sync" not in ratios:
             return "n/a", "no canfar figure"
-        why = ", ".join(f"{ratios[t]:.2f}×{t}" for t in ("canfar sync", "canfar async")
-                        if t in ratios)
+        why = ", ".join(
+            f"{ratios[t]:.2f}×{t}" for t in ("canfar sync", "canfar async") if t in ratios
+        )
         return ("PASS" if ratios["canfar sync"] <= 0.5 else "MISS"), why
     if key in ("sessions_ls", "sessions_info"):
         req = _med_extra(cells, "canfarfs", "requests")
@@ -1784,31 +2119,83 @@ def shown(row: dict[str, Any], tool: str) -> str:
 
 def print_table(result: dict[str, Any]) -> list[str]:
     rows: dict[str, dict[str, Any]] = result["rows"]
-    head = ["workload", "RTT", "unit", "canfarfs", "curl", "vcp/vls/canfar", "mountvofs", "floor",
-            "÷curl", "÷vcp", "÷vofs", "÷floor", "goal", "result"]
+    head = [
+        "workload",
+        "RTT",
+        "unit",
+        "canfarfs",
+        "curl",
+        "vcp/vls/canfar",
+        "mountvofs",
+        "floor",
+        "÷curl",
+        "÷vcp",
+        "÷vofs",
+        "÷floor",
+        "goal",
+        "result",
+    ]
     lines = [head]
     for row in rows.values():
         med, rat, unit = row["median"], row["ratio"], row["unit"]
         key = row["workload"]
         if key == "parallel_writers_arc":
-            cells = [fmt(med.get("canfarfs"), unit), fmt(med.get("curl"), unit), "", "", "",
-                     "", "", "", ""]
+            cells = [
+                fmt(med.get("canfarfs"), unit),
+                fmt(med.get("curl"), unit),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
         elif key == "limits":
             cells = ["—", fmt(med.get("curl > /dev/null"), unit), "", "", "", "", "", "", ""]
         elif key == "rss":
-            cells = [" / ".join(f"{k} {fmt(v, unit)}" for k, v in med.items()),
-                     "", "", "", "", "", "", "", ""]
+            cells = [
+                " / ".join(f"{k} {fmt(v, unit)}" for k, v in med.items()),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
         elif key.startswith("sessions_"):
-            peers = " / ".join(f"{t.split()[1]} {fmt(med[t], unit)}"
-                               for t in ("canfar sync", "canfar async") if med.get(t))
-            cells = [shown(row, "canfarfs"), "", peers, "", "", "",
-                     f"{rat['canfar sync']:.2f}" if "canfar sync" in rat else "", "", ""]
+            peers = " / ".join(
+                f"{t.split()[1]} {fmt(med[t], unit)}"
+                for t in ("canfar sync", "canfar async")
+                if med.get(t)
+            )
+            cells = [
+                shown(row, "canfarfs"),
+                "",
+                peers,
+                "",
+                "",
+                "",
+                f"{rat['canfar sync']:.2f}" if "canfar sync" in rat else "",
+                "",
+                "",
+            ]
         else:
             tools = ("curl", "vcp", "mountvofs", "floor")
             cells = [shown(row, t) for t in ("canfarfs", *tools)]
             cells += [f"{rat[t]:.2f}" if t in rat else "" for t in tools]
-        lines.append([key, f"{row['rtt_ms']} ms", unit, *cells, row["goal"],
-                      f"{row['result']} ({row['why']})" if row["why"] else row["result"]])
+        lines.append(
+            [
+                key,
+                f"{row['rtt_ms']} ms",
+                unit,
+                *cells,
+                row["goal"],
+                f"{row['result']} ({row['why']})" if row["why"] else row["result"],
+            ]
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     out = []
     for j, line in enumerate(lines):
@@ -1826,20 +2213,27 @@ def print_table(result: dict[str, Any]) -> list[str]:
 def draw_plot(result: dict[str, Any], path: Path) -> str:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib missing (pip install matplotlib)"
-    panels = [("read_arc", "sequential read, arc", "MB/s"),
-              ("read_vault", "sequential read, vault", "MB/s"),
-              ("write_arc", "sequential write, arc", "MB/s"),
-              ("random_vault", "random 64 KiB reads, vault", "MB/s read"),
-              ("small_files_arc", "4 KiB files in+out, arc", "files/s"),
-              ("ls_cold_arc", "ls -l cold, arc", "entries/s")]
+    panels = [
+        ("read_arc", "sequential read, arc", "MB/s"),
+        ("read_vault", "sequential read, vault", "MB/s"),
+        ("write_arc", "sequential write, arc", "MB/s"),
+        ("random_vault", "random 64 KiB reads, vault", "MB/s read"),
+        ("small_files_arc", "4 KiB files in+out, arc", "files/s"),
+        ("ls_cold_arc", "ls -l cold, arc", "entries/s"),
+    ]
     fig, axes = plt.subplots(2, 3, figsize=(14, 8))
-    styles = {"canfarfs": ("tab:blue", "o"), "curl": ("black", "s"),
-              "vcp": ("tab:orange", "^"), "mountvofs": ("tab:red", "v"),
-              "floor": ("tab:green", "D")}
+    styles = {
+        "canfarfs": ("tab:blue", "o"),
+        "curl": ("black", "s"),
+        "vcp": ("tab:orange", "^"),
+        "mountvofs": ("tab:red", "v"),
+        "floor": ("tab:green", "D"),
+    }
     workloads = result["workloads"]
     params = result["parameters"]
     for ax, (key, title, ylabel) in zip(axes.flat, panels, strict=True):
@@ -1865,9 +2259,12 @@ def draw_plot(result: dict[str, Any], path: Path) -> str:
         ax.legend(fontsize=8)
     how = "netem" if result["rtt_method"].startswith("netem") else "emulator latency knob"
     commit = result.get("canfarfs", {}).get("commit", "?").split(" ")[0]
-    fig.suptitle(f"canfarfs {commit} vs curl, vcp/vls, mountvofs — {human(params['size'])} "
-                 f"file, {params['files']} small files, {params['entries']} entries; "
-                 f"RTT via {how}; medians", fontsize=11)
+    fig.suptitle(
+        f"canfarfs {commit} vs curl, vcp/vls, mountvofs — {human(params['size'])} "
+        f"file, {params['files']} small files, {params['entries']} entries; "
+        f"RTT via {how}; medians",
+        fontsize=11,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -1890,8 +2287,9 @@ def benchmark(args: argparse.Namespace, work: Path, shm: Path) -> dict[str, Any]
     if netem and not args.latency_knob:
         b.rtt_method = "netem delay on the namespace's loopback"
     else:
-        b.rtt_method = ("emulator latency knob (seconds added before every request; "
-                        f"netem unavailable: {why})")
+        b.rtt_method = (
+            f"emulator latency knob (seconds added before every request; netem unavailable: {why})"
+        )
     log(f"RTT simulated with: {b.rtt_method}")
     b.emu = start_emulator(work / "emu", work / "emulator.log")
     started = time.monotonic()
@@ -1952,17 +2350,27 @@ def assemble(b: Bench, bytes_note: str, started: float, partial: bool) -> dict[s
     result: dict[str, Any] = {
         "partial": partial,
         "interrupted": b.interrupted or None,
-        "parameters": {"size": args.size, "files": args.files, "entries": args.entries,
-                       "reads": args.reads, "read_block": READ_BLOCK, "rtts_ms": args.rtts,
-                       "runs": args.runs, "slow_runs": args.slow_runs,
-                       "vcp_sample": min(args.files, args.vcp_sample)},
+        "parameters": {
+            "size": args.size,
+            "files": args.files,
+            "entries": args.entries,
+            "reads": args.reads,
+            "read_block": READ_BLOCK,
+            "rtts_ms": args.rtts,
+            "runs": args.runs,
+            "slow_runs": args.slow_runs,
+            "vcp_sample": min(args.files, args.vcp_sample),
+        },
         "rtt_method": b.rtt_method,
         "bytes_counted": bytes_note,
         "mountvofs": b.vofs_status,
         "canfarfs": canfarfs_version(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "max_pages_limit": _read("/proc/sys/fs/fuse/max_pages_limit")},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "max_pages_limit": _read("/proc/sys/fs/fuse/max_pages_limit"),
+        },
         "notes": [
             "ratios are canfarfs ÷ tool in the row's unit (MB/s, files/s: higher is "
             "better; s: lower is better)",
@@ -1998,55 +2406,102 @@ def _read(path: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=parse_size, default=parse_size("1G"),
-                        help="big file size (default 1G)")
-    parser.add_argument("--files", type=int, default=1000,
-                        help="small files of 4 KiB (default 1000)")
-    parser.add_argument("--entries", type=int, default=None,
-                        help="entries in the listed directory (default 10 × --files)")
-    parser.add_argument("--reads", type=int, default=None,
-                        help="random 64 KiB reads (default 2000; fewer for files < 256 MiB)")
+    parser.add_argument(
+        "--size", type=parse_size, default=parse_size("1G"), help="big file size (default 1G)"
+    )
+    parser.add_argument(
+        "--files", type=int, default=1000, help="small files of 4 KiB (default 1000)"
+    )
+    parser.add_argument(
+        "--entries",
+        type=int,
+        default=None,
+        help="entries in the listed directory (default 10 × --files)",
+    )
+    parser.add_argument(
+        "--reads",
+        type=int,
+        default=None,
+        help="random 64 KiB reads (default 2000; fewer for files < 256 MiB)",
+    )
     parser.add_argument("--rtts", default="0,20", help="round-trip times in ms (0,20)")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (3)")
-    parser.add_argument("--slow-runs", type=int, default=1,
-                        help="runs of the big/random/small-file workloads at RTT > 0 (1)")
-    parser.add_argument("--vcp-sample", type=int, default=None,
-                        help="small files copied by the vcp loop, rate extrapolated "
-                             "(default: a tenth of --files, 3 to 30)")
-    parser.add_argument("--timeout", type=float, default=600,
-                        help="seconds any one command may take (600)")
-    parser.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
-                        help="run some workloads: limits,read,full,ttfb,random,write,ls,"
-                             "small,parallel,sessions")
+    parser.add_argument(
+        "--slow-runs",
+        type=int,
+        default=1,
+        help="runs of the big/random/small-file workloads at RTT > 0 (1)",
+    )
+    parser.add_argument(
+        "--vcp-sample",
+        type=int,
+        default=None,
+        help="small files copied by the vcp loop, rate extrapolated "
+        "(default: a tenth of --files, 3 to 30)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds any one command may take (600)"
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda s: set(s.split(",")),
+        default=None,
+        help="run some workloads: limits,read,full,ttfb,random,write,ls,small,parallel,sessions",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     parser.add_argument("--tmp", type=Path, default=None, help="scratch directory (disk)")
-    parser.add_argument("--vofs-target", type=Path, default=DEFAULT_VOFS,
-                        help=f"pip --target directory holding vofs (default {DEFAULT_VOFS})")
-    parser.add_argument("--install-vofs", action="store_true",
-                        help="pip install vofs and six into --vofs-target first")
+    parser.add_argument(
+        "--vofs-target",
+        type=Path,
+        default=DEFAULT_VOFS,
+        help=f"pip --target directory holding vofs (default {DEFAULT_VOFS})",
+    )
+    parser.add_argument(
+        "--install-vofs",
+        action="store_true",
+        help="pip install vofs and six into --vofs-target first",
+    )
     parser.add_argument("--no-vofs", action="store_true", help="leave mountvofs out")
-    parser.add_argument("--vofs-size", type=parse_size, default=parse_size("256M"),
-                        help="file size for mountvofs's big-file rows (256M; it is slow)")
-    parser.add_argument("--vofs-files", type=int, default=100,
-                        help="small files for mountvofs's row (100)")
-    parser.add_argument("--vofs-runs", type=int, default=1,
-                        help="runs of each mountvofs measurement (1)")
-    parser.add_argument("--peer-timeout", type=float, default=60,
-                        help="seconds a mountvofs ls -l may take (60)")
-    parser.add_argument("--canfarfs-src", type=Path, default=None,
-                        help="run the emulator and the mount from this source tree "
-                             "(PYTHONPATH), e.g. a `git archive` of a commit")
+    parser.add_argument(
+        "--vofs-size",
+        type=parse_size,
+        default=parse_size("256M"),
+        help="file size for mountvofs's big-file rows (256M; it is slow)",
+    )
+    parser.add_argument(
+        "--vofs-files", type=int, default=100, help="small files for mountvofs's row (100)"
+    )
+    parser.add_argument(
+        "--vofs-runs", type=int, default=1, help="runs of each mountvofs measurement (1)"
+    )
+    parser.add_argument(
+        "--peer-timeout", type=float, default=60, help="seconds a mountvofs ls -l may take (60)"
+    )
+    parser.add_argument(
+        "--canfarfs-src",
+        type=Path,
+        default=None,
+        help="run the emulator and the mount from this source tree "
+        "(PYTHONPATH), e.g. a `git archive` of a commit",
+    )
     parser.add_argument("--no-vcp", action="store_true", help="leave vcp/vls out")
-    parser.add_argument("--no-netns", action="store_true",
-                        help="stay in this network namespace (no byte counts)")
-    parser.add_argument("--latency-knob", action="store_true",
-                        help="use the emulator's latency knob even where netem works")
+    parser.add_argument(
+        "--no-netns", action="store_true", help="stay in this network namespace (no byte counts)"
+    )
+    parser.add_argument(
+        "--latency-knob",
+        action="store_true",
+        help="use the emulator's latency knob even where netem works",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="measure nothing: print the table and draw the plot of a JSON "
-                             "file this script wrote")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="measure nothing: print the table and draw the plot of a JSON file this script wrote",
+    )
     args = parser.parse_args(argv)
     if args.from_json is not None:
         old = json.loads(args.from_json.read_text())
@@ -2075,8 +2530,10 @@ def main(argv: list[str] | None = None) -> int:
         install_vofs(args.vofs_target)
 
     shm_parent = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="bench-mount-", dir=args.tmp) as tmp, \
-            tempfile.TemporaryDirectory(prefix="bench-mount-src-", dir=shm_parent) as shm:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-mount-", dir=args.tmp) as tmp,
+        tempfile.TemporaryDirectory(prefix="bench-mount-src-", dir=shm_parent) as shm,
+    ):
         result = benchmark(args, Path(tmp), Path(shm))
     result["table"] = print_table(result)
     print(f"RTT: {result['rtt_method']}")

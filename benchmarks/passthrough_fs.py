@@ -60,8 +60,18 @@ class Passthrough(pyfuse3.Operations):  # type: ignore[misc]
         except OSError as exc:
             raise pyfuse3.FUSEError(exc.errno) from None
         e = pyfuse3.EntryAttributes()
-        for name in ("st_ino", "st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev",
-                     "st_size", "st_atime_ns", "st_mtime_ns", "st_ctime_ns"):
+        for name in (
+            "st_ino",
+            "st_mode",
+            "st_nlink",
+            "st_uid",
+            "st_gid",
+            "st_rdev",
+            "st_size",
+            "st_atime_ns",
+            "st_mtime_ns",
+            "st_ctime_ns",
+        ):
             setattr(e, name, getattr(st, name))
         e.st_blksize, e.st_blocks = 512, -(-st.st_size // 512)
         e.generation = 0
@@ -115,8 +125,16 @@ class Passthrough(pyfuse3.Operations):  # type: ignore[misc]
     async def statfs(self, ctx: Any) -> Any:
         st = os.statvfs(self.paths[pyfuse3.ROOT_INODE])
         s = pyfuse3.StatvfsData()
-        for name in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
-                     "f_ffree", "f_favail"):
+        for name in (
+            "f_bsize",
+            "f_frsize",
+            "f_blocks",
+            "f_bfree",
+            "f_bavail",
+            "f_files",
+            "f_ffree",
+            "f_favail",
+        ):
             setattr(s, name, getattr(st, name))
         s.f_namemax = st.f_namemax
         return s
@@ -129,8 +147,7 @@ class Passthrough(pyfuse3.Operations):  # type: ignore[misc]
         self.fds[fd] = fd
         return pyfuse3.FileInfo(fh=fd, keep_cache=True)
 
-    async def create(self, parent: int, name: bytes, mode: int, flags: int,
-                     ctx: Any) -> Any:
+    async def create(self, parent: int, name: bytes, mode: int, flags: int, ctx: Any) -> Any:
         path = os.path.join(self._path(parent), os.fsdecode(name))
         fd = os.open(path, flags | os.O_CREAT | os.O_TRUNC, mode)
         self._remember(path)

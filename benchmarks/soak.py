@@ -88,9 +88,16 @@ class Sample:
                 key, _, value = line.partition(":")
                 if key in ("VmRSS", "VmHWM", "Threads"):
                     fields[key] = int(value.split()[0])
-        return Sample(round(t, 1), phase, fields["VmRSS"], fields["VmHWM"],
-                      len(os.listdir(f"/proc/{pid}/fd")), fields["Threads"], ops,
-                      fd_kinds(pid) if kinds else None)
+        return Sample(
+            round(t, 1),
+            phase,
+            fields["VmRSS"],
+            fields["VmHWM"],
+            len(os.listdir(f"/proc/{pid}/fd")),
+            fields["Threads"],
+            ops,
+            fd_kinds(pid) if kinds else None,
+        )
 
 
 def fd_kinds(pid: int) -> dict[str, int]:
@@ -104,8 +111,7 @@ def fd_kinds(pid: int) -> dict[str, int]:
             continue
         if target.startswith("/") and not target.startswith("/dev/"):
             target = "file " + str(Path(target).parent)
-        kinds[target.split(":[")[0] if ":[" in target and "anon" not in target
-              else target] += 1
+        kinds[target.split(":[")[0] if ":[" in target and "anon" not in target else target] += 1
     return dict(sorted(kinds.items()))
 
 
@@ -127,16 +133,20 @@ class Tally:
         with self.lock:
             self.error_count += 1
             if len(self.errors) < 50:
-                self.errors.append(f"{time.monotonic() - self.start:.0f} s {worker} {op}: "
-                                   f"{exc!r}")
+                self.errors.append(f"{time.monotonic() - self.start:.0f} s {worker} {op}: {exc!r}")
 
     def total(self) -> int:
         with self.lock:
             return sum(self.ops.values())
 
 
-def run_worker(name: str, step: Callable[[], str | None], stop: threading.Event,
-               tally: Tally, pause: float = 0.0) -> None:
+def run_worker(
+    name: str,
+    step: Callable[[], str | None],
+    stop: threading.Event,
+    tally: Tally,
+    pause: float = 0.0,
+) -> None:
     while not stop.is_set():
         op = "?"
         try:
@@ -162,19 +172,29 @@ class StorageWorker:
 
     def data(self) -> bytes:
         big = self.rng.random() < 0.03
-        size = 4 << 20 if big else self.rng.choice([0, 1, 100, 4096, 65_536, 262_144,
-                                                    self.rng.randrange(262_144)])
+        size = (
+            4 << 20
+            if big
+            else self.rng.choice([0, 1, 100, 4096, 65_536, 262_144, self.rng.randrange(262_144)])
+        )
         start = self.rng.randrange(len(POOL) - size + 1)
-        return POOL[start:start + size]
+        return POOL[start : start + size]
 
     def new_name(self) -> str:
         self.counter += 1
         return f"f{self.counter}.bin"
 
     def step(self) -> str:
-        ops: list[tuple[str, float]] = [("create", 3), ("read", 4), ("overwrite", 2),
-                                        ("append", 1), ("rename", 1), ("delete", 1),
-                                        ("ls", 2), ("dir", 0.3)]
+        ops: list[tuple[str, float]] = [
+            ("create", 3),
+            ("read", 4),
+            ("overwrite", 2),
+            ("append", 1),
+            ("rename", 1),
+            ("delete", 1),
+            ("ls", 2),
+            ("dir", 0.3),
+        ]
         if not self.files:
             ops = [("create", 1)]
         op = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
@@ -195,8 +215,10 @@ class StorageWorker:
         name = self.pick()
         got = (self.root / name).read_bytes()
         if got != self.files[name]:
-            raise AssertionError(f"{name}: {len(got)} bytes read, {len(self.files[name])} "
-                                 "written, or different bytes")
+            raise AssertionError(
+                f"{name}: {len(got)} bytes read, {len(self.files[name])} "
+                "written, or different bytes"
+            )
 
     def do_overwrite(self) -> None:
         name = self.pick()
@@ -207,7 +229,7 @@ class StorageWorker:
             f.seek(offset)
             f.write(patch)
         new = bytearray(old)
-        new[offset:offset + len(patch)] = patch
+        new[offset : offset + len(patch)] = patch
         self.files[name] = bytes(new)
 
     def do_append(self) -> None:
@@ -262,12 +284,16 @@ class SessionsWorker:
         self.n += 1
         name = f"soak-{self.n}"
         spec = self.sessions / f"{name}.yaml"
-        spec.write_text(f"name: {name}\nimage: {IMAGE}\nkind: headless\ncmd: echo\n"
-                        f"args: [soak, '{self.n}']\n")
+        spec.write_text(
+            f"name: {name}\nimage: {IMAGE}\nkind: headless\ncmd: echo\nargs: [soak, '{self.n}']\n"
+        )
         sid = (self.sessions / f"{name}.yaml.ids").read_text().split()[0]
         deadline = time.monotonic() + 60
         while (status := (self.sessions / sid / "status").read_text().strip()) not in (
-                "Completed", "Failed", "Succeeded"):
+            "Completed",
+            "Failed",
+            "Succeeded",
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{sid} still {status} after 60 s")
             time.sleep(0.2)
@@ -294,8 +320,13 @@ class Lister:
 
     def step(self) -> str:
         self.turn += 1
-        for d in (self.mnt / HOMES["arc"], self.mnt / HOMES["vault"], self.mnt / "sessions",
-                  self.mnt / "sessions" / "by-status", self.mnt / "sessions" / "by-kind"):
+        for d in (
+            self.mnt / HOMES["arc"],
+            self.mnt / HOMES["vault"],
+            self.mnt / "sessions",
+            self.mnt / "sessions" / "by-status",
+            self.mnt / "sessions" / "by-kind",
+        ):
             for entry in os.scandir(d):
                 with contextlib.suppress(FileNotFoundError):  # workers delete and rename
                     entry.stat()
@@ -316,8 +347,7 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den \
-        else 0.0
+    return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
 def sockets(s: Sample) -> int:
@@ -341,22 +371,30 @@ def verdict(samples: list[Sample], args: argparse.Namespace, tally: Tally) -> di
     files_before = baseline.fds - sockets(baseline)
     files_after = final.fds - sockets(final)
     rss_ok = last - first <= args.rss_slack
-    fd_ok = (fd_last - fd_first <= args.fd_slack and files_after <= files_before
-             and sockets(final) <= sockets(baseline) + 2 * POOL_CONNECTIONS)
+    fd_ok = (
+        fd_last - fd_first <= args.fd_slack
+        and files_after <= files_before
+        and sockets(final) <= sockets(baseline) + 2 * POOL_CONNECTIONS
+    )
     return {
         "rss_first_third_median_mb": round(first, 1),
         "rss_last_third_median_mb": round(last, 1),
         "rss_delta_mb": round(last - first, 1),
-        "rss_slope_mb_per_min": round(slope_per_minute([(s.t, s.rss_kb / 1024)
-                                                        for s in run]), 2),
+        "rss_slope_mb_per_min": round(slope_per_minute([(s.t, s.rss_kb / 1024) for s in run]), 2),
         "rss_max_mb": round(max(s.rss_kb for s in samples) / 1024, 1),
         "hwm_mb": round(max(s.hwm_kb for s in samples) / 1024, 1),
-        "fd_baseline": baseline.fds, "fd_first_third_median": fd_first,
-        "fd_last_third_median": fd_last, "fd_max": max(s.fds for s in samples),
-        "fd_settled": final.fds, "files_baseline": files_before,
-        "files_settled": files_after, "sockets_baseline": sockets(baseline),
+        "fd_baseline": baseline.fds,
+        "fd_first_third_median": fd_first,
+        "fd_last_third_median": fd_last,
+        "fd_max": max(s.fds for s in samples),
+        "fd_settled": final.fds,
+        "files_baseline": files_before,
+        "files_settled": files_after,
+        "sockets_baseline": sockets(baseline),
         "sockets_settled": sockets(final),
-        "rss_flat": rss_ok, "fds_flat": fd_ok, "errors": tally.error_count,
+        "rss_flat": rss_ok,
+        "fds_flat": fd_ok,
+        "errors": tally.error_count,
         "flat": rss_ok and fd_ok,
         "ok": rss_ok and fd_ok and tally.error_count == 0,
         "samples_used": len(run),
@@ -364,26 +402,45 @@ def verdict(samples: list[Sample], args: argparse.Namespace, tally: Tally) -> di
 
 
 def print_table(samples: list[Sample]) -> None:
-    print(f"| {'t (s)':>7} | {'phase':<8} | {'RSS MB':>7} | {'HWM MB':>7} | {'fds':>4} | "
-          f"{'thr':>4} | {'ops':>7} |")
+    print(
+        f"| {'t (s)':>7} | {'phase':<8} | {'RSS MB':>7} | {'HWM MB':>7} | {'fds':>4} | "
+        f"{'thr':>4} | {'ops':>7} |"
+    )
     print(f"|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 6}|{'-' * 6}|{'-' * 9}|")
     for s in samples:
-        print(f"| {s.t:>7.1f} | {s.phase:<8} | {s.rss_kb / 1024:>7.1f} | "
-              f"{s.hwm_kb / 1024:>7.1f} | {s.fds:>4} | {s.threads:>4} | {s.ops:>7} |")
+        print(
+            f"| {s.t:>7.1f} | {s.phase:<8} | {s.rss_kb / 1024:>7.1f} | "
+            f"{s.hwm_kb / 1024:>7.1f} | {s.fds:>4} | {s.threads:>4} | {s.ops:>7} |"
+        )
 
 
 def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     mnt, data, cache = scratch / "mnt", scratch / "data", scratch / "cache"
     mnt.mkdir()
     log_path = scratch / "daemon.log"
-    env = dict(os.environ, CANFARFS_USER=USER, CANFARFS_SKAHA_PENDING_SECONDS="0.3",
-               XDG_STATE_HOME=str(scratch / "state"))
+    env = dict(
+        os.environ,
+        CANFARFS_USER=USER,
+        CANFARFS_SKAHA_PENDING_SECONDS="0.3",
+        XDG_STATE_HOME=str(scratch / "state"),
+    )
     env.update(item.split("=", 1) for item in args.daemon_env)
-    cmd = [sys.executable, "-m", "canfarfs", "mount", str(mnt), "--foreground", "--local",
-           str(data), "--cache-dir", str(cache), "--meta-ttl", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "canfarfs",
+        "mount",
+        str(mnt),
+        "--foreground",
+        "--local",
+        str(data),
+        "--cache-dir",
+        str(cache),
+        "--meta-ttl",
+        "1",
+    ]
     with log_path.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     tally = Tally()
     samples: list[Sample] = []
     stop = threading.Event()
@@ -399,15 +456,20 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         start = time.monotonic()
         tally.start = start
         samples.append(Sample.take(proc.pid, 0.0, "baseline", 0, kinds=True))
-        storage = [StorageWorker(mnt / home / "soak", seed)
-                   for seed, home in enumerate(HOMES.values())]
+        storage = [
+            StorageWorker(mnt / home / "soak", seed) for seed, home in enumerate(HOMES.values())
+        ]
         workers: list[tuple[str, Callable[[], str | None], float]] = [
-            (f"storage-{svc}", w.step, 0.0) for svc, w in zip(HOMES, storage, strict=True)]
-        workers += [("sessions", SessionsWorker(mnt / "sessions").step, 0.2),
-                    ("lister", Lister(mnt).step, 0.5)]
+            (f"storage-{svc}", w.step, 0.0) for svc, w in zip(HOMES, storage, strict=True)
+        ]
+        workers += [
+            ("sessions", SessionsWorker(mnt / "sessions").step, 0.2),
+            ("lister", Lister(mnt).step, 0.5),
+        ]
         for name, step, pause in workers:
-            t = threading.Thread(target=run_worker, args=(name, step, stop, tally, pause),
-                                 name=name, daemon=True)
+            t = threading.Thread(
+                target=run_worker, args=(name, step, stop, tally, pause), name=name, daemon=True
+            )
             t.start()
             threads.append(t)
         end = start + args.minutes * 60
@@ -415,33 +477,38 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         while (now := time.monotonic()) < end:
             time.sleep(max(0.0, min(next_at, end) - now))
             if time.monotonic() >= next_at:
-                samples.append(Sample.take(proc.pid, time.monotonic() - start, "run",
-                                           tally.total()))
+                samples.append(
+                    Sample.take(proc.pid, time.monotonic() - start, "run", tally.total())
+                )
                 next_at += args.interval
                 if args.progress:
                     s = samples[-1]
-                    print(f"  {s.t:6.0f} s  RSS {s.rss_kb / 1024:6.1f} MB  fds {s.fds:3d}  "
-                          f"ops {s.ops}", flush=True)
+                    print(
+                        f"  {s.t:6.0f} s  RSS {s.rss_kb / 1024:6.1f} MB  fds {s.fds:3d}  "
+                        f"ops {s.ops}",
+                        flush=True,
+                    )
         stop.set()
         for t in threads:
             t.join(120)
         for w in storage:
             w.cleanup()
-        samples.append(Sample.take(proc.pid, time.monotonic() - start, "stopped",
-                                   tally.total(), kinds=True))
+        samples.append(
+            Sample.take(proc.pid, time.monotonic() - start, "stopped", tally.total(), kinds=True)
+        )
         time.sleep(args.settle)
         os.listdir(mnt / HOMES["arc"])  # one request: idle pooled connections are reaped
         os.listdir(mnt / "sessions")
         time.sleep(1)
-        samples.append(Sample.take(proc.pid, time.monotonic() - start, "settled",
-                                   tally.total(), kinds=True))
+        samples.append(
+            Sample.take(proc.pid, time.monotonic() - start, "settled", tally.total(), kinds=True)
+        )
     finally:
         stop.set()
         for t in threads:
             t.join(30)
         if is_mounted(mnt):
-            r = subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True,
-                               check=False)
+            r = subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True, check=False)
             if r.returncode != 0:
                 time.sleep(2)
                 subprocess.run(["fusermount3", "-uz", str(mnt)], check=False)
@@ -452,21 +519,36 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             proc.wait()
     log_text = log_path.read_text(errors="replace")
     result: dict[str, Any] = {
-        "parameters": {k: getattr(args, k) for k in ("minutes", "interval", "warmup",
-                                                    "settle", "rss_slack", "fd_slack",
-                                                    "daemon_env")},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "system": platform.platform()},
+        "parameters": {
+            k: getattr(args, k)
+            for k in (
+                "minutes",
+                "interval",
+                "warmup",
+                "settle",
+                "rss_slack",
+                "fd_slack",
+                "daemon_env",
+            )
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
         "duration_s": round(samples[-1].t, 1),
-        "ops": dict(sorted(tally.ops.items())), "ops_total": tally.total(),
-        "errors": tally.errors, "error_count": tally.error_count,
+        "ops": dict(sorted(tally.ops.items())),
+        "ops_total": tally.total(),
+        "errors": tally.errors,
+        "error_count": tally.error_count,
         "daemon_exit": proc.returncode,
         "daemon_tracebacks": log_text.count("Traceback"),
         "samples": [s.__dict__ for s in samples],
         "verdict": verdict(samples, args, tally),
     }
-    result["verdict"]["ok"] = (result["verdict"]["ok"] and proc.returncode == 0
-                               and "Traceback" not in log_text)
+    result["verdict"]["ok"] = (
+        result["verdict"]["ok"] and proc.returncode == 0 and "Traceback" not in log_text
+    )
     return result
 
 
@@ -474,21 +556,40 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=10.0, help="how long to work (10)")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
-    p.add_argument("--warmup", type=float, default=60.0,
-                   help="seconds of samples left out of the verdict (60)")
-    p.add_argument("--settle", type=float, default=35.0,
-                   help="idle seconds before the last sample (35: past keep-alive expiry)")
-    p.add_argument("--rss-slack", type=float, default=16.0,
-                   help="MB the last third's median RSS may exceed the first third's (16)")
-    p.add_argument("--fd-slack", type=float, default=8,
-                   help="open files the last third's median may exceed the first's by (8)")
-    p.add_argument("--daemon-env", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra environment for the daemon, e.g. MALLOC_MMAP_THRESHOLD_=131072 "
-                        "to tell allocator retention from live growth (repeatable)")
+    p.add_argument(
+        "--warmup", type=float, default=60.0, help="seconds of samples left out of the verdict (60)"
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=35.0,
+        help="idle seconds before the last sample (35: past keep-alive expiry)",
+    )
+    p.add_argument(
+        "--rss-slack",
+        type=float,
+        default=16.0,
+        help="MB the last third's median RSS may exceed the first third's (16)",
+    )
+    p.add_argument(
+        "--fd-slack",
+        type=float,
+        default=8,
+        help="open files the last third's median may exceed the first's by (8)",
+    )
+    p.add_argument(
+        "--daemon-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the daemon, e.g. MALLOC_MMAP_THRESHOLD_=131072 "
+        "to tell allocator retention from live growth (repeatable)",
+    )
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     p.add_argument("--tmp", type=Path, default=None, help="scratch parent directory")
-    p.add_argument("--strict", action="store_true",
-                   help="exit 1 if not flat or an operation failed")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 if not flat or an operation failed"
+    )
     p.add_argument("--progress", action="store_true", help="print each sample as taken")
     args = p.parse_args(argv)
     if not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None:
@@ -507,18 +608,24 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     print_table([Sample(**s) for s in result["samples"]])
     v = result["verdict"]
-    print(f"\n{result['duration_s']:.0f} s, {result['ops_total']} operations "
-          f"{result['ops']}, {result['error_count']} failed")
-    print(f"RSS: first-third median {v['rss_first_third_median_mb']} MB, last-third "
-          f"{v['rss_last_third_median_mb']} MB (delta {v['rss_delta_mb']:+} MB, slack "
-          f"{args.rss_slack}; slope {v['rss_slope_mb_per_min']:+} MB/min), peak "
-          f"{v['hwm_mb']} MB → {'flat' if v['rss_flat'] else 'NOT FLAT'}")
-    print(f"open files: {v['fd_baseline']} before work; run medians "
-          f"{v['fd_first_third_median']:g} → {v['fd_last_third_median']:g} (slack "
-          f"{args.fd_slack}), max {v['fd_max']}; after cleanup and settling "
-          f"{v['files_settled']} files (before: {v['files_baseline']}) and "
-          f"{v['sockets_settled']} sockets (before: {v['sockets_baseline']}) → "
-          f"{'flat' if v['fds_flat'] else 'NOT FLAT'}")
+    print(
+        f"\n{result['duration_s']:.0f} s, {result['ops_total']} operations "
+        f"{result['ops']}, {result['error_count']} failed"
+    )
+    print(
+        f"RSS: first-third median {v['rss_first_third_median_mb']} MB, last-third "
+        f"{v['rss_last_third_median_mb']} MB (delta {v['rss_delta_mb']:+} MB, slack "
+        f"{args.rss_slack}; slope {v['rss_slope_mb_per_min']:+} MB/min), peak "
+        f"{v['hwm_mb']} MB → {'flat' if v['rss_flat'] else 'NOT FLAT'}"
+    )
+    print(
+        f"open files: {v['fd_baseline']} before work; run medians "
+        f"{v['fd_first_third_median']:g} → {v['fd_last_third_median']:g} (slack "
+        f"{args.fd_slack}), max {v['fd_max']}; after cleanup and settling "
+        f"{v['files_settled']} files (before: {v['files_baseline']}) and "
+        f"{v['sockets_settled']} sockets (before: {v['sockets_baseline']}) → "
+        f"{'flat' if v['fds_flat'] else 'NOT FLAT'}"
+    )
     for s in result["samples"]:
         if s["fd_kinds"]:
             print(f"open files {s['phase']}: {s['fd_kinds']}")

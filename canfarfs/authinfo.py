@@ -56,8 +56,13 @@ class AuthInfo:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready: kind, source, state (ok, failing, expired), expiry, subject."""
-        doc: dict[str, Any] = {"kind": self.kind, "source": self.source, "state": "ok",
-                               "expires": None, "last_error": self.last_error}
+        doc: dict[str, Any] = {
+            "kind": self.kind,
+            "source": self.source,
+            "state": "ok",
+            "expires": None,
+            "last_error": self.last_error,
+        }
         if self.kind == "certificate" and self.cert_file:
             doc["file"] = self.cert_file
             try:
@@ -88,10 +93,13 @@ def certificate_facts(path: str) -> tuple[str, float]:
 def describe_line(auth: dict[str, Any], now: float | None = None) -> str:
     """One human line for ``canfarfs status``: what, from where, until when."""
     now = time.time() if now is None else now
-    what = {"local": "the local platform's token", "token": "a bearer token",
-            "oidc": "an OIDC access token (refreshed as it expires)",
-            "certificate": "an X.509 certificate", "none": "no credentials (anonymous)",
-            }.get(auth.get("kind", ""), str(auth.get("kind")))
+    what = {
+        "local": "the local platform's token",
+        "token": "a bearer token",
+        "oidc": "an OIDC access token (refreshed as it expires)",
+        "certificate": "an X.509 certificate",
+        "none": "no credentials (anonymous)",
+    }.get(auth.get("kind", ""), str(auth.get("kind")))
     if auth.get("subject"):
         what += f" {auth['subject']}"
     if auth.get("source"):
@@ -100,8 +108,9 @@ def describe_line(auth: dict[str, Any], now: float | None = None) -> str:
     if expires is not None:
         when = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         left = expires - now
-        what += (f", valid until {when} ({_duration(left)} left)" if left > 0
-                 else f", EXPIRED at {when}")
+        what += (
+            f", valid until {when} ({_duration(left)} left)" if left > 0 else f", EXPIRED at {when}"
+        )
     if auth.get("last_error"):
         what += f"; failing: {auth['last_error']}"
     return what

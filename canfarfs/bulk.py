@@ -65,8 +65,14 @@ class _Conn:
 class BulkGetter:
     """GETs whose bodies are received by worker threads, one thread per body."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None, connect_timeout: float,
-                 read_timeout: float, threads: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        connect_timeout: float,
+        read_timeout: float,
+        threads: int = 8,
+    ) -> None:
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -74,8 +80,9 @@ class BulkGetter:
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._lock = threading.Lock()
 
-    async def get_into(self, url: str, headers: Mapping[str, str], offset: int,
-                       accept: Accept, *, ranged: bool) -> int | Declined:
+    async def get_into(
+        self, url: str, headers: Mapping[str, str], offset: int, accept: Accept, *, ranged: bool
+    ) -> int | Declined:
         """GET ``url`` and hand its body, as offsets from ``offset``, to ``accept``.
 
         Returns the offset reached (the caller checks it against what it expected) or
@@ -90,16 +97,18 @@ class BulkGetter:
             with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
                 send.send_nowait(item)
 
-        job = _Job(self, url, dict(headers), offset, put,
-                   trio.lowlevel.current_trio_token(), ranged)
+        job = _Job(
+            self, url, dict(headers), offset, put, trio.lowlevel.current_trio_token(), ranged
+        )
         result: int | Declined = offset
         failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(job.hand_over, receive, accept)
             try:
                 # Abandoned on cancel: the thread returns as soon as its socket is shut.
-                result = await trio.to_thread.run_sync(job.run, limiter=self.limiter,
-                                                       abandon_on_cancel=True)
+                result = await trio.to_thread.run_sync(
+                    job.run, limiter=self.limiter, abandon_on_cancel=True
+                )
             except trio.Cancelled:
                 job.abort()
                 raise
@@ -126,12 +135,14 @@ class BulkGetter:
                     return c.conn
                 c.conn.close()
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=self.connect_timeout,
-                                               context=self.ssl_context)
+            return http.client.HTTPSConnection(
+                host, port, timeout=self.connect_timeout, context=self.ssl_context
+            )
         return http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
 
-    def give_back(self, scheme: str, host: str, port: int,
-                  conn: http.client.HTTPConnection) -> None:
+    def give_back(
+        self, scheme: str, host: str, port: int, conn: http.client.HTTPConnection
+    ) -> None:
         with self._lock:
             idle = self._idle.setdefault((scheme, host, port), [])
             if len(idle) < IDLE_PER_HOST:
@@ -150,9 +161,16 @@ class BulkGetter:
 class _Job:
     """One body: runs in a worker thread; ``abort`` may be called from the trio thread."""
 
-    def __init__(self, getter: BulkGetter, url: str, headers: dict[str, str],
-                 offset: int, put: Callable[[tuple[int, bytes]], None],
-                 token: trio.lowlevel.TrioToken, ranged: bool) -> None:
+    def __init__(
+        self,
+        getter: BulkGetter,
+        url: str,
+        headers: dict[str, str],
+        offset: int,
+        put: Callable[[tuple[int, bytes]], None],
+        token: trio.lowlevel.TrioToken,
+        ranged: bool,
+    ) -> None:
         self.getter = getter
         self.url = url
         self.headers = headers
@@ -172,8 +190,9 @@ class _Job:
         self.slots = threading.Semaphore(IN_FLIGHT)
         self._lock = threading.Lock()
 
-    async def hand_over(self, receive: trio.MemoryReceiveChannel[tuple[int, bytes]],
-                        accept: Accept) -> None:
+    async def hand_over(
+        self, receive: trio.MemoryReceiveChannel[tuple[int, bytes]], accept: Accept
+    ) -> None:
         """In the trio thread: give each received piece to ``accept``, in order, while
         the worker thread goes on reading (no round trip per piece)."""
         async with receive:
@@ -242,7 +261,8 @@ class _Job:
             return end
         except TimeoutError:
             raise errors.Timeout(
-                f"{what}: no data from server for {self.getter.read_timeout:g} s") from None
+                f"{what}: no data from server for {self.getter.read_timeout:g} s"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             if self.aborted:
                 raise errors.Unavailable(f"{what}: cancelled") from None
@@ -281,8 +301,11 @@ class _Job:
                 pending.append(piece)
                 pending_len += len(piece)
                 now = time.monotonic()
-                if pos + pending_len >= boundary or now - last_flush >= FLUSH_SECONDS \
-                        or pos == self.offset:
+                if (
+                    pos + pending_len >= boundary
+                    or now - last_flush >= FLUSH_SECONDS
+                    or pos == self.offset
+                ):
                     pos, more = self._hand_over(pending, pos)
                     pending, pending_len, last_flush = [], 0, now
                     if not more:
@@ -295,7 +318,8 @@ class _Job:
             raise errors.Unavailable("download cancelled")
         if response.length and not stopped:  # the server closed before its Content-Length
             raise errors.Unavailable(
-                f"body interrupted at {pos - self.offset} bytes, {response.length} short")
+                f"body interrupted at {pos - self.offset} bytes, {response.length} short"
+            )
         return pos
 
     def _hand_over(self, pieces: list[bytes], pos: int) -> tuple[int, bool]:

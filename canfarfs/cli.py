@@ -18,11 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="canfarfs",
         usage="canfarfs [-h] [--version] COMMAND ...\n"
-              "       canfarfs SOURCE MOUNTPOINT [-o OPTIONS] [mount flags]",
+        "       canfarfs SOURCE MOUNTPOINT [-o OPTIONS] [mount flags]",
         description="CANFAR storage and sessions as a file system, and a local platform.",
         epilog=f"The second form is what mount -t fuse.canfarfs and fstab lines run: SOURCE is "
-               f"{SOURCES}, and -o takes the mount options (canfarfs mount --help). "
-               "See docs/system-mounts.md.",
+        f"{SOURCES}, and -o takes the mount options (canfarfs mount --help). "
+        "See docs/system-mounts.md.",
     )
     parser.add_argument("--version", action="version", version=f"canfarfs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -45,43 +45,71 @@ def build_parser() -> argparse.ArgumentParser:
 
     mnt = command("mount", "mount arc, vault and sessions at MOUNTPOINT")
     mnt.add_argument("mountpoint", type=Path)
-    mnt.add_argument("--local", type=Path, metavar="DATA_DIR",
-                     help="run the bundled local platform with its data in DATA_DIR")
+    mnt.add_argument(
+        "--local",
+        type=Path,
+        metavar="DATA_DIR",
+        help="run the bundled local platform with its data in DATA_DIR",
+    )
     mnt.add_argument("--arc-url", help="arc service base URL")
     mnt.add_argument("--vault-url", help="vault service base URL")
     mnt.add_argument("--skaha-url", help="skaha service URL (with /v1)")
     mnt.add_argument("--token-file", type=Path, help="file holding a bearer token")
-    mnt.add_argument("--cert-file", type=Path, metavar="PEM",
-                     help="X.509 proxy certificate (certificate and key in one PEM)")
-    mnt.add_argument("--ca-file", type=Path, metavar="PEM",
-                     help="trust only the CA certificates in PEM for HTTPS (default: the "
-                          "system's trusted CAs)")
+    mnt.add_argument(
+        "--cert-file",
+        type=Path,
+        metavar="PEM",
+        help="X.509 proxy certificate (certificate and key in one PEM)",
+    )
+    mnt.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="trust only the CA certificates in PEM for HTTPS (default: the system's trusted CAs)",
+    )
     mnt.add_argument("--foreground", "-f", action="store_true", help="stay attached")
     mnt.add_argument("--read-only", action="store_true", help="refuse every change (EROFS)")
     mnt.add_argument("--cache-dir", type=Path, help="cache and staging directory")
-    mnt.add_argument("--cache-size", type=parse_size, default="10G",
-                     help="disk cache budget (10G)")
-    mnt.add_argument("--memory", type=parse_size, default="48M",
-                     help="file bytes held in memory: read-ahead not yet read or "
-                          "cached (48M)")
-    mnt.add_argument("--timeout", type=float, default=30.0,
-                     help="seconds any network wait may take (30)")
-    mnt.add_argument("--meta-ttl", type=float, default=5.0,
-                     help="seconds cached listings and attributes stay fresh (5)")
-    mnt.add_argument("--strict-modes", action="store_true",
-                     help="refuse (EPERM) modes a copy asks for that VOSpace cannot "
-                          "express, instead of recording them (docs/semantics.md)")
+    mnt.add_argument("--cache-size", type=parse_size, default="10G", help="disk cache budget (10G)")
+    mnt.add_argument(
+        "--memory",
+        type=parse_size,
+        default="48M",
+        help="file bytes held in memory: read-ahead not yet read or cached (48M)",
+    )
+    mnt.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds any network wait may take (30)"
+    )
+    mnt.add_argument(
+        "--meta-ttl",
+        type=float,
+        default=5.0,
+        help="seconds cached listings and attributes stay fresh (5)",
+    )
+    mnt.add_argument(
+        "--strict-modes",
+        action="store_true",
+        help="refuse (EPERM) modes a copy asks for that VOSpace cannot "
+        "express, instead of recording them (docs/semantics.md)",
+    )
     mnt.add_argument("--debug", action="store_true", help="verbose log")
-    mnt.add_argument("--nonempty", action="store_true",
-                     help="allow a mount point that is not empty (its files are hidden)")
-    mnt.add_argument("-o", dest="fuse_options", action="append", default=[],
-                     metavar="OPTIONS", help=OPTIONS_HELP)
+    mnt.add_argument(
+        "--nonempty",
+        action="store_true",
+        help="allow a mount point that is not empty (its files are hidden)",
+    )
+    mnt.add_argument(
+        "-o", dest="fuse_options", action="append", default=[], metavar="OPTIONS", help=OPTIONS_HELP
+    )
     mnt.add_argument("--notify-fd", type=int, help=argparse.SUPPRESS)
 
     umnt = command("umount", "unmount (after every upload is on the server)")
     umnt.add_argument("mountpoint", type=Path)
-    umnt.add_argument("--force", action="store_true",
-                      help="unmount even with open files or failing uploads (lazy unmount)")
+    umnt.add_argument(
+        "--force",
+        action="store_true",
+        help="unmount even with open files or failing uploads (lazy unmount)",
+    )
 
     st = command("status", "connectivity, pending uploads and cache use")
     st.add_argument("mountpoint", type=Path)
@@ -108,8 +136,12 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         raise UsageError(f"token file not found: {args.token_file}")
     try:
         config = load_config(
-            args.root, user=args.user, token=args.token, token_file=args.token_file,
-            quota=args.quota, groups=frozenset(args.group),
+            args.root,
+            user=args.user,
+            token=args.token,
+            token_file=args.token_file,
+            quota=args.quota,
+            groups=frozenset(args.group),
         )
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
@@ -147,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"canfarfs: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"canfarfs: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
-              file=sys.stderr)
+        print(
+            f"canfarfs: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+            file=sys.stderr,
+        )
         return 1
     parser.error(f"unknown command {args.command}")
     return 2

@@ -71,14 +71,14 @@ class MountOptions:
     meta_ttl: float = 5.0
     timeout: float = 30.0
     #: The account whose allocations ``df`` reports (CANFARFS_USER, else the login name).
-    user: str = field(default_factory=lambda: os.environ.get("CANFARFS_USER")
-                      or getpass.getuser())
+    user: str = field(default_factory=lambda: os.environ.get("CANFARFS_USER") or getpass.getuser())
     #: Called once the file system answers (the CLI uses it to release the parent).
     on_ready: Callable[[], None] | None = None
     #: Private-registry credentials for specs without ``registry:`` (the canfar client's
     #: CANFAR_REGISTRY__USERNAME / CANFAR_REGISTRY__SECRET); never logged.
-    registry: tuple[str, str] | None = field(default_factory=lambda: registry_from_env(
-        os.environ), repr=False)
+    registry: tuple[str, str] | None = field(
+        default_factory=lambda: registry_from_env(os.environ), repr=False
+    )
 
 
 def registry_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -97,7 +97,8 @@ def lock_cache_dir(cache_dir: Path) -> int:
         os.close(fd)
         raise errors.CanfarfsError(
             f"another canfarfs daemon is using the cache directory {cache_dir}; "
-            "give this mount its own --cache-dir") from None
+            "give this mount its own --cache-dir"
+        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
@@ -197,36 +198,55 @@ async def run_mount(opts: MountOptions) -> None:
             if opts.local is not None:
                 arc_url, vault_url, token = await _start_local(opts, nursery, stack)
             if not arc_url or not vault_url:
-                raise errors.CanfarfsError("no storage URLs: give --local DIR, or --arc-url "
-                                           "and --vault-url")
+                raise errors.CanfarfsError(
+                    "no storage URLs: give --local DIR, or --arc-url and --vault-url"
+                )
             # A wait for an answer gets --timeout; retrying transient failures (503s, dropped
             # connections) may take the operation to twice that, never more.
-            timeouts = Timeouts(connect=opts.timeout, read=opts.timeout,
-                                operation=2 * opts.timeout)
+            timeouts = Timeouts(connect=opts.timeout, read=opts.timeout, operation=2 * opts.timeout)
             provider = None
             if not token and opts.token_provider is not None:
                 provider = opts.auth.wrap(opts.token_provider)
-            http = HTTP(make_client(timeouts=timeouts, cert=opts.cert_file,
-                                    verify=tls_verify(opts.ca_file)),
-                        Credentials(token=token, token_provider=provider), timeouts=timeouts)
+            http = HTTP(
+                make_client(
+                    timeouts=timeouts, cert=opts.cert_file, verify=tls_verify(opts.ca_file)
+                ),
+                Credentials(token=token, token_provider=provider),
+                timeouts=timeouts,
+            )
             http.bulk = BulkGetter(
                 ssl_context=tls_context(tls_verify(opts.ca_file), opts.cert_file),
-                connect_timeout=timeouts.connect, read_timeout=timeouts.read)
+                connect_timeout=timeouts.connect,
+                read_timeout=timeouts.read,
+            )
             stack.push_async_callback(http.aclose)
-            clients = {"arc": VOSpaceClient(http, arc_url, "arc"),
-                       "vault": VOSpaceClient(http, vault_url, "vault")}
-            storage = Storage(clients, StorageConfig(
-                cache_dir=opts.cache_dir, mountpoint=opts.mountpoint.resolve(),
-                meta_ttl=opts.meta_ttl, negative_ttl=opts.meta_ttl,
-                read_timeout=opts.timeout, read_only=opts.read_only,
-                strict_modes=opts.strict_modes,
-                cache_size=opts.cache_size, memory=opts.memory, user=opts.user), nursery)
+            clients = {
+                "arc": VOSpaceClient(http, arc_url, "arc"),
+                "vault": VOSpaceClient(http, vault_url, "vault"),
+            }
+            storage = Storage(
+                clients,
+                StorageConfig(
+                    cache_dir=opts.cache_dir,
+                    mountpoint=opts.mountpoint.resolve(),
+                    meta_ttl=opts.meta_ttl,
+                    negative_ttl=opts.meta_ttl,
+                    read_timeout=opts.timeout,
+                    read_only=opts.read_only,
+                    strict_modes=opts.strict_modes,
+                    cache_size=opts.cache_size,
+                    memory=opts.memory,
+                    user=opts.user,
+                ),
+                nursery,
+            )
             for line in await storage.recover():
                 log.warning("%s", line)
             sessions = None
             if opts.skaha_url:
-                sessions = SessionsTree(SkahaClient(http, opts.skaha_url), user=opts.user,
-                                        registry=opts.registry)
+                sessions = SessionsTree(
+                    SkahaClient(http, opts.skaha_url), user=opts.user, registry=opts.registry
+                )
             ops = MountOps(storage, sessions, opts.auth)
             target = str(opts.mountpoint.resolve())  # before init: resolving after it
             pyfuse3.init(ops, target, fuse_options(opts))  # would call into ourselves
@@ -271,8 +291,9 @@ async def _tune_after_init(target: str) -> None:
     tune_readahead(target)
 
 
-async def _start_local(opts: MountOptions, nursery: trio.Nursery,
-                       stack: AsyncExitStack) -> tuple[str, str, str]:
+async def _start_local(
+    opts: MountOptions, nursery: trio.Nursery, stack: AsyncExitStack
+) -> tuple[str, str, str]:
     """Serve the bundled emulator on loopback in this process; return its URLs."""
     from canfarfs.emulator.app import build_emulator
     from canfarfs.emulator.config import load_config

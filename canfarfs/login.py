@@ -97,19 +97,23 @@ class OIDCToken:
         client = record.get("client", {})
         refresh = token.get("refresh")
         if not (endpoint and client.get("identity") and client.get("secret") and refresh):
-            raise errors.AuthExpired(f"the access token has expired and cannot be refreshed; "
-                                     f"{RELOGIN}")
+            raise errors.AuthExpired(
+                f"the access token has expired and cannot be refreshed; {RELOGIN}"
+            )
         basic = base64.b64encode(f"{client['identity']}:{client['secret']}".encode()).decode()
         try:
             async with httpx2.AsyncClient(timeout=30, verify=self.verify) as http:
-                r = await http.post(endpoint, data={"grant_type": "refresh_token",
-                                                    "refresh_token": refresh},
-                                    headers={"Authorization": f"Basic {basic}"})
+                r = await http.post(
+                    endpoint,
+                    data={"grant_type": "refresh_token", "refresh_token": refresh},
+                    headers={"Authorization": f"Basic {basic}"},
+                )
         except httpx2.HTTPError as exc:
             raise errors.Unavailable(f"token refresh failed: {type(exc).__name__}") from None
         if r.status_code != 200:
-            raise errors.AuthExpired(f"the identity provider refused the refresh "
-                                     f"(HTTP {r.status_code}); {RELOGIN}")
+            raise errors.AuthExpired(
+                f"the identity provider refused the refresh (HTTP {r.status_code}); {RELOGIN}"
+            )
         answer = r.json()
         token["access"] = answer["access_token"]
         if answer.get("refresh_token"):
@@ -161,10 +165,14 @@ def load_login(path: Path = DEFAULT_CONFIG, env: Mapping[str, str] | None = None
     server = (config.get("servers", {}) or {}).get(active.get("server") or "", {}) or {}
     storage = server.get("storage", {}) or {}
     skaha = env.get("CANFAR_URL") or (
-        f"{server['url'].rstrip('/')}/{server.get('version', 'v1')}" if server.get("url")
-        else None)
-    login = Login(skaha_url=skaha, arc_url=(storage.get("arc") or {}).get("url"),
-                  vault_url=(storage.get("vault") or {}).get("url"), source=str(path))
+        f"{server['url'].rstrip('/')}/{server.get('version', 'v1')}" if server.get("url") else None
+    )
+    login = Login(
+        skaha_url=skaha,
+        arc_url=(storage.get("arc") or {}).get("url"),
+        vault_url=(storage.get("vault") or {}).get("url"),
+        source=str(path),
+    )
     if env.get("CANFAR_TOKEN"):
         login.token = OIDCToken(path, "", env["CANFAR_TOKEN"], float("inf"))
         return login
@@ -173,8 +181,12 @@ def load_login(path: Path = DEFAULT_CONFIG, env: Mapping[str, str] | None = None
     record = (config.get("authentication", {}) or {}).get(idp, {}) or {}
     if not cert and record.get("mode") == "oidc":
         token = record.get("token", {}) or {}
-        login.token = OIDCToken(path, idp, token.get("access") or "",
-                                float((record.get("expiry", {}) or {}).get("access") or 0))
+        login.token = OIDCToken(
+            path,
+            idp,
+            token.get("access") or "",
+            float((record.get("expiry", {}) or {}).get("access") or 0),
+        )
         return login
     if not cert and record.get("mode") == "x509":
         cert = record.get("path")

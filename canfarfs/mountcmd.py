@@ -39,9 +39,11 @@ def default_cache_dir(mountpoint: Path) -> Path:
 
 def check_mountpoint(mountpoint: Path, nonempty: bool = False) -> None:
     if str(mountpoint).startswith("/dev/fd/"):
-        raise UsageError("the mount point is a file descriptor (mount.fuse3's "
-                         "drop_privileges option): canfarfs needs the directory itself; "
-                         "use setuid=USER instead")
+        raise UsageError(
+            "the mount point is a file descriptor (mount.fuse3's "
+            "drop_privileges option): canfarfs needs the directory itself; "
+            "use setuid=USER instead"
+        )
     if not mountpoint.exists():
         raise UsageError(f"mount point {mountpoint} does not exist (mkdir it first)")
     try:
@@ -53,8 +55,9 @@ def check_mountpoint(mountpoint: Path, nonempty: bool = False) -> None:
     if not mountpoint.is_dir():
         raise UsageError(f"mount point {mountpoint} is not a directory")
     if any(mountpoint.iterdir()) and not nonempty:
-        raise UsageError(f"mount point {mountpoint} is not empty (-o nonempty mounts over "
-                         "its files)")
+        raise UsageError(
+            f"mount point {mountpoint} is not empty (-o nonempty mounts over its files)"
+        )
 
 
 def _in_mounts(mountpoint: Path) -> bool:
@@ -72,8 +75,11 @@ def setup_logging(debug: bool, foreground: bool) -> Path:
     if foreground:
         handlers.append(logging.StreamHandler(sys.stderr))
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO, handlers=handlers,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+        level=logging.DEBUG if debug else logging.INFO,
+        handlers=handlers,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
     for noisy in ("httpx2", "httpcore", "httpcore2", "hpack", "hypercorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return log_file
@@ -85,8 +91,7 @@ def options_from(args: argparse.Namespace) -> MountOptions:
         try:
             token = args.token_file.read_text().strip()
         except OSError as exc:
-            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") \
-                from None
+            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from None
         if not token:
             raise UsageError(f"token file {args.token_file} is empty")
         auth = AuthInfo(kind="token", source=f"--token-file {args.token_file}")
@@ -105,19 +110,33 @@ def options_from(args: argparse.Namespace) -> MountOptions:
         try:
             tls_verify(args.ca_file)
         except ssl.SSLError:  # (an OSError too: first)
-            raise UsageError(f"cannot use --ca-file {args.ca_file}: no CA certificate in it "
-                             "(PEM expected)") from None
+            raise UsageError(
+                f"cannot use --ca-file {args.ca_file}: no CA certificate in it (PEM expected)"
+            ) from None
         except OSError as exc:
-            raise UsageError(f"cannot use --ca-file {args.ca_file}: "
-                             f"{exc.strerror or exc}") from None
+            raise UsageError(
+                f"cannot use --ca-file {args.ca_file}: {exc.strerror or exc}"
+            ) from None
     opts = MountOptions(
-        mountpoint=args.mountpoint, local=args.local, arc_url=args.arc_url,
-        vault_url=args.vault_url, skaha_url=args.skaha_url, token=token,
-        cert_file=cert_file, ca_file=args.ca_file, auth=auth,
-        read_only=args.read_only, strict_modes=args.strict_modes, debug=args.debug,
-        cache_size=args.cache_size, memory=args.memory,
+        mountpoint=args.mountpoint,
+        local=args.local,
+        arc_url=args.arc_url,
+        vault_url=args.vault_url,
+        skaha_url=args.skaha_url,
+        token=token,
+        cert_file=cert_file,
+        ca_file=args.ca_file,
+        auth=auth,
+        read_only=args.read_only,
+        strict_modes=args.strict_modes,
+        debug=args.debug,
+        cache_size=args.cache_size,
+        memory=args.memory,
         cache_dir=args.cache_dir or default_cache_dir(args.mountpoint),
-        fuse_options=args.fuse_options, meta_ttl=args.meta_ttl, timeout=args.timeout)
+        fuse_options=args.fuse_options,
+        meta_ttl=args.meta_ttl,
+        timeout=args.timeout,
+    )
     if args.local is None and not (args.arc_url and args.vault_url and (token or cert_file)):
         _from_canfar_login(opts)
     return opts
@@ -134,13 +153,16 @@ def check_certificate(path: str, what: str) -> float:
         expiry = cert_expiry(path)
         ssl.create_default_context().load_cert_chain(path)  # the key is there and matches
     except (ValueError, ssl.SSLError):  # (SSLError is an OSError: first)
-        raise UsageError(f"{path} is not a certificate with its key (a proxy PEM holds "
-                         "both, like the one cadc-get-cert writes)") from None
+        raise UsageError(
+            f"{path} is not a certificate with its key (a proxy PEM holds "
+            "both, like the one cadc-get-cert writes)"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     if expiry < time.time():
-        raise UsageError(f"the certificate {path} expired; get a new one (cadc-get-cert, or "
-                         f"{RELOGIN})")
+        raise UsageError(
+            f"the certificate {path} expired; get a new one (cadc-get-cert, or {RELOGIN})"
+        )
     return expiry
 
 
@@ -153,14 +175,15 @@ def _from_canfar_login(opts: MountOptions) -> None:
     except errors.CanfarfsError as exc:
         raise UsageError(str(exc)) from None
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the canfar configuration {DEFAULT_CONFIG}: {exc}") \
-            from None
+        raise UsageError(f"cannot read the canfar configuration {DEFAULT_CONFIG}: {exc}") from None
     opts.arc_url = opts.arc_url or login.arc_url
     opts.vault_url = opts.vault_url or login.vault_url
     opts.skaha_url = opts.skaha_url or login.skaha_url
     if not (opts.arc_url and opts.vault_url):
-        raise UsageError("say where the storage is: --local DATA_DIR, --arc-url and "
-                         "--vault-url, or log in first with `canfar auth login`")
+        raise UsageError(
+            "say where the storage is: --local DATA_DIR, --arc-url and "
+            "--vault-url, or log in first with `canfar auth login`"
+        )
     if opts.token is None and opts.cert_file is None:
         try:
             check_credentials(login)
@@ -174,11 +197,11 @@ def _from_canfar_login(opts: MountOptions) -> None:
             token = login.token
             if opts.ca_file is not None:
                 token.verify = tls_verify(opts.ca_file)  # the refresh goes there too
-            opts.auth = AuthInfo(kind="oidc", source=login.source,
-                                 token_expiry=lambda: token.expires)
+            opts.auth = AuthInfo(
+                kind="oidc", source=login.source, token_expiry=lambda: token.expires
+            )
         else:
-            source = "CANFAR_CERTIFICATE" if os.environ.get("CANFAR_CERTIFICATE") else \
-                login.source
+            source = "CANFAR_CERTIFICATE" if os.environ.get("CANFAR_CERTIFICATE") else login.source
             opts.auth = AuthInfo(kind="certificate", source=source, cert_file=login.cert_file)
 
 
@@ -221,12 +244,25 @@ def cmd_mount(args: argparse.Namespace) -> int:
 def _spawn_background(args: argparse.Namespace) -> int:
     """Start the daemon detached and return once the mount answers, like sshfs."""
     read_fd, write_fd = os.pipe()
-    argv = [sys.executable, "-m", "canfarfs", *args.argv, "--foreground",
-            "--notify-fd", str(write_fd)]
+    argv = [
+        sys.executable,
+        "-m",
+        "canfarfs",
+        *args.argv,
+        "--foreground",
+        "--notify-fd",
+        str(write_fd),
+    ]
     log_file = state_dir() / "canfarfs.log"
     with open(log_file, "ab") as log:
-        subprocess.Popen(argv, pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log,
-                         stderr=log, start_new_session=True)
+        subprocess.Popen(
+            argv,
+            pass_fds=(write_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     os.close(write_fd)
     ready, _, _ = select.select([read_fd], [], [], READY_TIMEOUT)
     message = os.read(read_fd, 4096).decode().strip() if ready else ""
@@ -234,7 +270,7 @@ def _spawn_background(args: argparse.Namespace) -> int:
     if message == "ready":
         return 0
     if message.startswith("error: "):
-        print(f"canfarfs: {message[len('error: '):]}", file=sys.stderr)
+        print(f"canfarfs: {message[len('error: ') :]}", file=sys.stderr)
     else:
         print(f"canfarfs: the daemon did not start; see {log_file}", file=sys.stderr)
     return 1
@@ -266,15 +302,18 @@ def _drain(mountpoint: Path) -> None:
     except UsageError:
         return  # a dead daemon: nothing to wait for, fusermount clears the mount point
     if doc["open_files"]:
-        raise UsageError(f"{mountpoint} has {doc['open_files']} open file(s); close them "
-                         "first, or use --force")
+        raise UsageError(
+            f"{mountpoint} has {doc['open_files']} open file(s); close them first, or use --force"
+        )
     if doc["uploads"]:
         error = request_sync(mountpoint)
         if error is not None:
             left = ", ".join(u["name"] for u in read_status(mountpoint)["uploads"])
-            raise UsageError(f"uploads still failing ({left}): {error.strerror}; the bytes "
-                             "stay in the cache and are retried on the next mount. Use "
-                             "--force to unmount anyway")
+            raise UsageError(
+                f"uploads still failing ({left}): {error.strerror}; the bytes "
+                "stay in the cache and are retried on the next mount. Use "
+                "--force to unmount anyway"
+            )
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
@@ -284,12 +323,17 @@ def cmd_umount(args: argparse.Namespace) -> int:
     if not args.force:
         _drain(mountpoint)
     flag = "-uz" if args.force else "-u"
-    result = subprocess.run(["fusermount3", flag, str(mountpoint.absolute())],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["fusermount3", flag, str(mountpoint.absolute())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         text = result.stderr.strip()
         if "busy" in text.lower():
-            raise UsageError(f"{mountpoint} is busy: files are still open "
-                             "(close them, or use --force)")
+            raise UsageError(
+                f"{mountpoint} is busy: files are still open (close them, or use --force)"
+            )
         raise UsageError(text or f"fusermount3 {flag} failed")
     return 0

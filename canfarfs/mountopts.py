@@ -64,23 +64,58 @@ FLAG_OPTIONS = {
     "strict_modes": "strict_modes",
 }
 #: Passed to FUSE as given (what libfuse 3.14's low-level mount accepts).
-FUSE_FLAGS = frozenset({
-    "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async", "sync", "dirsync",
-    "atime", "noatime", "allow_other", "allow_root", "auto_unmount", "default_permissions",
-})
+FUSE_FLAGS = frozenset(
+    {
+        "rw",
+        "suid",
+        "nosuid",
+        "dev",
+        "nodev",
+        "exec",
+        "noexec",
+        "async",
+        "sync",
+        "dirsync",
+        "atime",
+        "noatime",
+        "allow_other",
+        "allow_root",
+        "auto_unmount",
+        "default_permissions",
+    }
+)
 FUSE_VALUES = frozenset({"fsname", "subtype", "max_read"})
 #: For mount(8), fstab, systemd or mount.fuse3 only; ignored when they reach canfarfs.
-HELPER_FLAGS = frozenset({
-    "defaults", "auto", "noauto", "nofail", "_netdev", "user", "nouser", "users", "owner",
-    "group", "nobootwait",
-})
+HELPER_FLAGS = frozenset(
+    {
+        "defaults",
+        "auto",
+        "noauto",
+        "nofail",
+        "_netdev",
+        "user",
+        "nouser",
+        "users",
+        "owner",
+        "group",
+        "nobootwait",
+    }
+)
 HELPER_VALUES = frozenset({"user", "comment"})
 HELPER_PREFIXES = ("x-", "X-")
 #: Access-time flags libfuse 3.14 does not take; canfarfs keeps no access times anyway.
-NO_EFFECT = frozenset({
-    "relatime", "norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime",
-    "diratime", "nodiratime",
-})
+NO_EFFECT = frozenset(
+    {
+        "relatime",
+        "norelatime",
+        "strictatime",
+        "nostrictatime",
+        "lazytime",
+        "nolazytime",
+        "diratime",
+        "nodiratime",
+    }
+)
 
 
 def source_args(source: str) -> list[str]:
@@ -88,7 +123,7 @@ def source_args(source: str) -> list[str]:
     if source == "canfar":
         return []  # the canfar CLI's login: active server, its URLs and credentials
     if source.startswith("local:"):
-        data = source[len("local:"):]
+        data = source[len("local:") :]
         if not data:
             raise UsageError("source local: needs a data directory (local:/path/to/data)")
         return ["--local", os.path.abspath(os.path.expanduser(data))]
@@ -100,10 +135,15 @@ def source_args(source: str) -> list[str]:
             host = None
         if not host:
             raise UsageError(f"source {source!r} has no host")
-        return ["--arc-url", f"{base}/arc", "--vault-url", f"{base}/vault",
-                "--skaha-url", f"{base}/skaha/v1"]
-    raise UsageError(f"unknown source {source!r}: use {SOURCES} "
-                     "(or a command: canfarfs --help)")
+        return [
+            "--arc-url",
+            f"{base}/arc",
+            "--vault-url",
+            f"{base}/vault",
+            "--skaha-url",
+            f"{base}/skaha/v1",
+        ]
+    raise UsageError(f"unknown source {source!r}: use {SOURCES} (or a command: canfarfs --help)")
 
 
 def helper_argv(argv: list[str]) -> list[str]:
@@ -112,8 +152,10 @@ def helper_argv(argv: list[str]) -> list[str]:
     if not argv or argv[0].startswith("-") or argv[0] in COMMANDS:
         return argv
     if len(argv) < 2 or argv[1].startswith("-"):
-        raise UsageError(f"{argv[0]!r} is not a command; to mount, say "
-                         "canfarfs SOURCE MOUNTPOINT [-o OPTIONS] (see canfarfs --help)")
+        raise UsageError(
+            f"{argv[0]!r} is not a command; to mount, say "
+            "canfarfs SOURCE MOUNTPOINT [-o OPTIONS] (see canfarfs --help)"
+        )
     source, mountpoint, rest = argv[0], argv[1], argv[2:]
     return ["mount", mountpoint, *source_args(source), *rest]
 
@@ -140,15 +182,22 @@ def split_options(values: list[str]) -> tuple[dict[str, Any], list[str]]:
                 settings[FLAG_OPTIONS[name]] = True
             elif (name in FUSE_FLAGS and not eq) or (name in FUSE_VALUES and eq and arg):
                 fuse.append(option)
-            elif ((name in HELPER_FLAGS and not eq) or (name in HELPER_VALUES and eq)
-                  or name.startswith(HELPER_PREFIXES) or (name in NO_EFFECT and not eq)):
+            elif (
+                (name in HELPER_FLAGS and not eq)
+                or (name in HELPER_VALUES and eq)
+                or name.startswith(HELPER_PREFIXES)
+                or (name in NO_EFFECT and not eq)
+            ):
                 continue
             elif name in ("setuid", "drop_privileges"):
-                raise UsageError(f"-o {option} is for mount.fuse3: use it through mount -t "
-                                 "fuse.canfarfs or fstab (docs/system-mounts.md)")
+                raise UsageError(
+                    f"-o {option} is for mount.fuse3: use it through mount -t "
+                    "fuse.canfarfs or fstab (docs/system-mounts.md)"
+                )
             else:
-                raise UsageError(f"unknown mount option -o {option} (see the -o list in "
-                                 "canfarfs mount --help)")
+                raise UsageError(
+                    f"unknown mount option -o {option} (see the -o list in canfarfs mount --help)"
+                )
     if os.geteuid() != 0:
         # mount.fuse3 adds dev,suid; fusermount3 refuses them to users (and defaults to
         # nodev,nosuid), so leave them out rather than have it complain.
@@ -168,6 +217,7 @@ def apply_mount_options(args: argparse.Namespace) -> None:
 OPTIONS_HELP = (
     "mount option, repeatable and comma-separated: canfarfs's own ("
     + ", ".join([f"{n}=" for n in VALUE_OPTIONS] + sorted(FLAG_OPTIONS))
-    + "), FUSE's (" + ", ".join(sorted(FUSE_FLAGS) + [f"{n}=" for n in sorted(FUSE_VALUES)])
+    + "), FUSE's ("
+    + ", ".join(sorted(FUSE_FLAGS) + [f"{n}=" for n in sorted(FUSE_VALUES)])
     + "); fstab/systemd-only ones (_netdev, noauto, nofail, x-systemd.*, …) are ignored"
 )

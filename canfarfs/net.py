@@ -96,13 +96,18 @@ def make_client(
     """A pooled keep-alive client. TLS verification is on unless ``verify`` says how."""
     t = timeouts or Timeouts()
     limits = httpx2.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections,
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
         keepalive_expiry=30.0,
     )
     return httpx2.AsyncClient(
-        verify=verify, cert=cert,
+        verify=verify,
+        cert=cert,
         timeout=httpx2.Timeout(t.read, connect=t.connect, pool=t.operation),
-        limits=limits, transport=transport, follow_redirects=False, trust_env=False,
+        limits=limits,
+        transport=transport,
+        follow_redirects=False,
+        trust_env=False,
     )
 
 
@@ -172,7 +177,8 @@ class HTTP:
                     h = await self._headers(headers, auth)
                     self.sent += 1
                     response = await self.client.request(
-                        method, url, content=content, data=data, params=params, headers=h)
+                        method, url, content=content, data=data, params=params, headers=h
+                    )
             except trio.TooSlowError:
                 timed_out = True
                 break
@@ -189,14 +195,22 @@ class HTTP:
                     return response
                 continue
             if attempt < attempts - 1 and not await self._backoff(
-                    attempt, method, url, last, None, deadline):
+                attempt, method, url, last, None, deadline
+            ):
                 break
         if timed_out:
             raise Timeout(f"{method} {_short(url)}: no answer within {limit:g} s")
         raise Unavailable(f"{method} {_short(url)}: {last}")
 
-    async def _backoff(self, attempt: int, method: str, url: str, why: str,
-                       retry_after: str | None, deadline: float) -> bool:
+    async def _backoff(
+        self,
+        attempt: int,
+        method: str,
+        url: str,
+        why: str,
+        retry_after: str | None,
+        deadline: float,
+    ) -> bool:
         """Sleep before another try; False when the deadline leaves no room for one."""
         delay = self.retry.delay(attempt, retry_after)
         if trio.current_time() + delay >= deadline:

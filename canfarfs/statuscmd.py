@@ -27,8 +27,9 @@ def read_status(mountpoint: Path) -> dict[str, Any]:
         raise UsageError(f"{mountpoint} is not a canfarfs mount") from None
     except OSError as exc:
         if exc.errno == errno.ENOTCONN:
-            raise UsageError(f"the daemon behind {mountpoint} is gone; run "
-                             f"canfarfs umount {mountpoint}") from None
+            raise UsageError(
+                f"the daemon behind {mountpoint} is gone; run canfarfs umount {mountpoint}"
+            ) from None
         raise UsageError(f"cannot reach the daemon at {mountpoint}: {exc.strerror}") from None
     return doc
 
@@ -48,8 +49,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     console = Console()
-    console.print(f"[bold]{doc['mountpoint']}[/bold]  daemon pid {doc['pid']}, "
-                  f"up {doc['uptime']:.0f} s, {doc['requests']} requests")
+    console.print(
+        f"[bold]{doc['mountpoint']}[/bold]  daemon pid {doc['pid']}, "
+        f"up {doc['uptime']:.0f} s, {doc['requests']} requests"
+    )
     services = Table(title="Services", title_justify="left")
     for col in ("service", "URL", "state", "last error"):
         services.add_column(col)
@@ -69,8 +72,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         for col in ("file", "done", "tries", "last error", "kept at"):
             uploads.add_column(col)
         for u in doc["uploads"]:
-            uploads.add_row(u["name"], f"{_size(u['uploaded'])} / {_size(u['size'])}",
-                            str(u["tries"]), u.get("last_error") or "", u["kept_at"])
+            uploads.add_row(
+                u["name"],
+                f"{_size(u['uploaded'])} / {_size(u['size'])}",
+                str(u["tries"]),
+                u.get("last_error") or "",
+                u["kept_at"],
+            )
         console.print(uploads)
     else:
         console.print("No pending uploads: everything written is on the server.")
@@ -78,8 +86,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(f"Cache: {_size(cache['used'])} used of {_size(cache['budget'])}")
     # The path on a line of its own, never broken by rich (an 80-column terminal split
     # "... in" from it): a long one wraps as the terminal wraps it, and copies whole.
-    console.print(f"Cache directory: {cache['dir']}", soft_wrap=True, markup=False,
-                  highlight=False)
+    console.print(f"Cache directory: {cache['dir']}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"Open files: {doc['open_files']}")
     return 0
 
@@ -101,8 +108,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     worker = threading.Thread(target=lambda: result.append(request_sync(mountpoint)))
     worker.start()
     total = sum(u["size"] for u in doc["uploads"]) or 1
-    with Progress(TextColumn("uploading"), BarColumn(), DownloadColumn(),
-                  TextColumn("{task.description}"), transient=True) as progress:
+    with Progress(
+        TextColumn("uploading"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.description}"),
+        transient=True,
+    ) as progress:
         task = progress.add_task("", total=total)
         while worker.is_alive():
             try:
@@ -110,16 +122,21 @@ def cmd_sync(args: argparse.Namespace) -> int:
             except UsageError:
                 break
             done = sum(u["uploaded"] for u in now["uploads"])
-            progress.update(task, completed=total - sum(u["size"] for u in now["uploads"])
-                            + done, description=f"{len(now['uploads'])} file(s) left")
+            progress.update(
+                task,
+                completed=total - sum(u["size"] for u in now["uploads"]) + done,
+                description=f"{len(now['uploads'])} file(s) left",
+            )
             time.sleep(0.2)
         worker.join()
     error = result[0] if result else None
     if error is not None:
         left = read_status(mountpoint)["uploads"]
         for u in left:
-            print(f"canfarfs: not uploaded: {u['name']} ({u.get('last_error')}); "
-                  f"kept at {u['kept_at']}")
+            print(
+                f"canfarfs: not uploaded: {u['name']} ({u.get('last_error')}); "
+                f"kept at {u['kept_at']}"
+            )
         print(f"canfarfs: sync incomplete: {error.strerror or error}")
         return 1
     print("all uploads are on the server")

@@ -21,14 +21,23 @@ log = logging.getLogger(__name__)
 OnError = Callable[[BaseException], None]
 
 
-def spawn(nursery: trio.Nursery, fn: Callable[..., Awaitable[object]], *args: object,
-          what: str, on_error: OnError | None = None) -> None:
+def spawn(
+    nursery: trio.Nursery,
+    fn: Callable[..., Awaitable[object]],
+    *args: object,
+    what: str,
+    on_error: OnError | None = None,
+) -> None:
     """Start ``fn(*args)`` in ``nursery``; an exception it raises is contained."""
     nursery.start_soon(_contained, fn, args, what, on_error, name=what)
 
 
-async def _contained(fn: Callable[..., Awaitable[object]], args: tuple[object, ...],
-                     what: str, on_error: OnError | None) -> None:
+async def _contained(
+    fn: Callable[..., Awaitable[object]],
+    args: tuple[object, ...],
+    what: str,
+    on_error: OnError | None,
+) -> None:
     try:
         await fn(*args)
     except Exception as exc:  # containing every failure is the point

@@ -10,6 +10,7 @@ fi
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null
 "$VENV/bin/pip" install -q -e '.[test]'
 "$VENV/bin/ruff" check canfarfs tests benchmarks
+"$VENV/bin/ruff" format --check canfarfs tests benchmarks
 "$VENV/bin/mypy"
 NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$(mktemp -d)"
 set +e

@@ -74,8 +74,21 @@ class LiveEmulator:
 
 
 def start_live_emulator(root: Path, port: int = 0, extra: list[str] | None = None) -> LiveEmulator:
-    cmd = [sys.executable, "-m", "canfarfs", "emulator", "--root", str(root),
-           "--port", str(port), "--user", USER, "--token", TOKEN, *(extra or [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "canfarfs",
+        "emulator",
+        "--root",
+        str(root),
+        "--port",
+        str(port),
+        "--user",
+        USER,
+        "--token",
+        TOKEN,
+        *(extra or []),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -122,6 +135,7 @@ def tls_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEmulator]
 def rig(tmp_path: Path) -> Iterator[Rig]:
     """An emulator on a socket (faults injectable over HTTP) and a mount of it."""
     from tests.mount_util import Rig, mount_args, start_mount  # mount_util imports us
+
     root = tmp_path / "emu"
     root.mkdir()
     live = start_live_emulator(root)

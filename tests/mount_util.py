@@ -39,8 +39,9 @@ class Mount:
 
     def unmount(self) -> None:
         if is_mounted(self.path):
-            r = subprocess.run(["fusermount3", "-u", str(self.path)], capture_output=True,
-                               check=False)
+            r = subprocess.run(
+                ["fusermount3", "-u", str(self.path)], capture_output=True, check=False
+            )
             if r.returncode != 0:
                 subprocess.run(["fusermount3", "-uz", str(self.path)], check=False)
         try:
@@ -53,8 +54,9 @@ class Mount:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def start_mount(mountpoint: Path, args: list[str], env: dict[str, str] | None = None,
-                timeout: float = 30.0) -> Mount:
+def start_mount(
+    mountpoint: Path, args: list[str], env: dict[str, str] | None = None, timeout: float = 30.0
+) -> Mount:
     mountpoint.mkdir(parents=True, exist_ok=True)
     log = mountpoint.parent / f"{mountpoint.name}.log"
     cmd = [sys.executable, "-m", "canfarfs", "mount", str(mountpoint), "--foreground", *args]
@@ -77,25 +79,38 @@ def local_mount(base: Path, *extra: str, user: str = "alice") -> Iterator[Mount]
     """A mount of the bundled local platform under ``base`` (a fixture body): yields the
     mount, then unmounts and checks the daemon exited cleanly without a traceback."""
     env = dict(os.environ, CANFARFS_USER=user)
-    m = start_mount(base / "mnt", ["--local", str(base / "data"), "--cache-dir",
-                                   str(base / "cache"), *extra], env=env)
+    m = start_mount(
+        base / "mnt",
+        ["--local", str(base / "data"), "--cache-dir", str(base / "cache"), *extra],
+        env=env,
+    )
     yield m
     m.unmount()
     assert m.proc.returncode == 0, m.log_text()
     assert "Traceback" not in m.log_text()
 
 
-def emulator_mount(base: Path, url: str, token: str, *extra: str,
-                   user: str = "alice") -> Mount:
+def emulator_mount(base: Path, url: str, token: str, *extra: str, user: str = "alice") -> Mount:
     """A mount of an emulator already serving at ``url`` (``--arc-url``/``--vault-url``
     with a token file), its mount point, cache and token under ``base``."""
     base.mkdir(parents=True, exist_ok=True)
     token_file = base / "token"
     token_file.write_text(token)
-    return start_mount(base / "mnt", [
-        "--arc-url", f"{url}/arc", "--vault-url", f"{url}/vault", "--token-file",
-        str(token_file), "--cache-dir", str(base / "cache"), *extra],
-        env=dict(os.environ, CANFARFS_USER=user))
+    return start_mount(
+        base / "mnt",
+        [
+            "--arc-url",
+            f"{url}/arc",
+            "--vault-url",
+            f"{url}/vault",
+            "--token-file",
+            str(token_file),
+            "--cache-dir",
+            str(base / "cache"),
+            *extra,
+        ],
+        env=dict(os.environ, CANFARFS_USER=user),
+    )
 
 
 def errno_of(fn: Callable[..., object], *args: object) -> int:
@@ -115,17 +130,27 @@ class Rig:
     mount_args: list[str]
 
     def faults(self, **plan: object) -> None:
-        r = httpx2.post(f"{self.live.url}/_emulator/faults", json=plan,
-                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        r = httpx2.post(
+            f"{self.live.url}/_emulator/faults",
+            json=plan,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
 
     def clear(self) -> None:
-        httpx2.delete(f"{self.live.url}/_emulator/faults",
-                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        httpx2.delete(
+            f"{self.live.url}/_emulator/faults",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
 
     def node(self, service: str, path: str) -> httpx2.Response:
-        return httpx2.get(f"{self.live.url}/{service}/nodes/{path}",
-                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        return httpx2.get(
+            f"{self.live.url}/{service}/nodes/{path}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
 
     def restart_emulator(self) -> None:
         port = int(self.live.url.rsplit(":", 1)[1])
@@ -136,9 +161,20 @@ class Rig:
 def mount_args(url: str, tmp: Path) -> list[str]:
     token = tmp / "token"
     token.write_text(TOKEN)
-    return ["--arc-url", f"{url}/arc", "--vault-url", f"{url}/vault", "--token-file",
-            str(token), "--cache-dir", str(tmp / "cache"), "--timeout", str(RIG_TIMEOUT),
-            "--meta-ttl", "1"]
+    return [
+        "--arc-url",
+        f"{url}/arc",
+        "--vault-url",
+        f"{url}/vault",
+        "--token-file",
+        str(token),
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--timeout",
+        str(RIG_TIMEOUT),
+        "--meta-ttl",
+        "1",
+    ]
 
 
 def home(rig: Rig, service: str) -> Path:

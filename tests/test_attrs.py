@@ -22,9 +22,11 @@ def by_strptime(text: str) -> int | None:
     return None
 
 
-@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)),
-       st.sampled_from(["%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "ms"]),
-       st.booleans())
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)),
+    st.sampled_from(["%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "ms"]),
+    st.booleans(),
+)
 def test_vospace_dates_parse_as_before(moment: datetime, fmt: str, zulu: bool) -> None:
     text = moment.isoformat(timespec="milliseconds") if fmt == "ms" else moment.strftime(fmt)
     text += "Z" if zulu else ""

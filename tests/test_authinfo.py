@@ -51,8 +51,7 @@ def test_certificate_subject_and_expiry_are_read_from_the_file(tmp_path: Path) -
     assert "from --cert-file, valid until" in line
     assert "(3 days left)" in line
     # Renewed (or replaced by an expired one) while mounted: the file is read again.
-    mint_proxy(tmp_path / "emu", "alice", pem,
-               not_after=datetime.now(UTC) - timedelta(minutes=5))
+    mint_proxy(tmp_path / "emu", "alice", pem, not_after=datetime.now(UTC) - timedelta(minutes=5))
     doc = auth.describe()
     assert doc["state"] == "expired"
     assert "EXPIRED at" in describe_line(doc)

@@ -14,10 +14,24 @@ from tests.mount_util import needs_fuse
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mount.py"
 WORKLOADS = {
-    "limits", "read_arc_full_cache", "read_arc", "read_vault", "ttfb_arc", "ttfb_vault",
-    "random_vault", "write_arc",
-    "ls_cold_arc", "ls_cold_vault", "ls_warm_arc", "ls_warm_vault", "small_files_arc",
-    "parallel_writers_arc", "rss", "sessions_launch", "sessions_ls", "sessions_info",
+    "limits",
+    "read_arc_full_cache",
+    "read_arc",
+    "read_vault",
+    "ttfb_arc",
+    "ttfb_vault",
+    "random_vault",
+    "write_arc",
+    "ls_cold_arc",
+    "ls_cold_vault",
+    "ls_warm_arc",
+    "ls_warm_vault",
+    "small_files_arc",
+    "parallel_writers_arc",
+    "rss",
+    "sessions_launch",
+    "sessions_ls",
+    "sessions_info",
 }
 
 
@@ -29,10 +43,29 @@ def test_bench_mount_script_runs_and_reports(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--size", "4M", "--files", "20", "--rtts", "0",
-         "--runs", "1", "--no-vofs", "--json", str(out_json), "--plot", str(plot),
-         "--tmp", str(scratch)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--size",
+            "4M",
+            "--files",
+            "20",
+            "--rtts",
+            "0",
+            "--runs",
+            "1",
+            "--no-vofs",
+            "--json",
+            str(out_json),
+            "--plot",
+            str(plot),
+            "--tmp",
+            str(scratch),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| workload" in proc.stdout
@@ -54,8 +87,13 @@ def test_bench_mount_script_runs_and_reports(tmp_path: Path) -> None:
     assert result["rows"]["rss@0"]["result"] in {"PASS", "MISS"}
     # the limits block: every reference figure, and the rows judged against it
     limits = result["workloads"]["limits"]["0"]
-    for tool in ("curl > /dev/null", "curl > cache dir", "curl | cat", "dd > cache dir",
-                 "http.client"):
+    for tool in (
+        "curl > /dev/null",
+        "curl > cache dir",
+        "curl | cat",
+        "dd > cache dir",
+        "http.client",
+    ):
         assert limits[tool]["runs"], tool
     assert "limit" in result["rows"]["write_arc@0"]["ratio"]
     assert "fresh" in result["rows"]["read_arc_full_cache@0"]["ratio"]

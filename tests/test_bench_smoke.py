@@ -18,9 +18,22 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_emulator.py
 def test_bench_emulator_script_runs_and_reports(tmp_path: Path) -> None:
     out_json = tmp_path / "emulator.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--size", "8M", "--runs", "1", "--json", str(out_json),
-         "--tmp", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--size",
+            "8M",
+            "--runs",
+            "1",
+            "--json",
+            str(out_json),
+            "--tmp",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "median MB/s" in proc.stdout
@@ -29,10 +42,13 @@ def test_bench_emulator_script_runs_and_reports(tmp_path: Path) -> None:
     result = json.loads(out_json.read_text())
     assert result["size_bytes"] == 8 * 1024 * 1024
     assert result["runs"] == 1
-    assert set(result["median_mb_s"]) == {"baseline", "arc_get", "vault_get", "arc_put",
-                                          "md5"}
+    assert set(result["median_mb_s"]) == {"baseline", "arc_get", "vault_get", "arc_put", "md5"}
     assert all(v > 0 for v in result["median_mb_s"].values())
-    assert set(result["ratios"]) == {"arc_get_vs_baseline", "vault_get_vs_baseline",
-                                     "arc_put_vs_arc_get", "arc_put_vs_md5"}
+    assert set(result["ratios"]) == {
+        "arc_get_vs_baseline",
+        "vault_get_vs_baseline",
+        "arc_put_vs_arc_get",
+        "arc_put_vs_md5",
+    }
     # the scratch directory (payload, emulator root) is removed afterwards
     assert [p.name for p in tmp_path.iterdir()] == ["emulator.json"]

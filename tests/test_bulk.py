@@ -48,8 +48,7 @@ async def put(url: str, path: str, data: bytes) -> None:
 
 
 def vault_client(url: str, bulk: BulkGetter | None = None) -> VOSpaceClient:
-    http = HTTP(httpx2.AsyncClient(), Credentials(token=TOKEN),
-                retry=RetryPolicy(base_delay=0.001))
+    http = HTTP(httpx2.AsyncClient(), Credentials(token=TOKEN), retry=RetryPolicy(base_delay=0.001))
     http.bulk = bulk
     return VOSpaceClient(http, f"{url}/vault", "vault")
 
@@ -75,8 +74,11 @@ def getters() -> Iterator[Getters]:
     made: list[BulkGetter] = []
 
     def make(read_timeout: float = 5.0, threads: int = 8) -> BulkGetter:
-        made.append(BulkGetter(ssl_context=None, connect_timeout=5.0,
-                               read_timeout=read_timeout, threads=threads))
+        made.append(
+            BulkGetter(
+                ssl_context=None, connect_timeout=5.0, read_timeout=read_timeout, threads=threads
+            )
+        )
         return made[-1]
 
     yield make
@@ -106,13 +108,13 @@ class Sink:
         return sum(e - s for s, e in self.pieces)
 
 
-async def test_a_body_is_handed_over_whole_in_order(
-        getters: Getters, served: str) -> None:
+async def test_a_body_is_handed_over_whole_in_order(getters: Getters, served: str) -> None:
     data = payload(5 * MiB + 123)
     await put(served, "home/alice/big.bin", data)
     sink = Sink()
-    end = await getters().get_into(f"{served}/arc/files/home/alice/big.bin", AUTH, 0, sink,
-                                   ranged=False)
+    end = await getters().get_into(
+        f"{served}/arc/files/home/alice/big.bin", AUTH, 0, sink, ranged=False
+    )
     assert end == len(data)
     assert bytes(sink.buf) == data
     assert sink.covered() == len(data)
@@ -121,7 +123,8 @@ async def test_a_body_is_handed_over_whole_in_order(
 
 
 async def test_ranges_arrive_at_their_offset_and_connections_are_reused(
-        getters: Getters, served: str, emulator: Emulator, tmp_path: Path) -> None:
+    getters: Getters, served: str, emulator: Emulator, tmp_path: Path
+) -> None:
     data = payload(3 * MiB)
     loc = await put_vault(served, "alice/r.bin", data, tmp_path)
     sink = Sink()
@@ -135,56 +138,61 @@ async def test_ranges_arrive_at_their_offset_and_connections_are_reused(
 
 
 async def test_an_unexpected_status_is_handed_back(getters: Getters, served: str) -> None:
-    result = await getters().get_into(f"{served}/arc/files/home/alice/none.bin", AUTH, 0,
-                                      Sink(), ranged=False)
-    denied = await getters().get_into(f"{served}/arc/files/home/alice/none.bin", {}, 0,
-                                      Sink(), ranged=False)
+    result = await getters().get_into(
+        f"{served}/arc/files/home/alice/none.bin", AUTH, 0, Sink(), ranged=False
+    )
+    denied = await getters().get_into(
+        f"{served}/arc/files/home/alice/none.bin", {}, 0, Sink(), ranged=False
+    )
     assert result == Declined(404)
     assert isinstance(denied, Declined)
     assert denied.status in (401, 403)
 
 
 async def test_a_cut_body_raises_after_handing_over_what_arrived(
-        getters: Getters, served: str, emulator: Emulator) -> None:
+    getters: Getters, served: str, emulator: Emulator
+) -> None:
     data = payload(4 * MiB)
     await put(served, "home/alice/cut.bin", data)
     emulator.faults.plan = FaultPlan(drop_next=1, drop_after=MiB + 5, methods=frozenset({"GET"}))
     sink = Sink()
     with pytest.raises(errors.CanfarfsError) as exc:
-        await getters().get_into(f"{served}/arc/files/home/alice/cut.bin", AUTH, 0, sink,
-                                 ranged=False)
+        await getters().get_into(
+            f"{served}/arc/files/home/alice/cut.bin", AUTH, 0, sink, ranged=False
+        )
     assert isinstance(exc.value, errors.Unavailable)
     assert MiB <= sink.covered() <= MiB + 5  # resumable from there
-    assert bytes(sink.buf) == data[:sink.covered()]
+    assert bytes(sink.buf) == data[: sink.covered()]
 
 
 async def test_a_silent_server_times_out_within_the_bound(
-        getters: Getters, served: str, emulator: Emulator) -> None:
+    getters: Getters, served: str, emulator: Emulator
+) -> None:
     await put(served, "home/alice/slow.bin", b"abc")
     emulator.faults.plan = FaultPlan(latency=30.0)
     started = time.monotonic()
     with pytest.raises(errors.Timeout, match=r"no data from server for 0\.5 s"):
         await getters(read_timeout=0.5).get_into(
-            f"{served}/arc/files/home/alice/slow.bin", AUTH, 0, Sink(), ranged=False)
+            f"{served}/arc/files/home/alice/slow.bin", AUTH, 0, Sink(), ranged=False
+        )
     assert time.monotonic() - started < 10  # bounded, not the 30 s the server sits on it
 
 
 async def test_cancelling_the_caller_frees_the_thread_at_once(
-        getters: Getters, served: str, emulator: Emulator) -> None:
+    getters: Getters, served: str, emulator: Emulator
+) -> None:
     await put(served, "home/alice/stuck.bin", b"abc")
     emulator.faults.plan = FaultPlan(latency=30.0)
     g = getters(read_timeout=60.0, threads=1)
     with trio.move_on_after(0.3) as scope:
-        await g.get_into(f"{served}/arc/files/home/alice/stuck.bin", AUTH, 0, Sink(),
-                         ranged=False)
+        await g.get_into(f"{served}/arc/files/home/alice/stuck.bin", AUTH, 0, Sink(), ranged=False)
     assert scope.cancelled_caught
     with trio.fail_after(5):  # the one thread gave its token back: it has returned
         async with g.limiter:
             pass
 
 
-async def test_a_consumer_that_waits_holds_the_download_back(
-        getters: Getters, served: str) -> None:
+async def test_a_consumer_that_waits_holds_the_download_back(getters: Getters, served: str) -> None:
     """``accept`` may take its time (memory is full): the thread waits for it, and no
     byte is lost or handed over twice."""
     data = payload(6 * MiB)
@@ -199,15 +207,17 @@ async def test_a_consumer_that_waits_holds_the_download_back(
         return await sink(pos, piece)
 
     started = trio.current_time()
-    end = await getters().get_into(f"{served}/arc/files/home/alice/slow-consumer.bin", AUTH,
-                                   0, slow, ranged=False)
+    end = await getters().get_into(
+        f"{served}/arc/files/home/alice/slow-consumer.bin", AUTH, 0, slow, ranged=False
+    )
     assert end == len(data)
     assert bytes(sink.buf) == data
     assert trio.current_time() - started >= 0.05 * calls
 
 
 async def test_sequential_vault_reads_keep_large_requests_in_flight(
-        getters: Getters, served: str, emulator: Emulator, tmp_path: Path) -> None:
+    getters: Getters, served: str, emulator: Emulator, tmp_path: Path
+) -> None:
     """The read-ahead tops up before it runs dry: a 48 MiB sequential read in 1 MiB
     pieces is served by a few large ranged GETs, not one per piece, and no piece waits on
     a window that was never asked for."""
@@ -233,20 +243,23 @@ async def test_sequential_vault_reads_keep_large_requests_in_flight(
 
 
 async def test_a_stopped_copy_returns_quietly_where_it_stopped(
-        getters: Getters, served: str) -> None:
+    getters: Getters, served: str
+) -> None:
     """``accept`` answering False (the cache copy was dropped) ends the copy without
     an error."""
     data = payload(8 * MiB)
     await put(served, "home/alice/stop.bin", data)
     sink = Sink(stop_after=2)  # takes the first piece, refuses the second
-    end = await getters().get_into(f"{served}/arc/files/home/alice/stop.bin", AUTH, 0, sink,
-                                   ranged=False)
+    end = await getters().get_into(
+        f"{served}/arc/files/home/alice/stop.bin", AUTH, 0, sink, ranged=False
+    )
     assert end == sink.pieces[0][1] < len(data)  # what was taken, nothing after
     assert bytes(sink.buf[:end]) == data[:end]
 
 
 async def test_cancelled_downloads_give_their_threads_back(
-        getters: Getters, served: str, emulator: Emulator) -> None:
+    getters: Getters, served: str, emulator: Emulator
+) -> None:
     """One download holds the only thread; a second, cancelled while it waits for a
     thread, and then the first, cancelled mid-request, both return."""
     await put(served, "home/alice/held.bin", b"abc")

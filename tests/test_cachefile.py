@@ -163,6 +163,6 @@ async def test_a_read_across_pieces_and_disk_is_joined(tmp_path: Path, size: int
         start = MiB - size // 2
         got = cache.read_now(start, size)
         assert got is not None
-        assert bytes(got) == whole[start:start + size]
+        assert bytes(got) == whole[start : start + size]
         nursery.cancel_scope.cancel()
     cache.close()

@@ -19,10 +19,17 @@ from tests.mount_util import is_mounted, needs_fuse
 pytestmark = [needs_fuse, pytest.mark.fuse]
 
 
-def canfarfs(*args: str, env: dict[str, str] | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "canfarfs", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, check=False)
+def canfarfs(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "canfarfs", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -42,15 +49,29 @@ def env(tmp_path: Path) -> dict[str, str]:
 def remote_args(live: LiveEmulator, tmp_path: Path) -> list[str]:
     token = tmp_path / "token"
     token.write_text(TOKEN)
-    return ["--arc-url", f"{live.url}/arc", "--vault-url", f"{live.url}/vault",
-            "--token-file", str(token), "--cache-dir", str(tmp_path / "cache"),
-            "--timeout", "2"]
+    return [
+        "--arc-url",
+        f"{live.url}/arc",
+        "--vault-url",
+        f"{live.url}/vault",
+        "--token-file",
+        str(token),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--timeout",
+        "2",
+    ]
 
 
 @pytest.mark.parametrize("command", ["mount", "umount", "status", "sync", "emulator"])
 def test_each_commands_help_opens_with_its_own_usage(command: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "canfarfs", command, "--help"],
-                       capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "canfarfs", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0
     assert r.stdout.startswith(f"usage: canfarfs {command} [-h]")
 
@@ -74,11 +95,14 @@ def test_mount_returns_when_ready_and_status_sync_umount_work(
         text = canfarfs("status", str(mnt), env=dict(env, COLUMNS="80"))
         assert "No pending uploads" in text.stdout
         # In 80 columns, the cache line is not split from its path (it was, at "in").
-        [cache_dir] = [line for line in text.stdout.splitlines()
-                       if line.startswith("Cache directory: ")]
+        [cache_dir] = [
+            line for line in text.stdout.splitlines() if line.startswith("Cache directory: ")
+        ]
         assert cache_dir.endswith(str(tmp_path / "cache"))
-        assert any(line.startswith("Cache: ") and line.endswith(" used of 10.0 GiB")
-                   for line in text.stdout.splitlines())
+        assert any(
+            line.startswith("Cache: ") and line.endswith(" used of 10.0 GiB")
+            for line in text.stdout.splitlines()
+        )
         assert canfarfs("sync", str(mnt), env=env).returncode == 0
     finally:
         u = canfarfs("umount", str(mnt), env=env)
@@ -96,8 +120,11 @@ def test_failed_upload_is_reported_kept_and_synced_later(
     assert canfarfs("mount", str(mnt), *remote_args(live, tmp_path), env=env).returncode == 0
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        httpx2.post(f"{live.url}/_emulator/faults", headers=auth,
-                    json={"fail_rate": 1.0, "methods": ["PUT"], "fail_status": 503})
+        httpx2.post(
+            f"{live.url}/_emulator/faults",
+            headers=auth,
+            json={"fail_rate": 1.0, "methods": ["PUT"], "fail_status": 503},
+        )
         with pytest.raises(OSError):
             (mnt / "arc/home/alice/later.txt").write_text("not yet")
         doc = json.loads(canfarfs("status", str(mnt), "--json", env=env).stdout)
@@ -111,8 +138,7 @@ def test_failed_upload_is_reported_kept_and_synced_later(
         httpx2.delete(f"{live.url}/_emulator/faults", headers=auth)
         s = canfarfs("sync", str(mnt), env=env)
         assert s.returncode == 0, s.stdout + s.stderr
-        assert json.loads(canfarfs("status", str(mnt), "--json", env=env).stdout)["uploads"] \
-            == []
+        assert json.loads(canfarfs("status", str(mnt), "--json", env=env).stdout)["uploads"] == []
         r = httpx2.get(f"{live.url}/arc/files/home/alice/later.txt", headers=auth)
         assert r.text == "not yet"
     finally:
@@ -138,16 +164,30 @@ def test_umount_refuses_while_files_are_open(
             canfarfs("umount", str(mnt), "--force", env=env)
 
 
-@pytest.mark.parametrize(("setup", "args", "message"), [
-    ("missing", [], "does not exist"),
-    ("nonempty", [], "is not empty"),
-    ("dir", ["--timeout", "-1", "--local", "DATA"], "--timeout must be positive"),
-    ("dir", [], "say where the storage is"),
-    ("dir", ["--token-file", "/nonexistent/token", "--arc-url", "http://x/arc",
-             "--vault-url", "http://x/vault"], "cannot read token file"),
-])
-def test_user_errors_are_one_clear_line(tmp_path: Path, env: dict[str, str], setup: str,
-                                        args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ("missing", [], "does not exist"),
+        ("nonempty", [], "is not empty"),
+        ("dir", ["--timeout", "-1", "--local", "DATA"], "--timeout must be positive"),
+        ("dir", [], "say where the storage is"),
+        (
+            "dir",
+            [
+                "--token-file",
+                "/nonexistent/token",
+                "--arc-url",
+                "http://x/arc",
+                "--vault-url",
+                "http://x/vault",
+            ],
+            "cannot read token file",
+        ),
+    ],
+)
+def test_user_errors_are_one_clear_line(
+    tmp_path: Path, env: dict[str, str], setup: str, args: list[str], message: str
+) -> None:
     mnt = tmp_path / "mnt"
     if setup != "missing":
         mnt.mkdir()

@@ -83,8 +83,15 @@ from tests.mount_util import FUSE_OK, is_mounted
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Pages whose examples must all be marked, in the order they run.
-PAGES = ["README.md", "docs/index.md", "docs/quickstart.md", "docs/sessions.md",
-         "docs/semantics.md", "docs/troubleshooting.md", "docs/architecture.md"]
+PAGES = [
+    "README.md",
+    "docs/index.md",
+    "docs/quickstart.md",
+    "docs/sessions.md",
+    "docs/semantics.md",
+    "docs/troubleshooting.md",
+    "docs/architecture.md",
+]
 #: Pages that mount by themselves (the others start mounted).
 SELF_MOUNTING = {"docs/quickstart.md"}
 EXAMPLE_LANGS = {"sh", "bash", "console", "python", "py"}
@@ -155,8 +162,9 @@ def examples_of(page: str) -> list[Example]:
         body: list[str] = []
         j = i + 1
         while j < len(lines) and not re.match(rf"^\s*{re.escape(fence)}\s*$", lines[j]):
-            body.append(lines[j][len(indent):] if lines[j].startswith(indent) else
-                        lines[j].lstrip())
+            body.append(
+                lines[j][len(indent) :] if lines[j].startswith(indent) else lines[j].lstrip()
+            )
             j += 1
         if lang in EXAMPLE_LANGS:
             ex = Example(page, i + 1, "python" if lang == "py" else lang, "\n".join(body) + "\n")
@@ -167,7 +175,7 @@ def examples_of(page: str) -> list[Example]:
             start = k
             while start > 0 and "<!--" not in lines[start] and "-->" in lines[start]:
                 start -= 1  # a marker comment over several lines
-            comment = " ".join(x.strip() for x in lines[start:k + 1]) if k >= 0 else ""
+            comment = " ".join(x.strip() for x in lines[start : k + 1]) if k >= 0 else ""
             mm = MARKER.search(comment)
             if mm and comment.lstrip().startswith("<!--"):
                 ex.kind = mm.group(1)
@@ -185,8 +193,9 @@ ALL = [ex for page in PAGES if (ROOT / page).exists() for ex in examples_of(page
 
 def test_every_example_is_marked() -> None:
     unmarked = [f"{ex.page}:{ex.line} ({ex.lang})" for ex in ALL if ex.kind is None]
-    assert not unmarked, "examples without <!-- test --> or <!-- not-run: why -->:\n" + \
-        "\n".join(unmarked)
+    assert not unmarked, "examples without <!-- test --> or <!-- not-run: why -->:\n" + "\n".join(
+        unmarked
+    )
     assert all(ex.reason for ex in ALL if ex.kind == "not-run"), "a not-run needs a reason"
     known = {"errors-shown", "given", "needs", "canfar"}
     for ex in ALL:
@@ -198,8 +207,13 @@ def test_every_example_is_marked() -> None:
 
 def test_the_pages_keep_their_examples() -> None:
     """Nothing silently dropped: each page keeps at least this many runnable examples."""
-    minimum = {"README.md": 1, "docs/quickstart.md": 6, "docs/sessions.md": 40,
-               "docs/semantics.md": 5, "docs/troubleshooting.md": 8}
+    minimum = {
+        "README.md": 1,
+        "docs/quickstart.md": 6,
+        "docs/sessions.md": 40,
+        "docs/semantics.md": 5,
+        "docs/troubleshooting.md": 8,
+    }
     counts = {p: sum(1 for ex in ALL if ex.page == p and ex.kind == "test") for p in minimum}
     for page, n in minimum.items():
         assert counts[page] >= n, (page, counts[page])
@@ -221,8 +235,7 @@ def expected_pattern(expected: str) -> re.Pattern[str]:
     text = "".join(parts)
     text = re.sub(r"(\\s\+)+", r"\\s+", text)
     # whitespace next to a wildcard may be absent
-    text = text.replace(r"\s+[\s\S]*?", r"\s*[\s\S]*?").replace(r"[\s\S]*?\s+",
-                                                                r"[\s\S]*?\s*")
+    text = text.replace(r"\s+[\s\S]*?", r"\s*[\s\S]*?").replace(r"[\s\S]*?\s+", r"[\s\S]*?\s*")
     return re.compile(text)
 
 
@@ -327,13 +340,23 @@ class PageRunner:
         opener = self.bin / "xdg-open"
         opener.write_text(OPENER.format(python=sys.executable))
         opener.chmod(0o755)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CANFAR", "XDG_", "VOSPACE_", "PYTEST"))}
-        env.update(HOME=str(self.home), USER=USER, LOGNAME=USER, LANG="C.UTF-8",
-                   COLUMNS="200", DOCTEST_STATE=str(self.state),
-                   PATH=f"{self.bin}:{Path(sys.executable).parent}:{env.get('PATH', '')}",
-                   BROWSER=str(opener), CANFARFS_SKAHA_PENDING_SECONDS="0.3",
-                   CANFARFS_SKAHA_MAX_SESSIONS="100")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CANFAR", "XDG_", "VOSPACE_", "PYTEST"))
+        }
+        env.update(
+            HOME=str(self.home),
+            USER=USER,
+            LOGNAME=USER,
+            LANG="C.UTF-8",
+            COLUMNS="200",
+            DOCTEST_STATE=str(self.state),
+            PATH=f"{self.bin}:{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            BROWSER=str(opener),
+            CANFARFS_SKAHA_PENDING_SECONDS="0.3",
+            CANFARFS_SKAHA_MAX_SESSIONS="100",
+        )
         env.pop("LC_ALL", None)
         self.env = env
         self.canfar: subprocess.Popen[str] | None = None
@@ -352,8 +375,14 @@ class PageRunner:
         return self.home / ".local/state/canfarfs/canfarfs.log"
 
     def canfarfs(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "canfarfs", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "canfarfs", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def mount(self) -> None:
         if is_mounted(self.mountpoint):
@@ -384,8 +413,9 @@ class PageRunner:
         if not is_mounted(self.mountpoint):
             return
         pid = self.daemon_pid()
-        r = subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True,
-                           check=False)
+        r = subprocess.run(
+            ["fusermount3", "-u", str(self.mountpoint)], capture_output=True, check=False
+        )
         if r.returncode != 0:
             subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], check=False)
         if pid is not None:
@@ -429,14 +459,22 @@ class PageRunner:
         return text.replace(str(self.home), SHOWN_HOME)
 
     def bash(self, script: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "-c", PRELUDE + script + EPILOGUE], env=self.env,
-                              capture_output=True, text=True, timeout=BLOCK_TIMEOUT,
-                              stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            ["bash", "-c", PRELUDE + script + EPILOGUE],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
 
     def run_sh(self, ex: Example) -> None:
         r = self.bash("set -e\n" + ex.code + "\nset +e\n")
-        check(r.returncode == 0, f"{ex.id} exited {r.returncode}\n--- output:\n"
-                                 f"{self.normalise(r.stdout + r.stderr)}")
+        check(
+            r.returncode == 0,
+            f"{ex.id} exited {r.returncode}\n--- output:\n{self.normalise(r.stdout + r.stderr)}",
+        )
 
     def run_console(self, ex: Example) -> None:
         steps = parse_console(ex.code)
@@ -454,14 +492,23 @@ class PageRunner:
             where = f"{ex.id}, command {n + 1}: $ {cmd}"
             if "errors-shown" not in ex.options:
                 check(rc == 0, f"{where}\nexited {rc}:\n{actual}")
-            check(output_matches(expected, actual),
-                  f"{where}\n--- the docs show:\n{expected}\n--- it printed:\n{actual}")
+            check(
+                output_matches(expected, actual),
+                f"{where}\n--- the docs show:\n{expected}\n--- it printed:\n{actual}",
+            )
 
     def run_python(self, ex: Example) -> None:
         cwd = (self.state / "cwd").read_text().strip()
-        r = subprocess.run([sys.executable, "-c", ex.code], env=self.env, cwd=cwd,
-                           capture_output=True, text=True, timeout=BLOCK_TIMEOUT,
-                           stdin=subprocess.DEVNULL, check=False)
+        r = subprocess.run(
+            [sys.executable, "-c", ex.code],
+            env=self.env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         check(r.returncode == 0, f"{ex.id}:\n{self.normalise(r.stdout + r.stderr)}")
 
     def run_canfar(self, ex: Example) -> None:
@@ -491,9 +538,15 @@ class PageRunner:
         read_fd, write_fd = os.pipe()
         log = (self.base / "canfar.log").open("w")
         self.canfar = subprocess.Popen(
-            [sys.executable, "-u", "-c", CANFAR_RUNNER, str(write_fd)], env=env,
-            cwd=self.home, stdin=subprocess.PIPE, stdout=log, stderr=log, text=True,
-            pass_fds=(write_fd,))
+            [sys.executable, "-u", "-c", CANFAR_RUNNER, str(write_fd)],
+            env=env,
+            cwd=self.home,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=log,
+            text=True,
+            pass_fds=(write_fd,),
+        )
         log.close()
         os.close(write_fd)
         self.canfar_out = read_fd
@@ -519,9 +572,17 @@ def _dead_daemon(runner: PageRunner) -> None:
     assert pid is not None
     draft = runner.mountpoint / "arc/home" / USER / "draft.txt"
     writer = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nf = open(sys.argv[1], 'w')\n"
-         "f.write('unsaved work\\n'); f.flush(); print('written', flush=True)\n"
-         "time.sleep(600)", str(draft)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nf = open(sys.argv[1], 'w')\n"
+            "f.write('unsaved work\\n'); f.flush(); print('written', flush=True)\n"
+            "time.sleep(600)",
+            str(draft),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert writer.stdout is not None
     assert writer.stdout.readline() == "written\n"
     os.kill(pid, signal.SIGKILL)
@@ -551,28 +612,45 @@ def _expired_certificate(runner: PageRunner) -> None:
     config = runner.home / ".canfar/config.yaml"
     config.parent.mkdir(exist_ok=True)
     url = "https://ws-uv.canfar.net"
-    config.write_text(yaml.safe_dump({
-        "version": 2, "active": {"authentication": "cadc", "server": "canfar"},
-        "authentication": {"cadc": {"mode": "x509", "idp": "cadc", "path": str(cert),
-                                    "expiry": 0.0}},
-        "servers": {"canfar": {
-            "name": "canfar", "idp": "cadc", "uri": "ivo://cadc.nrc.ca/skaha",
-            "url": f"{url}/skaha", "version": "v1", "auths": ["x509"],
-            "storage": {"arc": {"uri": "ivo://cadc.nrc.ca/arc", "url": f"{url}/arc"},
-                        "vault": {"uri": "ivo://cadc.nrc.ca/vault",
-                                  "url": "https://cadc-west-01.canfar.net/vault"}}}},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "version": 2,
+                "active": {"authentication": "cadc", "server": "canfar"},
+                "authentication": {
+                    "cadc": {"mode": "x509", "idp": "cadc", "path": str(cert), "expiry": 0.0}
+                },
+                "servers": {
+                    "canfar": {
+                        "name": "canfar",
+                        "idp": "cadc",
+                        "uri": "ivo://cadc.nrc.ca/skaha",
+                        "url": f"{url}/skaha",
+                        "version": "v1",
+                        "auths": ["x509"],
+                        "storage": {
+                            "arc": {"uri": "ivo://cadc.nrc.ca/arc", "url": f"{url}/arc"},
+                            "vault": {
+                                "uri": "ivo://cadc.nrc.ca/vault",
+                                "url": "https://cadc-west-01.canfar.net/vault",
+                            },
+                        },
+                    }
+                },
+            }
+        )
+    )
     config.chmod(0o600)
 
 
 GIVEN = {
     "mounted": PageRunner.mount,
-    "arc-down": lambda r: _faults(r, {"fail_rate": 1.0, "fail_status": 500,
-                                      "path_prefix": "/arc"}),
+    "arc-down": lambda r: _faults(r, {"fail_rate": 1.0, "fail_status": 500, "path_prefix": "/arc"}),
     "unmounted": PageRunner.unmount,
     "dead-daemon": _dead_daemon,
-    "uploads-fail": lambda r: _faults(r, {"fail_rate": 1.0, "methods": ["PUT"],
-                                          "fail_status": 500}),
+    "uploads-fail": lambda r: _faults(
+        r, {"fail_rate": 1.0, "methods": ["PUT"], "fail_status": 500}
+    ),
     "server-recovered": lambda r: _faults(r, None),
     "open-file": _open_file,
     "files-closed": PageRunner.close_files,
@@ -670,11 +748,13 @@ def test_output_matching() -> None:
     assert not output_matches("", "unexpected\n")
     assert not output_matches("Completed", "Failed")
     assert parse_console("$ cat > x <<'EOF'\n> a\n>\n> EOF\n$ ls\nx\n") == [
-        ("cat > x <<'EOF'\na\n\nEOF", ""), ("ls", "x")]
+        ("cat > x <<'EOF'\na\n\nEOF", ""),
+        ("ls", "x"),
+    ]
 
 
 def test_markers_are_found() -> None:
-    text = textwrap.dedent('''\
+    text = textwrap.dedent("""\
         <!-- test: given=mounted errors-shown -->
         ```console
         $ ls
@@ -687,15 +767,22 @@ def test_markers_are_found() -> None:
             ```sh
             canfar auth login
             ```
-        ''')
+        """)
     page = ROOT / "tests" / ".doc-example-selftest.md"
     page.write_text(text)
     try:
         a, b = examples_of(str(page.relative_to(ROOT)))
     finally:
         page.unlink()
-    assert (a.kind, a.options, a.lang) == ("test", {"given": "mounted", "errors-shown": ""},
-                                           "console")
-    assert (b.kind, b.reason, b.tab, b.code) == ("not-run", "needs a CANFAR account", "tab",
-                                                 "canfar auth login\n")
+    assert (a.kind, a.options, a.lang) == (
+        "test",
+        {"given": "mounted", "errors-shown": ""},
+        "console",
+    )
+    assert (b.kind, b.reason, b.tab, b.code) == (
+        "not-run",
+        "needs a CANFAR account",
+        "tab",
+        "canfar auth login\n",
+    )
     assert ast.parse(CANFAR_RUNNER)

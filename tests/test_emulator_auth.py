@@ -46,16 +46,19 @@ def issued(emulator: Emulator, **claims: Any) -> str:
     return sign_access_token(key, {**base, **claims})
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ({}, 403),
-    ({"Authorization": f"Bearer {TOKEN}"}, 200),
-    ({"X-CADC-DelegationToken": TOKEN}, 200),
-    ({"Authorization": f"Bearer {TOKEN}", "X-CADC-DelegationToken": TOKEN}, 200),  # as vos
-    ({"Authorization": f"Bearer {BOB_TOKEN}"}, 403),
-    ({"Authorization": "Bearer wrong"}, 401),
-    ({"X-CADC-DelegationToken": "wrong"}, 401),
-    ({"Authorization": "Basic YWxpY2U6eA=="}, 401),
-])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 403),
+        ({"Authorization": f"Bearer {TOKEN}"}, 200),
+        ({"X-CADC-DelegationToken": TOKEN}, 200),
+        ({"Authorization": f"Bearer {TOKEN}", "X-CADC-DelegationToken": TOKEN}, 200),  # as vos
+        ({"Authorization": f"Bearer {BOB_TOKEN}"}, 403),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"X-CADC-DelegationToken": "wrong"}, 401),
+        ({"Authorization": "Basic YWxpY2U6eA=="}, 401),
+    ],
+)
 async def test_static_tokens(emulator: Emulator, headers: dict[str, str], status: int) -> None:
     async with anon_client(emulator.app) as c:
         r = await c.get(STATS, headers=headers)
@@ -64,11 +67,14 @@ async def test_static_tokens(emulator: Emulator, headers: dict[str, str], status
         assert r.text.startswith("NotAuthenticated")
 
 
-@pytest.mark.parametrize(("subject", "status"), [
-    ("CN=alice_abc123,OU=cadc,O=hia,C=ca", 200),
-    ("CN=bob_x,OU=cadc,O=hia,C=ca", 403),
-    ("CN=mallory_x,OU=cadc,O=hia,C=ca", 401),
-])
+@pytest.mark.parametrize(
+    ("subject", "status"),
+    [
+        ("CN=alice_abc123,OU=cadc,O=hia,C=ca", 200),
+        ("CN=bob_x,OU=cadc,O=hia,C=ca", 403),
+        ("CN=mallory_x,OU=cadc,O=hia,C=ca", 401),
+    ],
+)
 async def test_client_certificate(emulator: Emulator, subject: str, status: int) -> None:
     async with anon_client(with_client_cert(emulator.app, subject)) as c:
         r = await c.get(STATS)
@@ -79,8 +85,9 @@ async def test_token_wins_over_certificate(emulator: Emulator) -> None:
     app = with_client_cert(emulator.app, "CN=alice_abc,OU=cadc,O=hia,C=ca")
     async with anon_client(app) as c:
         assert (await c.get(STATS, headers={"Authorization": "Bearer x"})).status_code == 401
-        assert (await c.get(STATS, headers={"Authorization": f"Bearer {BOB_TOKEN}"})
-                ).status_code == 403
+        assert (
+            await c.get(STATS, headers={"Authorization": f"Bearer {BOB_TOKEN}"})
+        ).status_code == 403
 
 
 def test_cert_user_name() -> None:
@@ -111,9 +118,11 @@ async def test_forged_or_foreign_access_tokens(emulator: Emulator) -> None:
     forged = sign_access_token(b"not the key", {"sub": USER, "exp": time.time() + 60})
     unknown = issued(emulator, sub="mallory")
     async with anon_client(emulator.app) as c:
-        for token, text in [(f"{head}.{body}.AAAA", "invalid or expired credentials"),
-                            (forged, "invalid or expired credentials"),
-                            (unknown, "access token subject not known")]:
+        for token, text in [
+            (f"{head}.{body}.AAAA", "invalid or expired credentials"),
+            (forged, "invalid or expired credentials"),
+            (unknown, "access token subject not known"),
+        ]:
             r = await c.get(STATS, headers={"Authorization": f"Bearer {token}"})
             assert (r.status_code, r.text) == (401, f"NotAuthenticated: {text}\n")
 
@@ -122,8 +131,9 @@ def test_identify_signature(emulator: Emulator) -> None:
     """``identify(conn, config)``: None when anonymous, a User, or a 401 Fault."""
     conn = HTTPConnection({"type": "http", "headers": [], "path": "/"})
     assert identify(conn, emulator.config) is None
-    conn = HTTPConnection({"type": "http", "path": "/",
-                           "headers": [(b"authorization", f"Bearer {TOKEN}".encode())]})
+    conn = HTTPConnection(
+        {"type": "http", "path": "/", "headers": [(b"authorization", f"Bearer {TOKEN}".encode())]}
+    )
     user = identify(conn, emulator.config)
     assert user is not None
     assert user.name == USER

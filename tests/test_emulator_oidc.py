@@ -55,12 +55,12 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": f"Basic {raw}"}
 
 
-async def refresh(c: httpx2.AsyncClient, grant: Grant, refresh_token: str | None = None,
-                  secret: str | None = None) -> httpx2.Response:
+async def refresh(
+    c: httpx2.AsyncClient, grant: Grant, refresh_token: str | None = None, secret: str | None = None
+) -> httpx2.Response:
     return await c.post(
         "/oidc/token",
-        data={"grant_type": "refresh_token",
-              "refresh_token": refresh_token or grant.refresh_token},
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token or grant.refresh_token},
         headers=basic(grant.client_id, secret or grant.client_secret),
     )
 
@@ -114,12 +114,20 @@ async def test_refresh_rotates_and_issues_a_working_access_token(
     assert rotated.status_code == 200
 
 
-@pytest.mark.parametrize(("change", "status", "error"), [
-    ({"secret": "wrong"}, 401, "invalid_client"),
-    ({"refresh_token": "unknown"}, 400, "invalid_grant"),
-])
-async def test_refresh_errors(emulator: Emulator, oidc_client: httpx2.AsyncClient,
-                              change: dict[str, str], status: int, error: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "status", "error"),
+    [
+        ({"secret": "wrong"}, 401, "invalid_client"),
+        ({"refresh_token": "unknown"}, 400, "invalid_grant"),
+    ],
+)
+async def test_refresh_errors(
+    emulator: Emulator,
+    oidc_client: httpx2.AsyncClient,
+    change: dict[str, str],
+    status: int,
+    error: str,
+) -> None:
     r = await refresh(oidc_client, read_grant(emulator.config.root), **change)
     assert (r.status_code, r.json()["error"]) == (status, error)
     if status == 401:
@@ -130,8 +138,12 @@ async def test_malformed_requests(emulator: Emulator, oidc_client: httpx2.AsyncC
     grant = read_grant(emulator.config.root)
     auth = basic(grant.client_id, grant.client_secret)
     cases = [
-        ({"grant_type": "refresh_token", "refresh_token": grant.refresh_token}, {}, 401,
-         "invalid_client"),
+        (
+            {"grant_type": "refresh_token", "refresh_token": grant.refresh_token},
+            {},
+            401,
+            "invalid_client",
+        ),
         ({"grant_type": "password"}, auth, 400, "unsupported_grant_type"),
         ({"grant_type": "refresh_token"}, auth, 400, "invalid_request"),
     ]
@@ -143,12 +155,19 @@ async def test_malformed_requests(emulator: Emulator, oidc_client: httpx2.AsyncC
     assert (await oidc_client.get("/oidc/token")).status_code == 405
 
 
-async def test_client_secret_post_is_accepted(emulator: Emulator,
-                                              oidc_client: httpx2.AsyncClient) -> None:
+async def test_client_secret_post_is_accepted(
+    emulator: Emulator, oidc_client: httpx2.AsyncClient
+) -> None:
     grant = read_grant(emulator.config.root)
-    r = await oidc_client.post("/oidc/token", data={
-        "grant_type": "refresh_token", "refresh_token": grant.refresh_token,
-        "client_id": grant.client_id, "client_secret": grant.client_secret})
+    r = await oidc_client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": grant.refresh_token,
+            "client_id": grant.client_id,
+            "client_secret": grant.client_secret,
+        },
+    )
     assert r.status_code == 200
 
 
@@ -183,8 +202,7 @@ async def test_tokens_survive_a_restart(tmp_path: Path) -> None:
     second = build_emulator(load_config(root, user=USER, token=TOKEN))
     app = with_oidc(second)
     try:
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
-                                      base_url=BASE) as c:
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as c:
             bearer = {"Authorization": f"Bearer {body['access_token']}"}
             assert (await c.get(STATS, headers=bearer)).status_code == 200
             grant = read_grant(root)
@@ -212,22 +230,44 @@ def canfar_config(url: str, grant: Grant) -> dict[str, Any]:
     return {
         "version": 2,
         "active": {"authentication": "srcnet", "server": "local"},
-        "authentication": {"srcnet": {
-            "mode": "oidc", "idp": "srcnet",
-            "endpoints": {"discovery": url + grant.discovery_path, "token": url + grant.token_path},
-            "client": {"identity": grant.client_id, "secret": grant.client_secret,
-                       "secret_expires_at": 0},
-            "token": {"access": "expired-access-token", "refresh": grant.refresh_token,
-                      "token_type": "Bearer", "scope": "openid profile email offline_access"},
-            "expiry": {"access": 1000.0},
-        }},
-        "servers": {"local": {"name": "local", "idp": "srcnet", "uri": "ivo://cadc.nrc.ca/skaha",
-                              "url": url + "/skaha", "version": "v1", "auths": ["oidc"]}},
+        "authentication": {
+            "srcnet": {
+                "mode": "oidc",
+                "idp": "srcnet",
+                "endpoints": {
+                    "discovery": url + grant.discovery_path,
+                    "token": url + grant.token_path,
+                },
+                "client": {
+                    "identity": grant.client_id,
+                    "secret": grant.client_secret,
+                    "secret_expires_at": 0,
+                },
+                "token": {
+                    "access": "expired-access-token",
+                    "refresh": grant.refresh_token,
+                    "token_type": "Bearer",
+                    "scope": "openid profile email offline_access",
+                },
+                "expiry": {"access": 1000.0},
+            }
+        },
+        "servers": {
+            "local": {
+                "name": "local",
+                "idp": "srcnet",
+                "uri": "ivo://cadc.nrc.ca/skaha",
+                "url": url + "/skaha",
+                "version": "v1",
+                "auths": ["oidc"],
+            }
+        },
     }
 
 
-async def test_canfar_client_refreshes_against_the_emulator(emulator: Emulator,
-                                                            tmp_path: Path) -> None:
+async def test_canfar_client_refreshes_against_the_emulator(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     served = dataclasses.replace(emulator, app=with_oidc(emulator))
     grant = read_grant(emulator.config.root)
     home = tmp_path / "home"
@@ -238,9 +278,13 @@ async def test_canfar_client_refreshes_against_the_emulator(emulator: Emulator,
         config_file.write_text(yaml.safe_dump(canfar_config(url, grant)))
         os.chmod(config_file, 0o600)
         with trio.fail_after(30):
-            proc = await trio.run_process([sys.executable, "-c", CANFAR_SCRIPT],
-                                          env=clean_env(home), capture_stdout=True,
-                                          capture_stderr=True, check=False)
+            proc = await trio.run_process(
+                [sys.executable, "-c", CANFAR_SCRIPT],
+                env=clean_env(home),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
         saved = yaml.safe_load(config_file.read_text())["authentication"]["srcnet"]
         token = saved["token"]
         assert token["access"] != "expired-access-token", proc.stderr.decode()[-2000:]

@@ -52,8 +52,9 @@ async def running(emulator: Emulator) -> AsyncIterator[SkahaService]:
         nursery.cancel_scope.cancel()
 
 
-async def create(client: httpx2.AsyncClient, name: str = "test", image: str = TERMINAL,
-                 **params: str | list[str]) -> str:
+async def create(
+    client: httpx2.AsyncClient, name: str = "test", image: str = TERMINAL, **params: str | list[str]
+) -> str:
     items: list[tuple[str, str]] = [("name", name), ("image", image)]
     for key, value in params.items():
         items += [(key, v) for v in ([value] if isinstance(value, str) else value)]
@@ -80,8 +81,7 @@ async def until(check: Callable[[], Awaitable[object]], within: float = 10) -> N
             await trio.sleep(0.05)
 
 
-async def wait_status(client: httpx2.AsyncClient, sid: str, *wanted: str
-                      ) -> dict[str, object]:
+async def wait_status(client: httpx2.AsyncClient, sid: str, *wanted: str) -> dict[str, object]:
     async def reached() -> bool:
         return (await info(client, sid))["status"] in wanted
 
@@ -133,14 +133,17 @@ def test_events_table_columns() -> None:
 # -- service basics ------------------------------------------------------------------------
 
 
-async def test_head_root_capabilities_availability(client: httpx2.AsyncClient,
-                                                   emulator: Emulator) -> None:
+async def test_head_root_capabilities_availability(
+    client: httpx2.AsyncClient, emulator: Emulator
+) -> None:
     assert (await client.head("/skaha")).status_code == 200
     r = await client.get("/skaha/capabilities")
     assert r.status_code == 200
     root = ElementTree.fromstring(r.content)
-    caps = {c.get("standardID"): [i.findtext("accessURL") for i in c.findall("interface")]
-            for c in root.iter("capability")}
+    caps = {
+        c.get("standardID"): [i.findtext("accessURL") for i in c.findall("interface")]
+        for c in root.iter("capability")
+    }
     session = caps["http://www.opencadc.org/std/platform#session-1"]
     assert session == ["http://emu.invalid/skaha/v1/session"] * 3
     assert caps["vos://cadc.nrc.ca~vospace/CADC/std/Proc#sessions-1.0"][0].endswith("/skaha/v0")
@@ -164,10 +167,17 @@ async def test_authentication(client: httpx2.AsyncClient, emulator: Emulator) ->
         assert r.text.startswith("NotAuthenticated")
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("PUT", V1), ("PATCH", f"{V1}/abc"), ("POST", "/skaha/v1/image"),
-    ("DELETE", "/skaha/v1/context"), ("HEAD", "/skaha/v1/repository"), ("PUT", "/skaha/v1/image"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", V1),
+        ("PATCH", f"{V1}/abc"),
+        ("POST", "/skaha/v1/image"),
+        ("DELETE", "/skaha/v1/context"),
+        ("HEAD", "/skaha/v1/repository"),
+        ("PUT", "/skaha/v1/image"),
+    ],
+)
 async def test_unsupported_methods(client: httpx2.AsyncClient, method: str, path: str) -> None:
     r = await client.request(method, path)
     assert r.status_code == 400
@@ -185,46 +195,61 @@ async def test_unknown_paths(client: httpx2.AsyncClient) -> None:
 # -- create --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("params", "text"), [
-    ({"name": "x"}, "Missing parameter 'image'"),
-    ({"image": "docker.io/library/ubuntu:22.04", "name": "x"},
-     "session image 'docker.io/library/ubuntu:22.04' must come from one of [images.canfar.net]"),
-    ({"image": TERMINAL, "name": "x", "type": "jupyter"}, "Invalid session type: jupyter"),
-    ({"image": TERMINAL, "name": "x", "type": "desktop-app"}, "Invalid session type: desktop-app"),
-    ({"image": TERMINAL, "name": "x", "cores": "abc"}, "Invalid value for 'cores': abc"),
-    ({"image": TERMINAL, "name": "x", "cores": "17"}, "Invalid value for 'cores': 17"),
-    ({"image": TERMINAL, "name": "x", "cores": "0"}, "Invalid value for 'cores': 0"),
-    ({"image": TERMINAL, "name": "x", "ram": "3"}, "Invalid value for 'ram': 3"),
-    ({"image": TERMINAL, "name": "x", "ram": "8.5"}, "Invalid value for 'ram': 8.5"),
-    ({"image": TERMINAL}, "Missing parameter 'name'"),
-    ({"image": TERMINAL, "name": "a_b"}, "name can only contain alpha-numeric chars and '-'"),
-    ({"image": TERMINAL, "name": ""}, "name can only contain alpha-numeric chars and '-'"),
-    ({"image": TERMINAL, "name": "x", "gpus": "0"}, "Invalid value for 'gpus': 0"),
-    ({"image": TERMINAL, "name": "x", "gpus": "two"}, "Invalid value for 'gpus': two"),
-    ({"image": "images.canfar.net/me/private:1", "name": "x"},
-     "No authentication provided for unknown or private image.  Use x-skaha-registry-auth "
-     "request header with base64Encode(username:secret)."),
-    # validation order: image before type before cores before ram before name before gpus
-    ({"type": "bad", "name": "a_b"}, "Missing parameter 'image'"),
-    ({"image": TERMINAL, "type": "bad", "cores": "x"}, "Invalid session type: bad"),
-    ({"image": TERMINAL, "cores": "x", "ram": "x"}, "Invalid value for 'cores': x"),
-    ({"image": TERMINAL, "ram": "x", "name": "a_b"}, "Invalid value for 'ram': x"),
-    ({"image": TERMINAL, "name": "a_b", "gpus": "x"},
-     "name can only contain alpha-numeric chars and '-'"),
-    ({"image": "images.canfar.net/me/private:1", "name": "x", "gpus": "x"},
-     "Invalid value for 'gpus': x"),
-])
-async def test_create_validation(client: httpx2.AsyncClient, params: dict[str, str],
-                                 text: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "text"),
+    [
+        ({"name": "x"}, "Missing parameter 'image'"),
+        (
+            {"image": "docker.io/library/ubuntu:22.04", "name": "x"},
+            "session image 'docker.io/library/ubuntu:22.04' must come from one of [images.canfar.net]",  # noqa: E501 - the service's message, verbatim
+        ),
+        ({"image": TERMINAL, "name": "x", "type": "jupyter"}, "Invalid session type: jupyter"),
+        (
+            {"image": TERMINAL, "name": "x", "type": "desktop-app"},
+            "Invalid session type: desktop-app",
+        ),
+        ({"image": TERMINAL, "name": "x", "cores": "abc"}, "Invalid value for 'cores': abc"),
+        ({"image": TERMINAL, "name": "x", "cores": "17"}, "Invalid value for 'cores': 17"),
+        ({"image": TERMINAL, "name": "x", "cores": "0"}, "Invalid value for 'cores': 0"),
+        ({"image": TERMINAL, "name": "x", "ram": "3"}, "Invalid value for 'ram': 3"),
+        ({"image": TERMINAL, "name": "x", "ram": "8.5"}, "Invalid value for 'ram': 8.5"),
+        ({"image": TERMINAL}, "Missing parameter 'name'"),
+        ({"image": TERMINAL, "name": "a_b"}, "name can only contain alpha-numeric chars and '-'"),
+        ({"image": TERMINAL, "name": ""}, "name can only contain alpha-numeric chars and '-'"),
+        ({"image": TERMINAL, "name": "x", "gpus": "0"}, "Invalid value for 'gpus': 0"),
+        ({"image": TERMINAL, "name": "x", "gpus": "two"}, "Invalid value for 'gpus': two"),
+        (
+            {"image": "images.canfar.net/me/private:1", "name": "x"},
+            "No authentication provided for unknown or private image.  Use x-skaha-registry-auth "
+            "request header with base64Encode(username:secret).",
+        ),
+        # validation order: image before type before cores before ram before name before gpus
+        ({"type": "bad", "name": "a_b"}, "Missing parameter 'image'"),
+        ({"image": TERMINAL, "type": "bad", "cores": "x"}, "Invalid session type: bad"),
+        ({"image": TERMINAL, "cores": "x", "ram": "x"}, "Invalid value for 'cores': x"),
+        ({"image": TERMINAL, "ram": "x", "name": "a_b"}, "Invalid value for 'ram': x"),
+        (
+            {"image": TERMINAL, "name": "a_b", "gpus": "x"},
+            "name can only contain alpha-numeric chars and '-'",
+        ),
+        (
+            {"image": "images.canfar.net/me/private:1", "name": "x", "gpus": "x"},
+            "Invalid value for 'gpus': x",
+        ),
+    ],
+)
+async def test_create_validation(
+    client: httpx2.AsyncClient, params: dict[str, str], text: str
+) -> None:
     r = await client.post(V1, params=params)
     assert (r.status_code, r.text) == (400, iae(text))
 
 
-async def test_create_from_form_body_and_case_insensitive_type(
-        client: httpx2.AsyncClient) -> None:
+async def test_create_from_form_body_and_case_insensitive_type(client: httpx2.AsyncClient) -> None:
     body = "name=Form-Test&image=images.canfar.net%2Fskaha%2Fastroml%3Alatest&type=NoteBook"
-    r = await client.post(V1, content=body,
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = await client.post(
+        V1, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 200, r.text
     data = await info(client, r.text.strip())
     assert (data["type"], data["name"], data["status"]) == ("notebook", "form-test", "Pending")
@@ -243,18 +268,26 @@ async def test_name_rules(client: httpx2.AsyncClient) -> None:
 async def test_registry_auth(client: httpx2.AsyncClient) -> None:
     private = "images.canfar.net/your/private-image:latest"
     good = base64.b64encode(b"bob:s3cret").decode()
-    r = await client.post(V1, params={"name": "p", "image": private},
-                          headers={"X-Skaha-Registry-Auth": good})
+    r = await client.post(
+        V1, params={"name": "p", "image": private}, headers={"X-Skaha-Registry-Auth": good}
+    )
     assert r.status_code == 200, r.text
-    for bad in (base64.b64encode(b"bob:s3:cret").decode(), base64.b64encode(b"bob").decode(),
-                "!!not-base64!!"):
-        r = await client.post(V1, params={"name": "p", "image": private},
-                              headers={"x-skaha-registry-auth": bad})
+    for bad in (
+        base64.b64encode(b"bob:s3:cret").decode(),
+        base64.b64encode(b"bob").decode(),
+        "!!not-base64!!",
+    ):
+        r = await client.post(
+            V1, params={"name": "p", "image": private}, headers={"x-skaha-registry-auth": bad}
+        )
         assert (r.status_code, r.text) == (
-            400, iae("Invalid input.  Must be in form of username:secret"))
+            400,
+            iae("Invalid input.  Must be in form of username:secret"),
+        )
     # A public image never looks at the header.
-    r = await client.post(V1, params={"name": "p", "image": TERMINAL},
-                          headers={"X-Skaha-Registry-Auth": "garbage"})
+    r = await client.post(
+        V1, params={"name": "p", "image": TERMINAL}, headers={"X-Skaha-Registry-Auth": "garbage"}
+    )
     assert r.status_code == 200
 
 
@@ -263,15 +296,26 @@ async def test_interactive_limit(client: httpx2.AsyncClient) -> None:
         await create(client, name=f"nb{i}", image=ASTROML, type="notebook")
     r = await client.post(V1, params={"name": "six", "image": ASTROML, "type": "carta"})
     assert (r.status_code, r.text) == (
-        400, iae(f"User {USER} has reached the maximum of 5 active sessions."))
+        400,
+        iae(f"User {USER} has reached the maximum of 5 active sessions."),
+    )
     await create(client, name="headless-ok")  # headless sessions are unlimited
 
 
 async def test_session_fields_fixed_and_flexible(client: httpx2.AsyncClient) -> None:
     flex = await info(client, await create(client, name="flex"))
     assert flex["isFixedResources"] is False
-    for key in ("requestedRAM", "requestedCPUCores", "startTime", "expiryTime", "ramInUse",
-                "cpuCoresInUse", "appid", "gpuRAMInUse", "gpuUtilization"):
+    for key in (
+        "requestedRAM",
+        "requestedCPUCores",
+        "startTime",
+        "expiryTime",
+        "ramInUse",
+        "cpuCoresInUse",
+        "appid",
+        "gpuRAMInUse",
+        "gpuUtilization",
+    ):
         assert key not in flex
     assert flex["requestedGPUCores"] == "0"
     assert flex["connectURL"] == ""
@@ -282,21 +326,39 @@ async def test_session_fields_fixed_and_flexible(client: httpx2.AsyncClient) -> 
     assert cores_only["requestedGPUCores"] == "2"
     fixed = await info(client, await create(client, name="f", cores="2", ram="8"))
     assert (fixed["requestedRAM"], fixed["requestedCPUCores"], fixed["isFixedResources"]) == (
-        "8.59", "2", True)
+        "8.59",
+        "2",
+        True,
+    )
     frac = await info(client, await create(client, name="f", cores="1.5", ram="16"))
     assert (frac["requestedRAM"], frac["requestedCPUCores"]) == ("17.18", "1.500")
     firefly = await info(client, await create(client, name="ff", image=ASTROML, type="firefly"))
     assert (firefly["requestedRAM"], firefly["requestedCPUCores"]) == ("4.29", "0.100")
-    desktop = await info(client, await create(client, name="d", image=ASTROML, type="desktop",
-                                              ram="8"))
+    desktop = await info(
+        client, await create(client, name="d", image=ASTROML, type="desktop", ram="8")
+    )
     assert desktop["isFixedResources"] is False
-    assert list(fixed) == ["id", "userid", "runAsUID", "runAsGID", "supplementalGroups",
-                           "image", "type", "status", "name", "connectURL", "requestedRAM",
-                           "requestedCPUCores", "requestedGPUCores", "isFixedResources"]
+    assert list(fixed) == [
+        "id",
+        "userid",
+        "runAsUID",
+        "runAsGID",
+        "supplementalGroups",
+        "image",
+        "type",
+        "status",
+        "name",
+        "connectURL",
+        "requestedRAM",
+        "requestedCPUCores",
+        "requestedGPUCores",
+        "isFixedResources",
+    ]
 
 
-async def test_start_time_drops_zero_seconds(client: httpx2.AsyncClient,
-                                             emulator: Emulator) -> None:
+async def test_start_time_drops_zero_seconds(
+    client: httpx2.AsyncClient, emulator: Emulator
+) -> None:
     sid = await create(client)
     service(emulator).db.update(sid, status="Running", start_time=1744299900)
     data = await info(client, sid)
@@ -370,7 +432,9 @@ async def test_unknown_session_ids(client: httpx2.AsyncClient, emulator: Emulato
         r = await client.post(f"{V1}/{sid}", params={"action": "renew"})
         principal = f"PosixPrincipal [uidNumber={posix_id(USER)}]"
         assert (r.status_code, r.text) == (
-            400, iae(f"No active job for user {principal} with session {sid}"))
+            400,
+            iae(f"No active job for user {principal} with session {sid}"),
+        )
         r = await client.delete(f"{V1}/{sid}")
         assert (r.status_code, r.text) == (200, "")
     async with make_client(emulator, BOB_TOKEN) as bob:
@@ -411,8 +475,12 @@ async def test_images_context_repository(client: httpx2.AsyncClient) -> None:
     r = await client.get("/skaha/v1/image", params={"type": "bogus"})
     assert (r.status_code, r.text) == (400, iae("unknown type: bogus"))
     context = (await client.get("/skaha/v1/context")).json()
-    assert context["cores"] == {"default": 2, "defaultRequest": 1, "defaultLimit": 8,
-                                "options": list(range(1, 17))}
+    assert context["cores"] == {
+        "default": 2,
+        "defaultRequest": 1,
+        "defaultLimit": 8,
+        "options": list(range(1, 17)),
+    }
     assert context["memoryGB"]["options"][-1] == 192
     assert context["gpus"]["options"] == list(range(1, 29))
     assert context["maxInteractiveSessions"] == "5"

@@ -173,9 +173,14 @@ def run_script(live: LiveEmulator, tmp_path: Path, text: str) -> dict[str, Any]:
     script.write_text(text)
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    done = subprocess.run([sys.executable, str(script), live.url, live.token],
-                          env=clean_env(home), capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), live.url, live.token],
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -236,11 +241,18 @@ def test_async_session_client(live: LiveEmulator, tmp_path: Path) -> None:
 
 def _cli(live: LiveEmulator, home: Path, *commands: list[str]) -> list[str]:
     """Run canfar CLI commands concurrently (each one is a ~1 s Python start-up)."""
-    env = clean_env(home) | {"CANFAR_URL": f"{live.url}/skaha/v1", "CANFAR_TOKEN": live.token,
-                             "COLUMNS": "200"}
+    env = clean_env(home) | {
+        "CANFAR_URL": f"{live.url}/skaha/v1",
+        "CANFAR_TOKEN": live.token,
+        "COLUMNS": "200",
+    }
     canfar = str(Path(sys.executable).with_name("canfar"))
-    procs = [subprocess.Popen([canfar, *args], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for args in commands]
+    procs = [
+        subprocess.Popen(
+            [canfar, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for args in commands
+    ]
     outputs = []
     for proc in procs:
         out, _ = proc.communicate(timeout=60)
@@ -266,14 +278,30 @@ def test_canfar_cli(live: LiveEmulator, tmp_path: Path) -> None:
     Each CLI run costs a second of CPU, so the other commands (info, events, …) are
     left to the library tests above, which make the same requests.
     """
-    [created] = _cli(live, tmp_path, ["create", "headless", "skaha/terminal:1.1.1", "-n",
-                                      "clitest", "-r", "2", "-e", "A=1", "--", "printenv",
-                                      "REPLICA_ID", "A"])
+    [created] = _cli(
+        live,
+        tmp_path,
+        [
+            "create",
+            "headless",
+            "skaha/terminal:1.1.1",
+            "-n",
+            "clitest",
+            "-r",
+            "2",
+            "-e",
+            "A=1",
+            "--",
+            "printenv",
+            "REPLICA_ID",
+            "A",
+        ],
+    )
     ids = [line.split("- ", 1)[1].strip() for line in created.splitlines() if "  - " in line]
     assert len(ids) == 2, created
     wait_completed(live, ids)
     shown, logs = _cli(live, tmp_path, ["ps", "-a", "-o", "json"], ["logs", *ids])
-    listed = json.loads(shown[shown.index("["):])  # after the "@<server>" banner, if any
+    listed = json.loads(shown[shown.index("[") :])  # after the "@<server>" banner, if any
     assert sorted(s["name"] for s in listed) == ["clitest-1", "clitest-2"]
     assert {s["status"] for s in listed} == {"Completed"}
     assert "1\n1\n" in logs

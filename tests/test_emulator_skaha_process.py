@@ -44,12 +44,17 @@ async def _no_dir(root: Path, sid: str) -> bool:
     return not session_dir(root, sid).exists()
 
 
-async def test_output_env_and_args(client: httpx2.AsyncClient, emulator: Emulator,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_output_env_and_args(
+    client: httpx2.AsyncClient, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CANFARFS_TEST_SECRET", "do-not-leak")
     async with running(emulator):
-        ok = await create(client, cmd="printenv", args="REPLICA_ID FOO",
-                          env=["FOO=bar", "EQ=a=b", "REPLICA_ID=2", "REPLICA_COUNT=3"])
+        ok = await create(
+            client,
+            cmd="printenv",
+            args="REPLICA_ID FOO",
+            env=["FOO=bar", "EQ=a=b", "REPLICA_ID=2", "REPLICA_COUNT=3"],
+        )
         dropped = await create(client, cmd="printenv", args="EQ", env=["EQ=a=b"])
         split = await create(client, cmd="printf", args="[%s]\\n a  b")
         envdump = await create(client, cmd="env", env=["FOO=bar"])
@@ -59,17 +64,31 @@ async def test_output_env_and_args(client: httpx2.AsyncClient, emulator: Emulato
         assert (await info(client, ok))["status"] == "Completed"
         assert await logs(client, ok) == "2\nbar\n"
         assert [r[1] for r in await events(client, ok)] == [
-            "Scheduled", "Pulled", "Created", "Started", "Completed"]
+            "Scheduled",
+            "Pulled",
+            "Created",
+            "Started",
+            "Completed",
+        ]
         assert (await info(client, dropped))["status"] == "Failed"
         assert [r[1] for r in await events(client, dropped)][-2:] == [
-            "Failed", "BackoffLimitExceeded"]
+            "Failed",
+            "BackoffLimitExceeded",
+        ]
         assert await logs(client, split) == "[a]\n[]\n[b]\n"
         dump = await logs(client, envdump)
         env = dict(line.split("=", 1) for line in dump.splitlines())
         home = session_dir(emulator.config.root, envdump) / "home"
         assert env["HOME"] == str(home)
         assert set(env) - {"PWD", "SHLVL", "_", "OLDPWD"} == {
-            "PATH", "HOME", "LANG", "USER", "LOGNAME", "ARC_ROOT", "FOO"}
+            "PATH",
+            "HOME",
+            "LANG",
+            "USER",
+            "LOGNAME",
+            "ARC_ROOT",
+            "FOO",
+        }
         assert "do-not-leak" not in dump
         assert TOKEN not in dump
         assert env["USER"] == USER
@@ -94,11 +113,15 @@ def _write_script(root: Path, name: str, text: str) -> None:
     script.chmod(0o755)
 
 
-async def test_partial_logs_and_destroy_kills_group(client: httpx2.AsyncClient,
-                                                    emulator: Emulator) -> None:
+async def test_partial_logs_and_destroy_kills_group(
+    client: httpx2.AsyncClient, emulator: Emulator
+) -> None:
     root = emulator.config.root
-    _write_script(root, "job.sh", "#!/bin/sh\necho started\nsleep 300 &\n"
-                  'echo $! > "$HOME/child.pid"\nsleep 300\n')
+    _write_script(
+        root,
+        "job.sh",
+        '#!/bin/sh\necho started\nsleep 300 &\necho $! > "$HOME/child.pid"\nsleep 300\n',
+    )
     async with running(emulator) as svc:
         sid = await create(client, cmd=f"{svc.runner.arc.visible}/home/{USER}/job.sh")
         await wait_status(client, sid, "Running")
@@ -130,16 +153,18 @@ async def test_arc_tree_visible(client: httpx2.AsyncClient, emulator: Emulator) 
         if os.geteuid() == 0 and svc.runner.arc.prefix:
             assert visible == "/arc"
         cat = await create(client, cmd="cat", args=f"{visible}/home/{USER}/input.txt")
-        write = await create(client, cmd="sh",
-                             args="-c echo${IFS}out>$ARC_ROOT/home/" + USER + "/out.txt")
+        write = await create(
+            client, cmd="sh", args="-c echo${IFS}out>$ARC_ROOT/home/" + USER + "/out.txt"
+        )
         for sid in (cat, write):
             assert (await wait_status(client, sid, *DONE))["status"] == "Completed"
         assert await logs(client, cat) == "hello arc\n"
         assert (root / "arc" / "home" / USER / "out.txt").read_text() == "out\n"
 
 
-async def test_shutdown_kills_and_restart_fails_sessions(client: httpx2.AsyncClient,
-                                                         emulator: Emulator) -> None:
+async def test_shutdown_kills_and_restart_fails_sessions(
+    client: httpx2.AsyncClient, emulator: Emulator
+) -> None:
     async with running(emulator) as svc:
         sid = await create(client, cmd="sh", args="-c echo${IFS}hi;sleep${IFS}300")
         await wait_status(client, sid, "Running")
@@ -165,8 +190,9 @@ async def test_shutdown_kills_and_restart_fails_sessions(client: httpx2.AsyncCli
         again.close()
 
 
-async def test_no_command_and_disabled_processes(client: httpx2.AsyncClient,
-                                                 emulator: Emulator) -> None:
+async def test_no_command_and_disabled_processes(
+    client: httpx2.AsyncClient, emulator: Emulator
+) -> None:
     async with running(emulator) as svc:
         bare = await create(client)
         assert (await wait_status(client, bare, *DONE))["status"] == "Completed"
@@ -177,8 +203,9 @@ async def test_no_command_and_disabled_processes(client: httpx2.AsyncClient,
         assert "'touch /tmp/never' was not run" in await logs(client, off)
 
 
-async def test_finished_headless_is_collected(client: httpx2.AsyncClient,
-                                              emulator: Emulator) -> None:
+async def test_finished_headless_is_collected(
+    client: httpx2.AsyncClient, emulator: Emulator
+) -> None:
     async with running(emulator) as svc:
         sid = await create(client, cmd="true")
         await wait_status(client, sid, *DONE)
@@ -188,8 +215,9 @@ async def test_finished_headless_is_collected(client: httpx2.AsyncClient,
         await until(lambda: _no_dir(emulator.config.root, sid))
 
 
-async def test_arc_view_degrades_without_root(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_arc_view_degrades_without_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Not root (or arc_mount=off): no namespace, ARC_ROOT names the host directory."""
     (tmp_path / "arc").mkdir()
     plain = str((tmp_path / "arc").resolve())
@@ -202,7 +230,11 @@ async def test_arc_view_degrades_without_root(tmp_path: Path,
 
 
 def test_settings_from_environment() -> None:
-    settings = SkahaSettings.from_env({"CANFARFS_SKAHA_MAX_SESSIONS": "2",
-                                       "CANFARFS_SKAHA_RUN": "0",
-                                       "CANFARFS_SKAHA_PENDING_SECONDS": "x"})
+    settings = SkahaSettings.from_env(
+        {
+            "CANFARFS_SKAHA_MAX_SESSIONS": "2",
+            "CANFARFS_SKAHA_RUN": "0",
+            "CANFARFS_SKAHA_PENDING_SECONDS": "x",
+        }
+    )
     assert (settings.max_sessions, settings.run, settings.pending_seconds) == (2, False, 1.0)

@@ -48,8 +48,7 @@ def live(live_emulator: LiveEmulator) -> Iterator[LiveEmulator]:
 
 
 #: Requests the client library itself refuses to send (not the server's doing).
-_UNSENDABLE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
-               UnicodeError)
+_UNSENDABLE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeError)
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
@@ -62,8 +61,13 @@ def test_no_server_errors(live: LiveEmulator, mode: str) -> None:
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {live.token}"
 
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=strategy)
         def probe(case: Any) -> None:
             try:
@@ -72,8 +76,10 @@ def test_no_server_errors(live: LiveEmulator, mode: str) -> None:
                 return
             seen.add(response.status_code)
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} {case.query} "
-                                f"{case.headers} -> {response.status_code} {response.text}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} {case.query} "
+                    f"{case.headers} -> {response.status_code} {response.text}"
+                )
 
         probe()
     assert not failures, "\n".join(failures[:10])
@@ -83,20 +89,23 @@ def test_no_server_errors(live: LiveEmulator, mode: str) -> None:
 
 # -- create, deeper: parameters drawn from the document's names, near-valid values ----------
 
+
 @functools.cache
 def _create_parameters() -> tuple[str, ...]:
     """The query parameters ``POST /v1/session`` takes, from the OpenAPI document."""
     spec = yaml.safe_load(SPEC.read_text())
-    return tuple(p["name"] for p in spec["paths"]["/v1/session"]["post"]["parameters"]
-                 if p["in"] == "query")
+    return tuple(
+        p["name"] for p in spec["paths"]["/v1/session"]["post"]["parameters"] if p["in"] == "query"
+    )
 
 
 #: Values the server accepts, per parameter (None: leave the parameter out).
 _VALID: dict[str, st.SearchStrategy[object]] = {
     "name": st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?", fullmatch=True),
     "image": st.sampled_from([TERMINAL, ASTROML]),
-    "type": st.sampled_from([None, "headless", "NoteBook", "desktop", "carta", "firefly",
-                             "contributed"]),
+    "type": st.sampled_from(
+        [None, "headless", "NoteBook", "desktop", "carta", "firefly", "contributed"]
+    ),
     "cores": st.sampled_from([None, "1", "2", "1.5", "16", " 2 ", "2d", "1e0"]),
     "ram": st.sampled_from([None, "1", "8", "192", "+8", "08"]),
     "gpus": st.sampled_from([None, "1", "28"]),
@@ -107,8 +116,9 @@ _VALID: dict[str, st.SearchStrategy[object]] = {
 #: What replaces a parameter picked for breaking.
 _BROKEN: dict[str, st.SearchStrategy[object]] = {
     "name": st.sampled_from(["-x", "x-", "a_b", "", "x" * 64]),
-    "image": st.sampled_from(["images.canfar.net/me/x:1", "images.canfar.net",
-                              "docker.io/x/y:1", ""]),
+    "image": st.sampled_from(
+        ["images.canfar.net/me/x:1", "images.canfar.net", "docker.io/x/y:1", ""]
+    ),
     "type": st.sampled_from(["desktop-app", "jupyter", ""]),
     "cores": st.sampled_from(["0", "-1", "17", "NaN", "Infinity", "0x1p1", "1_0", ""]),
     "ram": st.sampled_from(["3", "8.5", "99999999999", "", " 8"]),
@@ -116,11 +126,15 @@ _BROKEN: dict[str, st.SearchStrategy[object]] = {
 }
 
 
-@settings(max_examples=150, deadline=None, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
 @given(data=st.data())
-async def test_create_parameters_never_5xx(client: httpx2.AsyncClient, data: st.DataObject
-                                           ) -> None:
+async def test_create_parameters_never_5xx(client: httpx2.AsyncClient, data: st.DataObject) -> None:
     """Near-valid creates: every parameter the document names, a few broken or garbage."""
     names = _create_parameters()
     broken = data.draw(st.sets(st.sampled_from(names), max_size=2), label="broken")
@@ -135,8 +149,7 @@ async def test_create_parameters_never_5xx(client: httpx2.AsyncClient, data: st.
         params += [(name, str(v)) for v in values]
     header = data.draw(st.one_of(st.none(), st.sampled_from(["Ym9iOnMzY3JldA==", "x", ""])))
     headers = {} if header is None else {"X-Skaha-Registry-Auth": header}
-    r = await client.post("/skaha/v1/session", params=tuple(params),
-                          headers=headers)
+    r = await client.post("/skaha/v1/session", params=tuple(params), headers=headers)
     assert r.status_code in (200, 400), r.text
     if r.status_code == 200:
         sid = r.text.strip()

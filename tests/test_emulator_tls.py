@@ -80,8 +80,9 @@ async def test_untrusted_without_ca(tls_live: LiveEmulator) -> None:
     assert "CERTIFICATE_VERIFY_FAILED" in chain_text(info.value)
 
 
-async def test_client_cert_is_a_credential(tls_live: LiveEmulator,
-                                           proxies: dict[str, Path]) -> None:
+async def test_client_cert_is_a_credential(
+    tls_live: LiveEmulator, proxies: dict[str, Path]
+) -> None:
     async with client(tls_live, proxies["alice"]) as c:
         r = await c.get("/_emulator/stats")
     assert r.status_code == 200, r.text
@@ -93,8 +94,9 @@ async def test_no_credential_is_anonymous(tls_live: LiveEmulator) -> None:
         assert (await c.get("/reg/resource-caps")).status_code == 200
 
 
-async def test_unknown_certificate_subject_is_401(tls_live: LiveEmulator,
-                                                  proxies: dict[str, Path]) -> None:
+async def test_unknown_certificate_subject_is_401(
+    tls_live: LiveEmulator, proxies: dict[str, Path]
+) -> None:
     async with client(tls_live, proxies["mallory"]) as c:
         r = await c.get("/_emulator/stats")
     assert r.status_code == 401
@@ -112,16 +114,18 @@ async def test_tokens_over_tls(tls_live: LiveEmulator) -> None:
         assert cadc.status_code == 200
 
 
-async def test_token_wins_over_certificate(tls_live: LiveEmulator,
-                                           proxies: dict[str, Path]) -> None:
+async def test_token_wins_over_certificate(
+    tls_live: LiveEmulator, proxies: dict[str, Path]
+) -> None:
     async with client(tls_live, proxies["alice"]) as c:
         r = await c.get("/_emulator/stats", headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401
 
 
 @pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3", "tls1.2"])
-@pytest.mark.parametrize(("name", "alert"), [("expired", "CERTIFICATE_EXPIRED"),
-                                             ("foreign", "UNKNOWN_CA")])
+@pytest.mark.parametrize(
+    ("name", "alert"), [("expired", "CERTIFICATE_EXPIRED"), ("foreign", "UNKNOWN_CA")]
+)
 async def test_bad_certificate_fails_the_handshake(
     tls_live: LiveEmulator, proxies: dict[str, Path], name: str, alert: str, tls12: bool
 ) -> None:
@@ -160,9 +164,25 @@ def test_proxy_pem_shape(tmp_path: Path) -> None:
 def test_proxy_command(tmp_path: Path) -> None:
     out = tmp_path / "ssl" / "cadcproxy.pem"
     proc = subprocess.run(
-        [sys.executable, "-m", "canfarfs.emulator.tls", "proxy", "--root", str(tmp_path / "emu"),
-         "--user", "alice", "--days", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=30, check=True)
+        [
+            sys.executable,
+            "-m",
+            "canfarfs.emulator.tls",
+            "proxy",
+            "--root",
+            str(tmp_path / "emu"),
+            "--user",
+            "alice",
+            "--days",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     assert proc.stdout.startswith(f"{out}: CN=alice_")
     assert "PRIVATE KEY" not in proc.stdout
     assert out.exists()
@@ -174,8 +194,10 @@ def _tls_hello_to(port: int) -> float:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     start = time.monotonic()
-    with (socket.create_connection(("127.0.0.1", port), timeout=20) as sock,
-          pytest.raises(ssl.SSLError)):
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=20) as sock,
+        pytest.raises(ssl.SSLError),
+    ):
         ctx.wrap_socket(sock, server_hostname="127.0.0.1")
     return time.monotonic() - start
 
@@ -194,8 +216,9 @@ async def test_serve_emulator_tls_in_process(emulator: Emulator, tmp_path: Path)
     """The library entry point: ``serve_emulator(tls=True)`` reports an https URL."""
     mint_proxy(emulator.config.root, USER, tmp_path / "alice.pem")
     async with trio.open_nursery() as nursery:
-        url = await nursery.start(lambda task_status: serve_emulator(
-            emulator, tls=True, task_status=task_status))
+        url = await nursery.start(
+            lambda task_status: serve_emulator(emulator, tls=True, task_status=task_status)
+        )
         assert url.startswith("https://127.0.0.1:")
         ctx = ServerTLS(emulator.config.root / "tls").client_context(tmp_path / "alice.pem")
         async with httpx2.AsyncClient(base_url=url, verify=ctx, timeout=10) as c:

@@ -74,8 +74,15 @@ class VosRig:
     def vos(self, tool: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
         """Run one vos command with ``--token``; assert its exit status."""
         cmd = [str(VOS_BIN / tool), "--token", self.live.token, *args]
-        proc = subprocess.run(cmd, env=self.env, cwd=self.work, capture_output=True,
-                              text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            cmd,
+            env=self.env,
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == expect, (
             f"{tool} {' '.join(args)}: exit {proc.returncode}, wanted {expect}\n"
             f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
@@ -113,18 +120,25 @@ class VosRig:
 
     def upload(self, name: str, data: bytes) -> None:
         """Set-up shortcut: negotiate a push (parameter form) and PUT the bytes."""
-        r = self.http.post(f"/{self.service.name}/synctrans", params={
-            "TARGET": self.service.uri(name), "DIRECTION": "pushToVoSpace",
-            "PROTOCOL": HTTPS_PUT})
+        r = self.http.post(
+            f"/{self.service.name}/synctrans",
+            params={
+                "TARGET": self.service.uri(name),
+                "DIRECTION": "pushToVoSpace",
+                "PROTOCOL": HTTPS_PUT,
+            },
+        )
         assert r.status_code == 303, r.text
         put = self.http.put(r.headers["location"], content=data)
         assert put.status_code == 201, put.text
 
     def mkdir(self, name: str) -> None:
-        doc = (f'<vos:node xmlns:vos="http://www.ivoa.net/xml/VOSpace/v2.0" '
-               f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-               f'uri="{self.service.uri(name)}" xsi:type="vos:ContainerNode">'
-               "<vos:nodes/></vos:node>")
+        doc = (
+            f'<vos:node xmlns:vos="http://www.ivoa.net/xml/VOSpace/v2.0" '
+            f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+            f'uri="{self.service.uri(name)}" xsi:type="vos:ContainerNode">'
+            "<vos:nodes/></vos:node>"
+        )
         r = self.http.put(self._nodes_url(name), content=doc)
         assert r.status_code == 201, r.text
 
@@ -205,14 +219,11 @@ def test_vls_lists_each_child_once_with_its_size(rig: VosRig) -> None:
     assert rows["gamma"]["size"] == "5"  # a container's core#length is its subtree's bytes
     assert rows["delta"]["perm"].startswith("l")
     # vos writes "!" for "~" in the URIs it sends; either spelling names the same node
-    assert rows["delta"]["name"].replace("!", "~").endswith(
-        f"-> {rig.service.uri('alpha.txt')}")
+    assert rows["delta"]["name"].replace("!", "~").endswith(f"-> {rig.service.uri('alpha.txt')}")
     assert all(m["owner"] == "alice" for m in rows.values())
 
     rig.mkdir("empty")
     assert rig.vos("vls", rig.remote("empty")).stdout.strip() == ""
-
-
 
 
 # -- copying bytes --------------------------------------------------------------------
@@ -327,8 +338,9 @@ def test_vln_creates_a_link_that_vls_shows(rig: VosRig) -> None:
 
     rows = long_rows(rig.vos("vls", "-l", rig.remote()).stdout)
     assert rows["shortcut"]["perm"].startswith("l")
-    assert rows["shortcut"]["name"].replace("!", "~").endswith(
-        f"-> {rig.service.uri('target.txt')}")
+    assert (
+        rows["shortcut"]["name"].replace("!", "~").endswith(f"-> {rig.service.uri('target.txt')}")
+    )
     # the service follows the link when bytes are asked for through it
     assert rig.download("shortcut") == b"pointed at\n"
 
@@ -371,8 +383,11 @@ def test_vtag_sets_reads_and_removes_a_property(rig: VosRig) -> None:
     rig.upload("tagged.fits", b"SIMPLE  =                    T")
     rig.vos("vtag", rig.remote("tagged.fits"), "quality=good")
 
-    stored = {k: v for k, v in rig.node("tagged.fits").properties.items()
-              if k.rpartition("#")[2] == "quality"}
+    stored = {
+        k: v
+        for k, v in rig.node("tagged.fits").properties.items()
+        if k.rpartition("#")[2] == "quality"
+    }
     assert list(stored.values()) == ["good"]
     assert "good" in rig.vos("vtag", rig.remote("tagged.fits"), "quality").stdout
 
@@ -435,7 +450,13 @@ def test_vos_client_library_calls(rig: VosRig) -> None:
 
     proc = subprocess.run(
         [sys.executable, "-c", LIBRARY_SCRIPT, rig.live.token, rig.remote()],
-        env=rig.env, cwd=rig.work, capture_output=True, text=True, timeout=120, check=False)
+        env=rig.env,
+        cwd=rig.work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -27,10 +27,20 @@ def uri(service: str, path: str) -> str:
     return f"vos://cadc.nrc.ca~{service}/{path}"
 
 
-def node_doc(service: str, path: str, kind: NodeType = NodeType.CONTAINER,
-             properties: dict[str, str | None] | None = None, target: str | None = None) -> bytes:
-    node = Node(uri=uri(service, path), type=kind, properties=properties or {}, target=target,
-                children=[] if kind is NodeType.CONTAINER else None)
+def node_doc(
+    service: str,
+    path: str,
+    kind: NodeType = NodeType.CONTAINER,
+    properties: dict[str, str | None] | None = None,
+    target: str | None = None,
+) -> bytes:
+    node = Node(
+        uri=uri(service, path),
+        type=kind,
+        properties=properties or {},
+        target=target,
+        children=[] if kind is NodeType.CONTAINER else None,
+    )
     return vxml.node_to_xml(node)
 
 
@@ -40,10 +50,17 @@ async def mkdir(client: httpx2.AsyncClient, service: str, path: str) -> httpx2.R
 
 async def put_bytes(client: httpx2.AsyncClient, service: str, path: str, data: bytes) -> None:
     """Upload through the XML push negotiation, as vos does (works on arc and vault)."""
-    t = Transfer(target=uri(service, path), direction="pushToVoSpace",
-                 protocols=[Protocol(uri="ivo://ivoa.net/vospace/core#httpsput")])
-    r = await client.post(f"/{service}/synctrans", content=vxml.transfer_to_xml(t),
-                          headers={"Content-Type": "text/xml"}, follow_redirects=True)
+    t = Transfer(
+        target=uri(service, path),
+        direction="pushToVoSpace",
+        protocols=[Protocol(uri="ivo://ivoa.net/vospace/core#httpsput")],
+    )
+    r = await client.post(
+        f"/{service}/synctrans",
+        content=vxml.transfer_to_xml(t),
+        headers={"Content-Type": "text/xml"},
+        follow_redirects=True,
+    )
     assert r.status_code == 200, r.text
     details = vxml.parse_transfer(r.content)
     assert details.protocols, r.text
@@ -53,8 +70,7 @@ async def put_bytes(client: httpx2.AsyncClient, service: str, path: str, data: b
     assert put.status_code == 201, put.text
 
 
-async def get_node(client: httpx2.AsyncClient, service: str, path: str,
-                   **params: str) -> Node:
+async def get_node(client: httpx2.AsyncClient, service: str, path: str, **params: str) -> Node:
     r = await client.get(f"/{service}/nodes/{path}", params=params)
     assert r.status_code == 200, r.text
     return vxml.parse_node(r.content)
@@ -73,8 +89,13 @@ async def test_capabilities_list_every_endpoint_with_a_bare_and_an_auth_interfac
     r = await client.get("/arc/capabilities")
     assert r.status_code == 200
     text = r.text
-    for sid in ("VOSpace/v2.0#nodes", "VOSpace#sync-2.1", "VOSpace/v2.0#transfers",
-                "VOSpace#files-proto", "recursive-delete-proto"):
+    for sid in (
+        "VOSpace/v2.0#nodes",
+        "VOSpace#sync-2.1",
+        "VOSpace/v2.0#transfers",
+        "VOSpace#files-proto",
+        "recursive-delete-proto",
+    ):
         assert sid in text
     assert "xmlns:xsi" in text
     assert text.count('<interface xsi:type="vs:ParamHTTP" role="std">') >= 14
@@ -148,14 +169,17 @@ async def test_unknown_xsi_type_is_type_not_supported(client: httpx2.AsyncClient
 async def test_update_merges_properties_and_nil_deletes(client: httpx2.AsyncClient) -> None:
     await mkdir(client, "vault", "alice/p")
     tag = "ivo://opencadc.org/tags#quality"
-    r = await client.post(f"{VAULT_HOME}/p", content=node_doc(
-        "vault", "alice/p", properties={tag: "good", props.ISPUBLIC: "true"}))
+    r = await client.post(
+        f"{VAULT_HOME}/p",
+        content=node_doc("vault", "alice/p", properties={tag: "good", props.ISPUBLIC: "true"}),
+    )
     assert r.status_code == 200
     node = await get_node(client, "vault", "alice/p")
     assert node.prop(tag) == "good"
     assert node.is_public
-    await client.post(f"{VAULT_HOME}/p", content=node_doc(
-        "vault", "alice/p", properties={tag: None}))
+    await client.post(
+        f"{VAULT_HOME}/p", content=node_doc("vault", "alice/p", properties={tag: None})
+    )
     node = await get_node(client, "vault", "alice/p")
     assert tag not in node.properties
     assert node.is_public
@@ -165,13 +189,19 @@ async def test_immutable_properties_are_ignored_and_unknown_core_is_400(
     client: httpx2.AsyncClient,
 ) -> None:
     await mkdir(client, "arc", "home/alice/im")
-    r = await client.post(f"{ARC_HOME}/im", content=node_doc(
-        "arc", "home/alice/im", properties={props.CREATOR: "mallory", props.LENGTH: "99"}))
+    r = await client.post(
+        f"{ARC_HOME}/im",
+        content=node_doc(
+            "arc", "home/alice/im", properties={props.CREATOR: "mallory", props.LENGTH: "99"}
+        ),
+    )
     assert r.status_code == 200
     node = await get_node(client, "arc", "home/alice/im")
     assert node.prop(props.CREATOR) == "alice"
-    bad = await client.post(f"{ARC_HOME}/im", content=node_doc(
-        "arc", "home/alice/im", properties={props.CORE + "mtime": "x"}))
+    bad = await client.post(
+        f"{ARC_HOME}/im",
+        content=node_doc("arc", "home/alice/im", properties={props.CORE + "mtime": "x"}),
+    )
     assert bad.status_code == 400
     assert "unrecognized property URI" in bad.text
 
@@ -195,21 +225,27 @@ async def test_vault_lock_refuses_delete_but_not_property_updates(
     client: httpx2.AsyncClient,
 ) -> None:
     await put_bytes(client, "vault", "alice/locked", b"data")
-    await client.post(f"{VAULT_HOME}/locked", content=node_doc(
-        "vault", "alice/locked", NodeType.DATA, {props.ISLOCKED: "true"}))
+    await client.post(
+        f"{VAULT_HOME}/locked",
+        content=node_doc("vault", "alice/locked", NodeType.DATA, {props.ISLOCKED: "true"}),
+    )
     r = await client.delete(f"{VAULT_HOME}/locked")
     assert r.status_code == 403
     assert r.text.startswith("PermissionDenied")
-    unlock = await client.post(f"{VAULT_HOME}/locked", content=node_doc(
-        "vault", "alice/locked", NodeType.DATA, {props.ISLOCKED: None}))
+    unlock = await client.post(
+        f"{VAULT_HOME}/locked",
+        content=node_doc("vault", "alice/locked", NodeType.DATA, {props.ISLOCKED: None}),
+    )
     assert unlock.status_code == 200
     assert (await client.delete(f"{VAULT_HOME}/locked")).status_code == 200
 
 
 async def test_arc_does_not_store_the_lock(client: httpx2.AsyncClient) -> None:
     await put_bytes(client, "arc", "home/alice/nolock", b"data")
-    await client.post(f"{ARC_HOME}/nolock", content=node_doc(
-        "arc", "home/alice/nolock", NodeType.DATA, {props.ISLOCKED: "true"}))
+    await client.post(
+        f"{ARC_HOME}/nolock",
+        content=node_doc("arc", "home/alice/nolock", NodeType.DATA, {props.ISLOCKED: "true"}),
+    )
     node = await get_node(client, "arc", "home/alice/nolock")
     assert props.ISLOCKED not in node.properties
 
@@ -219,16 +255,22 @@ async def test_link_nodes_and_intermediate_links_are_followed(
 ) -> None:
     await mkdir(client, "arc", "home/alice/real")
     await put_bytes(client, "arc", "home/alice/real/f.txt", b"through the link")
-    r = await client.put(f"{ARC_HOME}/ln", content=node_doc(
-        "arc", "home/alice/ln", NodeType.LINK, target=uri("arc", "home/alice/real")))
+    r = await client.put(
+        f"{ARC_HOME}/ln",
+        content=node_doc(
+            "arc", "home/alice/ln", NodeType.LINK, target=uri("arc", "home/alice/real")
+        ),
+    )
     assert r.status_code == 201, r.text
     link = await get_node(client, "arc", "home/alice/ln")
     assert link.type is NodeType.LINK
     assert link.target == uri("arc", "home/alice/real")
     through = await client.get("/arc/files/home/alice/ln/f.txt")
     assert through.content == b"through the link"
-    external = await client.put(f"{ARC_HOME}/ext", content=node_doc(
-        "arc", "home/alice/ext", NodeType.LINK, target="https://example.org/x"))
+    external = await client.put(
+        f"{ARC_HOME}/ext",
+        content=node_doc("arc", "home/alice/ext", NodeType.LINK, target="https://example.org/x"),
+    )
     assert external.status_code == 400
     assert external.text == "link to external resource\n"
 
@@ -239,8 +281,10 @@ async def test_link_nodes_and_intermediate_links_are_followed(
 async def _fill(client: httpx2.AsyncClient, service: str, home: str, n: int) -> None:
     await mkdir(client, service, f"{home}/many")
     for i in range(n):
-        r = await client.put(f"/{service}/nodes/{home}/many/f{i:03d}", content=node_doc(
-            service, f"{home}/many/f{i:03d}", NodeType.DATA))
+        r = await client.put(
+            f"/{service}/nodes/{home}/many/f{i:03d}",
+            content=node_doc(service, f"{home}/many/f{i:03d}", NodeType.DATA),
+        )
         assert r.status_code == 201
 
 
@@ -260,8 +304,9 @@ async def test_vault_pages_by_name_with_an_inclusive_cursor(client: httpx2.Async
     first = await get_node(client, "vault", "alice/many", limit="5")
     names = [c.name for c in first.children or []]
     assert names == ["f000", "f001", "f002", "f003", "f004"]
-    nxt = await get_node(client, "vault", "alice/many", limit="5",
-                         uri=uri("vault", "alice/many/f004"))
+    nxt = await get_node(
+        client, "vault", "alice/many", limit="5", uri=uri("vault", "alice/many/f004")
+    )
     assert [c.name for c in nxt.children or []] == ["f004", "f005", "f006", "f007", "f008"]
     bad = await client.get(f"{VAULT_HOME}/many", params={"uri": uri("vault", "alice/x/y")})
     assert bad.status_code == 400
@@ -279,7 +324,8 @@ async def test_listing_gives_attributes_of_children(client: httpx2.AsyncClient) 
 
 async def test_bad_limit_sort_and_detail_are_400(client: httpx2.AsyncClient) -> None:
     assert (await client.get(ARC_HOME, params={"limit": "-1"})).text == (
-        "InvalidArgument: value for limit must be a positive integer.\n")
+        "InvalidArgument: value for limit must be a positive integer.\n"
+    )
     assert (await client.get(ARC_HOME, params={"sort": "size"})).text == "sort by size\n"
     assert (await client.get(ARC_HOME, params={"detail": "huge"})).status_code == 400
 
@@ -308,14 +354,20 @@ async def test_arc_files_put_checks_digest_and_answers_201_with_digest(
     client: httpx2.AsyncClient,
 ) -> None:
     data = b"hello arc\n"
-    r = await client.put("/arc/files/home/alice/h.txt", content=data,
-                         headers={"Digest": f"md5={md5_b64(data)}", "Content-Type": "text/plain"})
+    r = await client.put(
+        "/arc/files/home/alice/h.txt",
+        content=data,
+        headers={"Digest": f"md5={md5_b64(data)}", "Content-Type": "text/plain"},
+    )
     assert r.status_code == 201
     assert r.headers["digest"] == f"md5={md5_b64(data)}"
     node = await get_node(client, "arc", "home/alice/h.txt")
     assert node.prop(props.TYPE) == "text/plain"
-    bad = await client.put("/arc/files/home/alice/h.txt", content=b"other",
-                           headers={"Digest": f"md5={md5_b64(b'nope')}"})
+    bad = await client.put(
+        "/arc/files/home/alice/h.txt",
+        content=b"other",
+        headers={"Digest": f"md5={md5_b64(b'nope')}"},
+    )
     assert bad.status_code == 412
     assert bad.text.startswith("checksum mismatch: md5:")
     node = await get_node(client, "arc", "home/alice/h.txt")
@@ -330,8 +382,9 @@ async def test_arc_files_ignores_range_and_answers_204_when_empty(
     assert r.status_code == 200
     assert r.content == b"0123456789"
     assert r.headers["content-disposition"] == 'inline; filename="r.bin"'
-    await client.put(f"{ARC_HOME}/empty", content=node_doc("arc", "home/alice/empty",
-                                                           NodeType.DATA))
+    await client.put(
+        f"{ARC_HOME}/empty", content=node_doc("arc", "home/alice/empty", NodeType.DATA)
+    )
     empty = await client.get("/arc/files/home/alice/empty")
     assert empty.status_code == 204
     assert empty.content == b""
@@ -381,10 +434,14 @@ async def make_client_anon_get(client: httpx2.AsyncClient, url: str) -> bytes:
 
 
 async def test_minoc_refuses_an_empty_put(client: httpx2.AsyncClient) -> None:
-    t = Transfer(target=uri("vault", "alice/e"), direction="pushToVoSpace",
-                 protocols=[Protocol(uri="ivo://ivoa.net/vospace/core#httpsput")])
-    r = await client.post("/vault/synctrans", content=vxml.transfer_to_xml(t),
-                          follow_redirects=True)
+    t = Transfer(
+        target=uri("vault", "alice/e"),
+        direction="pushToVoSpace",
+        protocols=[Protocol(uri="ivo://ivoa.net/vospace/core#httpsput")],
+    )
+    r = await client.post(
+        "/vault/synctrans", content=vxml.transfer_to_xml(t), follow_redirects=True
+    )
     endpoint = vxml.parse_transfer(r.content).protocols[0].endpoint
     assert endpoint is not None
     put = await client.put(endpoint, content=b"")
@@ -396,24 +453,35 @@ async def test_synctrans_parameter_form_redirects_straight_to_bytes(
     client: httpx2.AsyncClient,
 ) -> None:
     await put_bytes(client, "arc", "home/alice/p.txt", b"param form")
-    r = await client.post("/arc/synctrans", params={
-        "TARGET": uri("arc", "home/alice/p.txt"), "DIRECTION": "pullFromVoSpace",
-        "PROTOCOL": "ivo://ivoa.net/vospace/core#httpsget", "SECURITYMETHOD": "",
-        "REQUEST": "redirect"})
+    r = await client.post(
+        "/arc/synctrans",
+        params={
+            "TARGET": uri("arc", "home/alice/p.txt"),
+            "DIRECTION": "pullFromVoSpace",
+            "PROTOCOL": "ivo://ivoa.net/vospace/core#httpsget",
+            "SECURITYMETHOD": "",
+            "REQUEST": "redirect",
+        },
+    )
     assert r.status_code == 303
     assert "/files" in r.headers["location"]
     got = await client.get(r.headers["location"], headers={"Authorization": ""})
     assert got.content == b"param form"
-    missing = await client.post("/arc/synctrans", params={
-        "TARGET": uri("arc", "home/alice/none"), "DIRECTION": "pullFromVoSpace"})
+    missing = await client.post(
+        "/arc/synctrans",
+        params={"TARGET": uri("arc", "home/alice/none"), "DIRECTION": "pullFromVoSpace"},
+    )
     assert missing.status_code == 404
 
 
 async def test_failed_negotiation_is_a_job_error_with_no_protocols(
     client: httpx2.AsyncClient,
 ) -> None:
-    t = Transfer(target=uri("arc", "home/alice/absent"), direction="pullFromVoSpace",
-                 protocols=[Protocol(uri="ivo://ivoa.net/vospace/core#httpsget")])
+    t = Transfer(
+        target=uri("arc", "home/alice/absent"),
+        direction="pullFromVoSpace",
+        protocols=[Protocol(uri="ivo://ivoa.net/vospace/core#httpsget")],
+    )
     r = await client.post("/arc/synctrans", content=vxml.transfer_to_xml(t))
     assert r.status_code == 303
     job_url = r.headers["location"].rsplit("/results", 1)[0]
@@ -437,9 +505,12 @@ async def test_quota_is_enforced_with_413(tmp_path: pytest.TempPathFactory) -> N
             over = await c.put("/arc/files/home/alice/b", content=b"x" * 600)
             assert over.status_code == 413
             assert over.text == "limit: 400\n"
-            t = Transfer(target=uri("vault", "alice/big"), direction="pushToVoSpace",
-                         protocols=[Protocol(uri="ivo://ivoa.net/vospace/core#httpsput")],
-                         length=5000)
+            t = Transfer(
+                target=uri("vault", "alice/big"),
+                direction="pushToVoSpace",
+                protocols=[Protocol(uri="ivo://ivoa.net/vospace/core#httpsput")],
+                length=5000,
+            )
             r = await c.post("/vault/synctrans", content=vxml.transfer_to_xml(t))
             job = r.headers["location"].rsplit("/results", 1)[0]
             assert (await c.get(job + "/error")).text.startswith("QuotaExceeded")
@@ -510,24 +581,35 @@ async def test_async_delete_removes_a_tree(client: httpx2.AsyncClient) -> None:
 # -- permissions -----------------------------------------------------------------------
 
 
-async def test_other_users_need_public_or_group_permission(emulator: Emulator,
-                                                           client: httpx2.AsyncClient) -> None:
+async def test_other_users_need_public_or_group_permission(
+    emulator: Emulator, client: httpx2.AsyncClient
+) -> None:
     await put_bytes(client, "arc", "home/alice/private.txt", b"secret")
     async with make_client(emulator, BOB_TOKEN) as bob, make_client(emulator, None) as anon:
         assert (await bob.get("/arc/files/home/alice/private.txt")).status_code == 403
         assert (await anon.get("/arc/files/home/alice/private.txt")).status_code == 403
-        await client.post(f"{ARC_HOME}/private.txt", content=node_doc(
-            "arc", "home/alice/private.txt", NodeType.DATA, {props.ISPUBLIC: "true"}))
+        await client.post(
+            f"{ARC_HOME}/private.txt",
+            content=node_doc(
+                "arc", "home/alice/private.txt", NodeType.DATA, {props.ISPUBLIC: "true"}
+            ),
+        )
         # Read permission is checked on intermediate containers too (vospace-api.md §3.1).
         assert (await anon.get("/arc/files/home/alice/private.txt")).status_code == 403
-        await client.post(ARC_HOME, content=node_doc(
-            "arc", "home/alice", properties={props.ISPUBLIC: "true"}))
+        await client.post(
+            ARC_HOME, content=node_doc("arc", "home/alice", properties={props.ISPUBLIC: "true"})
+        )
         assert (await anon.get("/arc/files/home/alice/private.txt")).content == b"secret"
         assert (await bob.put("/arc/files/home/alice/bob.txt", content=b"b")).status_code == 403
         await mkdir(client, "arc", "home/alice/shared")
-        await client.post(f"{ARC_HOME}/shared", content=node_doc(
-            "arc", "home/alice/shared", properties={
-                props.GROUPWRITE: "ivo://cadc.nrc.ca/gms?survey-team"}))
+        await client.post(
+            f"{ARC_HOME}/shared",
+            content=node_doc(
+                "arc",
+                "home/alice/shared",
+                properties={props.GROUPWRITE: "ivo://cadc.nrc.ca/gms?survey-team"},
+            ),
+        )
         ok = await bob.put("/arc/files/home/alice/shared/bob.txt", content=b"b")
         assert ok.status_code == 201
         assert (await anon.put("/arc/files/home/alice/shared/x", content=b"b")).status_code == 403
@@ -550,8 +632,10 @@ async def test_wrong_token_is_401_and_delegation_header_works(
 
 async def test_data_survives_a_restart(emulator: Emulator, client: httpx2.AsyncClient) -> None:
     await put_bytes(client, "vault", "alice/keep.bin", b"kept across restarts")
-    await client.post(f"{VAULT_HOME}/keep.bin", content=node_doc(
-        "vault", "alice/keep.bin", NodeType.DATA, {"ivo://x#k": "v"}))
+    await client.post(
+        f"{VAULT_HOME}/keep.bin",
+        content=node_doc("vault", "alice/keep.bin", NodeType.DATA, {"ivo://x#k": "v"}),
+    )
     emulator.close()
     again = build_emulator(emulator.config)
     try:
@@ -596,11 +680,14 @@ def test_an_outage_cuts_connections_without_an_answer(live_emulator: LiveEmulato
     """docs/emulator.md: ``outage_seconds`` cuts every matching request, over a socket,
     with no status at all (not a 500), and the service answers again after it."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    r = httpx2.post(f"{live_emulator.url}/_emulator/faults", json={"outage_seconds": 1.5},
-                    headers=auth, timeout=10)
+    r = httpx2.post(
+        f"{live_emulator.url}/_emulator/faults",
+        json={"outage_seconds": 1.5},
+        headers=auth,
+        timeout=10,
+    )
     assert r.status_code == 200
     with pytest.raises(httpx2.TransportError):
         httpx2.get(f"{live_emulator.url}{ARC_HOME}", headers=auth, timeout=10)
     time.sleep(1.6)
-    assert httpx2.get(f"{live_emulator.url}{ARC_HOME}", headers=auth,
-                      timeout=10).status_code == 200
+    assert httpx2.get(f"{live_emulator.url}{ARC_HOME}", headers=auth, timeout=10).status_code == 200

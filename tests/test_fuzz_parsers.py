@@ -42,75 +42,203 @@ from tests.test_emulator_bad_input import FRAGMENTS, bodies, transfer_documents
 
 CI_EXAMPLES = 300
 LONG_EXAMPLES = int(os.environ.get("CANFARFS_FUZZ_EXAMPLES", "100000"))
-CI = settings(max_examples=CI_EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+CI = settings(
+    max_examples=CI_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # ---------------------------------------------------------------------------------------
 # Session specs
 
 SECRET_PREFIX = "s3cr3t-"
-KEYS = st.one_of(st.sampled_from([*FIELDS, "username", "secret", "registry", "Name", ""]),
-                 st.text(max_size=10))
+KEYS = st.one_of(
+    st.sampled_from([*FIELDS, "username", "secret", "registry", "Name", ""]), st.text(max_size=10)
+)
 #: Scalars written as YAML reads them: plain words YAML resolves to other types (dates,
 #: octal, sexagesimal, .nan, yes/no), explicit tags, anchors, and numbers past Python's
 #: 4300-digit conversion limit.
 YAML_SCALARS = [
-    "x", "skaha/terminal:1.1.1", "images.canfar.net/skaha/astroml:latest", "echo", "[hi]",
-    "2001-12-14", "2001-13-01", "2001-02-30", "2001-12-14t21:59:43.10-05:00",
-    "2001-12-14t21:59:43.10-25:00", "12:30:45", "0o17", "0x1F", "0b101", "1_000", "1e999",
-    ".nan", ".inf", "-.inf", "~", "null", "yes", "no", "on", "off", "True", "3.5", "-1",
-    "0", "256", "257", "!!float abc", "!!int abc", "!!int 0x", "!!binary abc",
-    "!!binary aGk=", "!!timestamp 2001-99-99", "!!timestamp x", "!!bool maybe", "!!bool ''",
-    "!!int ''", "!!float _", "!!int 0:0", "!!str 5", "!!set {a, b}",
-    "!!omap [a: 1]", "!!python/object/apply:os.system [id]", "!foo x", "&a x", "*a",
-    "<<: {a: 1}", "|\n  block", ">\n  folded", '"quoted \\x00"', "'single ''q'''",
-    "\"\\ud800\"", "***", '"***"', "\t", "9" * 4301, "-" + "9" * 4400, "1." + "0" * 5000,
+    "x",
+    "skaha/terminal:1.1.1",
+    "images.canfar.net/skaha/astroml:latest",
+    "echo",
+    "[hi]",
+    "2001-12-14",
+    "2001-13-01",
+    "2001-02-30",
+    "2001-12-14t21:59:43.10-05:00",
+    "2001-12-14t21:59:43.10-25:00",
+    "12:30:45",
+    "0o17",
+    "0x1F",
+    "0b101",
+    "1_000",
+    "1e999",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "~",
+    "null",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "True",
+    "3.5",
+    "-1",
+    "0",
+    "256",
+    "257",
+    "!!float abc",
+    "!!int abc",
+    "!!int 0x",
+    "!!binary abc",
+    "!!binary aGk=",
+    "!!timestamp 2001-99-99",
+    "!!timestamp x",
+    "!!bool maybe",
+    "!!bool ''",
+    "!!int ''",
+    "!!float _",
+    "!!int 0:0",
+    "!!str 5",
+    "!!set {a, b}",
+    "!!omap [a: 1]",
+    "!!python/object/apply:os.system [id]",
+    "!foo x",
+    "&a x",
+    "*a",
+    "<<: {a: 1}",
+    "|\n  block",
+    ">\n  folded",
+    '"quoted \\x00"',
+    "'single ''q'''",
+    '"\\ud800"',
+    "***",
+    '"***"',
+    "\t",
+    "9" * 4301,
+    "-" + "9" * 4400,
+    "1." + "0" * 5000,
 ]
-YAML_PUNCT = [": ", ":", "\n", "\n  ", "- ", "-", "[", "]", "{", "}", ",", "? ", "#",
-              "---\n", "...\n", "%YAML 1.1\n", "%TAG ! tag:x,2000:\n", "\t", " ", "\r\n",
-              "\ufeff", "\x85", "\u2028", "\x00", "\x1b", "é", "\U0001f600"]
+YAML_PUNCT = [
+    ": ",
+    ":",
+    "\n",
+    "\n  ",
+    "- ",
+    "-",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "? ",
+    "#",
+    "---\n",
+    "...\n",
+    "%YAML 1.1\n",
+    "%TAG ! tag:x,2000:\n",
+    "\t",
+    " ",
+    "\r\n",
+    "\ufeff",
+    "\x85",
+    "\u2028",
+    "\x00",
+    "\x1b",
+    "é",
+    "\U0001f600",
+]
 
-yamlish = st.lists(st.one_of(st.sampled_from(YAML_SCALARS), st.sampled_from(YAML_PUNCT),
-                             KEYS, st.text(max_size=8)), max_size=40).map("".join)
-jsonish = st.lists(st.one_of(st.sampled_from(['{', '}', '[', ']', ':', ',', '"', '"name"',
-                                              '"image"', '"cores"', '"env"', '"registry"',
-                                              'null', 'true', 'NaN', '-Infinity', '1e999',
-                                              '9' * 4301, '"\\ud800"', '"\\u0000"', '\\']),
-                             st.text(max_size=6)), max_size=40).map("".join)
+yamlish = st.lists(
+    st.one_of(
+        st.sampled_from(YAML_SCALARS), st.sampled_from(YAML_PUNCT), KEYS, st.text(max_size=8)
+    ),
+    max_size=40,
+).map("".join)
+jsonish = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "{",
+                "}",
+                "[",
+                "]",
+                ":",
+                ",",
+                '"',
+                '"name"',
+                '"image"',
+                '"cores"',
+                '"env"',
+                '"registry"',
+                "null",
+                "true",
+                "NaN",
+                "-Infinity",
+                "1e999",
+                "9" * 4301,
+                '"\\ud800"',
+                '"\\u0000"',
+                "\\",
+            ]
+        ),
+        st.text(max_size=6),
+    ),
+    max_size=40,
+).map("".join)
 values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
-              st.text(max_size=20), st.sampled_from(YAML_SCALARS[:30])),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(KEYS, inner, max_size=4)),
-    max_leaves=12)
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=20),
+        st.sampled_from(YAML_SCALARS[:30]),
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
 names_ok = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
 secrets = st.text(string.ascii_letters + string.digits, min_size=6, max_size=16).map(
-    lambda t: SECRET_PREFIX + t)
+    lambda t: SECRET_PREFIX + t
+)
 
 
 @st.composite
 def plausible_specs(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
     """A spec mapping that is often valid, with one field sometimes replaced by junk;
     returns the mapping and the registry secret in it (if any)."""
+
     def mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
         return draw(bad if draw(st.integers(0, 5)) == 0 else good)
 
     doc: dict[str, Any] = {
         "name": mostly(names_ok, st.sampled_from(["-x", "a_b", "x" * 64, "", "A.b"])),
-        "image": mostly(st.sampled_from(["skaha/terminal:1.1.1", "images.canfar.net/skaha/x",
-                                         "skaha/astroml"]),
-                        st.sampled_from(["a/b/c/d", "x", "", "skaha/:tag", "/x"])),
+        "image": mostly(
+            st.sampled_from(["skaha/terminal:1.1.1", "images.canfar.net/skaha/x", "skaha/astroml"]),
+            st.sampled_from(["a/b/c/d", "x", "", "skaha/:tag", "/x"]),
+        ),
     }
     optional: dict[str, st.SearchStrategy[Any]] = {
         "kind": st.sampled_from(["headless"] * 4 + ["notebook", "desktop", "firefly", "bogus"]),
-        "cores": st.integers(-2, 300), "ram": st.integers(-2, 600), "gpus": st.integers(0, 30),
+        "cores": st.integers(-2, 300),
+        "ram": st.integers(-2, 600),
+        "gpus": st.integers(0, 30),
         "cmd": st.sampled_from(["echo", "python", "echo", "two words", ""]),
-        "args": st.one_of(st.lists(st.text(string.ascii_letters, min_size=1, max_size=8),
-                                   max_size=3),
-                          st.lists(st.text(max_size=8), max_size=3), st.text(max_size=12)),
-        "env": st.dictionaries(st.text(max_size=6), st.one_of(st.text(max_size=8),
-                                                             st.integers(), st.floats(),
-                                                             st.booleans()), max_size=3),
+        "args": st.one_of(
+            st.lists(st.text(string.ascii_letters, min_size=1, max_size=8), max_size=3),
+            st.lists(st.text(max_size=8), max_size=3),
+            st.text(max_size=12),
+        ),
+        "env": st.dictionaries(
+            st.text(max_size=6),
+            st.one_of(st.text(max_size=8), st.integers(), st.floats(), st.booleans()),
+            max_size=3,
+        ),
         "replicas": st.integers(-1, 300),
     }
     for key in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=4)):
@@ -118,10 +246,16 @@ def plausible_specs(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
     secret = None
     if draw(st.booleans()):
         secret = draw(st.one_of(secrets, secrets, st.just(MASK)))
-        value = draw(st.one_of(st.just(secret), st.just(secret), st.integers(),
-                               st.booleans(), st.binary(max_size=4)))
-        doc["registry"] = {"username": draw(st.sampled_from(["bob", "carol"])),
-                           "secret": value}
+        value = draw(
+            st.one_of(
+                st.just(secret),
+                st.just(secret),
+                st.integers(),
+                st.booleans(),
+                st.binary(max_size=4),
+            )
+        )
+        doc["registry"] = {"username": draw(st.sampled_from(["bob", "carol"])), "secret": value}
         secret = value if isinstance(value, str) else None
     if draw(st.integers(0, 5)) == 0:  # one field replaced by anything at all
         doc[draw(KEYS)] = draw(values)
@@ -142,8 +276,11 @@ SPEC_NAMES = st.sampled_from(["s.yaml", "s.yml", "s.json"])
 @st.composite
 def spec_cases(draw: st.DrawFn) -> tuple[bytes, str, str | None]:
     """(file content, file name, the registry secret it holds or None)."""
-    how = draw(st.sampled_from(["bytes", "text", "yamlish", "jsonish", "structure",
-                                "plausible", "plausible"]))
+    how = draw(
+        st.sampled_from(
+            ["bytes", "text", "yamlish", "jsonish", "structure", "plausible", "plausible"]
+        )
+    )
     name = draw(SPEC_NAMES)
     secret = None
     if how == "bytes":
@@ -248,8 +385,13 @@ def test_a_registry_secret_that_is_not_text_is_refused(secret: str) -> None:
 @CI
 @given(spec_cases())
 @example((b"name: x\nimage: y\ncmd: 2001-13-01\n", "s.yaml", None))
-@example((b"name: ok\nimage: skaha/terminal:1.1.1\nregistry: {username: bob, secret: '***'}\n",
-          "s.yaml", None))
+@example(
+    (
+        b"name: ok\nimage: skaha/terminal:1.1.1\nregistry: {username: bob, secret: '***'}\n",
+        "s.yaml",
+        None,
+    )
+)
 def test_spec_parser_fuzz(case: tuple[bytes, str, str | None]) -> None:
     check_spec(case)
 
@@ -257,41 +399,85 @@ def test_spec_parser_fuzz(case: tuple[bytes, str, str | None]) -> None:
 # ---------------------------------------------------------------------------------------
 # VOSpace XML (node, transfer and job documents)
 
-UWS_FRAGMENTS = [f'<uws:job xmlns:uws="{UWS_NS}">', "</uws:job>", "<uws:phase>", "</uws:phase>",
-                 "COMPLETED", "EXECUTING", "ERROR", "BOGUS", "<uws:jobId>", "</uws:jobId>",
-                 "<uws:errorSummary><uws:message>", "</uws:message></uws:errorSummary>",
-                 "<uws:results><uws:result id=\"r\" xlink:href=\"h\"/></uws:results>",
-                 ' xmlns:xlink="http://www.w3.org/1999/xlink"', "<uws:results>"]
-XML_EXTRA = ['<?xml version="1.0" encoding="UTF-8"?>', '<?xml version="1.0" encoding="bogus"?>',
-             '<?xml version="1.0" encoding="UTF-16"?>', '<?xml version="1.1"?>',
-             "<!DOCTYPE x [<!ENTITY a \"aaaa\">]>", "&a;", "&amp;", "&#0;", "&#x1F600;",
-             "<![CDATA[", "]]>", "<!-- c -->", "<?pi x?>", f' xmlns:xsi="{XSI_NS}"',
-             ' xsi:type="vos:ContainerNode"', ' xsi:type="DataNode"', ' xsi:type=":x"',
-             ' xsi:type="other:LinkNode"', ' xmlns:other="urn:o"', ' busy="true"', "<vos:node>",
-             ' uri=""']
+UWS_FRAGMENTS = [
+    f'<uws:job xmlns:uws="{UWS_NS}">',
+    "</uws:job>",
+    "<uws:phase>",
+    "</uws:phase>",
+    "COMPLETED",
+    "EXECUTING",
+    "ERROR",
+    "BOGUS",
+    "<uws:jobId>",
+    "</uws:jobId>",
+    "<uws:errorSummary><uws:message>",
+    "</uws:message></uws:errorSummary>",
+    '<uws:results><uws:result id="r" xlink:href="h"/></uws:results>',
+    ' xmlns:xlink="http://www.w3.org/1999/xlink"',
+    "<uws:results>",
+]
+XML_EXTRA = [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<?xml version="1.0" encoding="bogus"?>',
+    '<?xml version="1.0" encoding="UTF-16"?>',
+    '<?xml version="1.1"?>',
+    '<!DOCTYPE x [<!ENTITY a "aaaa">]>',
+    "&a;",
+    "&amp;",
+    "&#0;",
+    "&#x1F600;",
+    "<![CDATA[",
+    "]]>",
+    "<!-- c -->",
+    "<?pi x?>",
+    f' xmlns:xsi="{XSI_NS}"',
+    ' xsi:type="vos:ContainerNode"',
+    ' xsi:type="DataNode"',
+    ' xsi:type=":x"',
+    ' xsi:type="other:LinkNode"',
+    ' xmlns:other="urn:o"',
+    ' busy="true"',
+    "<vos:node>",
+    ' uri=""',
+]
 XML_FRAGMENTS = [*FRAGMENTS, *UWS_FRAGMENTS, *XML_EXTRA]
-xml_soup = st.lists(st.one_of(st.sampled_from(XML_FRAGMENTS), st.text(max_size=10)),
-                    max_size=50).map("".join)
+xml_soup = st.lists(
+    st.one_of(st.sampled_from(XML_FRAGMENTS), st.text(max_size=10)), max_size=50
+).map("".join)
 
 
 @st.composite
 def listings(draw: st.DrawFn) -> str:
     """A container listing with odd children (kinds, properties, nesting up to 4)."""
+
     def node(depth: int) -> str:
-        kind = draw(st.sampled_from(["ContainerNode", "DataNode", "LinkNode",
-                                     "StructuredDataNode", "Bogus", ""]))
+        kind = draw(
+            st.sampled_from(
+                ["ContainerNode", "DataNode", "LinkNode", "StructuredDataNode", "Bogus", ""]
+            )
+        )
         attrs = "" if draw(st.integers(0, 9)) == 0 else ' uri="vos://cadc.nrc.ca~arc/x"'
         if kind:
             attrs += f' xsi:type="vos:{kind}"'
-        inner = draw(st.sampled_from(["", "<vos:properties/>", "<vos:target>t</vos:target>",
-                                      '<vos:properties><vos:property uri="u" xsi:nil="true"/>'
-                                      "</vos:properties>",
-                                      "<vos:properties><vos:property>v</vos:property>"
-                                      "</vos:properties>"]))
+        inner = draw(
+            st.sampled_from(
+                [
+                    "",
+                    "<vos:properties/>",
+                    "<vos:target>t</vos:target>",
+                    '<vos:properties><vos:property uri="u" xsi:nil="true"/></vos:properties>',
+                    "<vos:properties><vos:property>v</vos:property></vos:properties>",
+                ]
+            )
+        )
         if depth < 4 and draw(st.booleans()):
-            inner += "<vos:nodes>" + "".join(
-                node(depth + 1) for _ in range(draw(st.integers(0, 3)))) + "</vos:nodes>"
+            inner += (
+                "<vos:nodes>"
+                + "".join(node(depth + 1) for _ in range(draw(st.integers(0, 3))))
+                + "</vos:nodes>"
+            )
         return f"<vos:node{attrs}>{inner}</vos:node>"
+
     doc = node(0)
     return doc.replace("<vos:node", f'<vos:node xmlns:vos="{VOS_NS}" xmlns:xsi="{XSI_NS}"', 1)
 
@@ -308,11 +494,21 @@ def xml_cases(draw: st.DrawFn) -> bytes:
     elif how == "transfer":
         data = draw(transfer_documents(moves=draw(st.booleans())))[1]
     else:  # a plausible document cut, spliced or with a byte flipped
-        base = draw(st.one_of(listings().map(str.encode),
-                              transfer_documents(moves=False).map(lambda t: t[1])))
+        base = draw(
+            st.one_of(
+                listings().map(str.encode), transfer_documents(moves=False).map(lambda t: t[1])
+            )
+        )
         i = draw(st.integers(0, len(base)))
-        data = draw(st.sampled_from([base[:i], base[:i] + draw(st.binary(max_size=8))
-                                     + base[i:], base[:i] + base[i + 1:]]))
+        data = draw(
+            st.sampled_from(
+                [
+                    base[:i],
+                    base[:i] + draw(st.binary(max_size=8)) + base[i:],
+                    base[:i] + base[i + 1 :],
+                ]
+            )
+        )
     event(f"xml input: {how}")
     return data
 
@@ -320,8 +516,12 @@ def xml_cases(draw: st.DrawFn) -> bytes:
 def check_xml(data: bytes) -> str:
     """All three parsers, as the client and the emulator call them."""
     outcomes = []
-    for parse in (parse_node, lambda d: parse_node(d, MAX_NODE_DOC),
-                  lambda d: parse_transfer(d, 1 << 20), parse_job):
+    for parse in (
+        parse_node,
+        lambda d: parse_node(d, MAX_NODE_DOC),
+        lambda d: parse_transfer(d, 1 << 20),
+        parse_job,
+    ):
         try:
             parse(data)
             outcomes.append("ok")
@@ -341,8 +541,12 @@ def test_xml_parser_fuzz(data: bytes) -> None:
 def nested_listing(depth: int) -> bytes:
     open_ = '<vos:node uri="vos://a~arc/x" xsi:type="vos:ContainerNode"><vos:nodes>'
     close = "</vos:nodes></vos:node>"
-    return (open_.replace("<vos:node", f'<vos:node xmlns:vos="{VOS_NS}" xmlns:xsi="{XSI_NS}"',
-                          1) + open_ * depth + close * depth + close).encode()
+    return (
+        open_.replace("<vos:node", f'<vos:node xmlns:vos="{VOS_NS}" xmlns:xsi="{XSI_NS}"', 1)
+        + open_ * depth
+        + close * depth
+        + close
+    ).encode()
 
 
 def test_deeply_nested_listing_is_refused_cleanly() -> None:
@@ -356,12 +560,15 @@ def test_deeply_nested_listing_is_refused_cleanly() -> None:
 # The long runs
 
 
-def run_long(strategy: st.SearchStrategy[Any], check: Callable[[Any], str],
-             label: str) -> None:
+def run_long(strategy: st.SearchStrategy[Any], check: Callable[[Any], str], label: str) -> None:
     outcomes: Counter[str] = Counter()
 
-    @settings(max_examples=LONG_EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=LONG_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def run(case: Any) -> None:
         outcomes[check(case)] += 1
@@ -369,8 +576,10 @@ def run_long(strategy: st.SearchStrategy[Any], check: Callable[[Any], str],
     start = time.monotonic()
     run()
     elapsed = time.monotonic() - start
-    print(f"\n{label}: {sum(outcomes.values())} examples in {elapsed:.0f} s, 0 crashes; "
-          f"outcomes {dict(outcomes)}")
+    print(
+        f"\n{label}: {sum(outcomes.values())} examples in {elapsed:.0f} s, 0 crashes; "
+        f"outcomes {dict(outcomes)}"
+    )
 
 
 @pytest.mark.slow

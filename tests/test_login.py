@@ -27,34 +27,61 @@ def canfar_config(url: str, grant: dict[str, str], access: str = "expired") -> d
     return {
         "version": 2,
         "active": {"authentication": "srcnet", "server": "local"},
-        "authentication": {"srcnet": {
-            "mode": "oidc", "idp": "srcnet",
-            "endpoints": {"discovery": f"{url}/oidc/.well-known/openid-configuration",
-                          "token": f"{url}/oidc/token"},
-            "client": {"identity": grant["client_id"], "secret": grant["client_secret"],
-                       "secret_expires_at": 0},
-            "token": {"access": access, "refresh": grant["refresh_token"],
-                      "token_type": "Bearer", "scope": "openid offline_access"},
-            "expiry": {"access": 1000.0},
-        }},
-        "servers": {"local": {
-            "name": "local", "idp": "srcnet", "uri": "ivo://cadc.nrc.ca/skaha",
-            "url": f"{url}/skaha", "version": "v1", "auths": ["oidc"],
-            "storage": {"arc": {"uri": "ivo://cadc.nrc.ca/arc", "url": f"{url}/arc"},
-                        "vault": {"uri": "ivo://cadc.nrc.ca/vault", "url": f"{url}/vault"}},
-        }},
+        "authentication": {
+            "srcnet": {
+                "mode": "oidc",
+                "idp": "srcnet",
+                "endpoints": {
+                    "discovery": f"{url}/oidc/.well-known/openid-configuration",
+                    "token": f"{url}/oidc/token",
+                },
+                "client": {
+                    "identity": grant["client_id"],
+                    "secret": grant["client_secret"],
+                    "secret_expires_at": 0,
+                },
+                "token": {
+                    "access": access,
+                    "refresh": grant["refresh_token"],
+                    "token_type": "Bearer",
+                    "scope": "openid offline_access",
+                },
+                "expiry": {"access": 1000.0},
+            }
+        },
+        "servers": {
+            "local": {
+                "name": "local",
+                "idp": "srcnet",
+                "uri": "ivo://cadc.nrc.ca/skaha",
+                "url": f"{url}/skaha",
+                "version": "v1",
+                "auths": ["oidc"],
+                "storage": {
+                    "arc": {"uri": "ivo://cadc.nrc.ca/arc", "url": f"{url}/arc"},
+                    "vault": {"uri": "ivo://cadc.nrc.ca/vault", "url": f"{url}/vault"},
+                },
+            }
+        },
     }
 
 
 def canfarfs(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANFAR")}
     env.update(HOME=str(home), CANFARFS_USER="alice", XDG_STATE_HOME=str(home / "state"))
-    return subprocess.run([sys.executable, "-m", "canfarfs", *args], capture_output=True,
-                          text=True, timeout=120, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "canfarfs", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
 
 
-def test_mount_with_the_canfar_login_refreshes_the_token(live_emulator: LiveEmulator,
-                                                         tmp_path: Path) -> None:
+def test_mount_with_the_canfar_login_refreshes_the_token(
+    live_emulator: LiveEmulator, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     config = home / ".canfar" / "config.yaml"
     config.parent.mkdir(parents=True)
@@ -94,20 +121,24 @@ def test_without_flags_or_login_the_user_is_told_what_to_do(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("case", ["missing", "expired"])
-def test_bad_certificates_are_refused_in_one_line(live_emulator: LiveEmulator, tmp_path: Path,
-                                                  case: str) -> None:
+def test_bad_certificates_are_refused_in_one_line(
+    live_emulator: LiveEmulator, tmp_path: Path, case: str
+) -> None:
     home = tmp_path / "home"
     config = home / ".canfar" / "config.yaml"
     config.parent.mkdir(parents=True)
     cert = home / ".ssl" / "cadcproxy.pem"
     cert.parent.mkdir()
     if case == "expired":
-        mint_proxy(live_emulator.root, "alice", cert,
-                   not_after=datetime.now(UTC) - timedelta(days=1))
-    doc = canfar_config(live_emulator.url, {"client_id": "x", "client_secret": "y",
-                                            "refresh_token": "z"})
-    doc["authentication"] = {"cadc": {"mode": "x509", "idp": "cadc", "path": str(cert),
-                                      "expiry": 0.0}}
+        mint_proxy(
+            live_emulator.root, "alice", cert, not_after=datetime.now(UTC) - timedelta(days=1)
+        )
+    doc = canfar_config(
+        live_emulator.url, {"client_id": "x", "client_secret": "y", "refresh_token": "z"}
+    )
+    doc["authentication"] = {
+        "cadc": {"mode": "x509", "idp": "cadc", "path": str(cert), "expiry": 0.0}
+    }
     doc["active"]["authentication"] = "cadc"
     config.write_text(yaml.safe_dump(doc))
     mnt = tmp_path / "mnt"

@@ -41,9 +41,12 @@ class Rig:
         return self.mount.path / service / HOME[service]
 
     def server_bytes(self, service: str, name: str) -> bytes | None:
-        r = httpx2.get(f"{self.live.url}/{service}/files/{HOME[service]}/{name}",
-                       headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30,
-                       follow_redirects=True)
+        r = httpx2.get(
+            f"{self.live.url}/{service}/files/{HOME[service]}/{name}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+            follow_redirects=True,
+        )
         if r.status_code == 404:
             return None
         if r.status_code == 204:  # an empty file (the services answer so)
@@ -52,17 +55,27 @@ class Rig:
         return r.content
 
     def faults(self, **plan: object) -> None:
-        r = httpx2.post(f"{self.live.url}/_emulator/faults", json=plan,
-                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        r = httpx2.post(
+            f"{self.live.url}/_emulator/faults",
+            json=plan,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
 
     def clear(self) -> None:
-        httpx2.delete(f"{self.live.url}/_emulator/faults",
-                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        httpx2.delete(
+            f"{self.live.url}/_emulator/faults",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
 
     def alive(self) -> bool:
-        return is_mounted(self.mount.path) and self.mount.proc.poll() is None and \
-            os.path.isdir(self.mount.path / "arc")
+        return (
+            is_mounted(self.mount.path)
+            and self.mount.proc.poll() is None
+            and os.path.isdir(self.mount.path / "arc")
+        )
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +99,15 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 @pytest.fixture(scope="module")
 def second_mount(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Another mount of the same emulator, with its own cache: another machine."""
-    m = emulator_mount(tmp_path_factory.mktemp("second"), rig.live.url, TOKEN,
-                       "--timeout", str(TIMEOUT), "--meta-ttl", "1")
+    m = emulator_mount(
+        tmp_path_factory.mktemp("second"),
+        rig.live.url,
+        TOKEN,
+        "--timeout",
+        str(TIMEOUT),
+        "--meta-ttl",
+        "1",
+    )
     yield m.path
     m.unmount()
     assert m.proc.returncode == 0, m.log_text()
@@ -101,21 +121,35 @@ def service(request: pytest.FixtureRequest, rig: Rig) -> Iterator[str]:
 
 
 def sh(cmd: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def py(code: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def in_parallel(code: str, args: list[str], cwd: Path, timeout: float = 120) -> list[str]:
     """Run ``code`` in one Python process per argument, at once; each one's stdout
     (each must exit 0)."""
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), arg], cwd=cwd,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for arg in args]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), arg],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for arg in args
+    ]
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=timeout)
@@ -128,18 +162,22 @@ def in_parallel(code: str, args: list[str], cwd: Path, timeout: float = 120) -> 
 
 
 def test_a_reader_keeps_its_bytes_when_another_file_is_renamed_over_it(
-        rig: Rig, service: str) -> None:
+    rig: Rig, service: str
+) -> None:
     d = rig.dir(service)
     (d / "ra").write_bytes(b"A" * 5000)
     (d / "rb").write_bytes(b"B" * 7000)
-    r = py("""
+    r = py(
+        """
         import os
         fd = os.open('rb', os.O_RDONLY)
         os.rename('ra', 'rb')
         data = os.pread(fd, 10000, 0)
         os.close(fd)
         print(len(data), set(data) == {ord('B')})
-    """, d)
+    """,
+        d,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["7000", "True"]
     assert rig.alive()
@@ -149,7 +187,8 @@ def test_a_reader_keeps_its_bytes_when_another_file_is_renamed_over_it(
 
 
 def test_a_reader_keeps_reading_a_big_file_renamed_over_while_it_streams(
-        rig: Rig, service: str) -> None:
+    rig: Rig, service: str
+) -> None:
     d = rig.dir(service)
     old = os.urandom(6 * 1024 * 1024)
     (d / "big-old").write_bytes(old)
@@ -164,7 +203,8 @@ def test_a_reader_keeps_reading_a_big_file_renamed_over_while_it_streams(
 
 @pytest.mark.parametrize("cached", [True, False], ids=["read-before", "never-read"])
 def test_an_unlinked_open_file_stays_readable_until_closed(
-        rig: Rig, service: str, cached: bool) -> None:
+    rig: Rig, service: str, cached: bool
+) -> None:
     d = rig.dir(service)
     data = os.urandom(300_000)
     (d / "gone.bin").write_bytes(data)
@@ -182,7 +222,8 @@ def test_an_unlinked_open_file_stays_readable_until_closed(
 
 
 def test_a_file_written_then_unlinked_while_open_reads_back_and_uploads_nothing(
-        rig: Rig, service: str) -> None:
+    rig: Rig, service: str
+) -> None:
     d = rig.dir(service)
     fd = os.open(d / "scratch.tmp", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -211,7 +252,8 @@ def test_an_open_writer_renamed_away_uploads_under_the_new_name(rig: Rig, servic
 
 
 def test_across_two_mounts_the_last_close_wins_and_the_other_sees_it_after_the_ttl(
-        rig: Rig, second_mount: Path, service: str) -> None:
+    rig: Rig, second_mount: Path, service: str
+) -> None:
     here = rig.dir(service)
     there = second_mount / service / HOME[service]
     (here / "two.txt").write_text("original\n")
@@ -229,12 +271,15 @@ def test_across_two_mounts_the_last_close_wins_and_the_other_sees_it_after_the_t
     assert (here / "two.txt").read_text() == "from B, longer\n"
 
 
-
 def test_two_appending_loops_on_one_file_lose_no_line_and_keep_the_mount(
-        rig: Rig, service: str) -> None:
+    rig: Rig, service: str
+) -> None:
     d = rig.dir(service)
-    r = sh("echo hi > F && for t in A B; do (for i in $(seq 60); do echo $t$i >> F || "
-           "echo FAIL $t$i >&2; done) & done; wait", d)
+    r = sh(
+        "echo hi > F && for t in A B; do (for i in $(seq 60); do echo $t$i >> F || "
+        "echo FAIL $t$i >&2; done) & done; wait",
+        d,
+    )
     assert r.returncode == 0, r.stderr
     assert "FAIL" not in r.stderr, r.stderr
     assert rig.alive()
@@ -246,21 +291,23 @@ def test_two_appending_loops_on_one_file_lose_no_line_and_keep_the_mount(
     assert sorted(server.decode().split()) == sorted(expected)
 
 
-def test_two_tee_loops_every_acknowledged_append_reaches_the_server(
-        rig: Rig, service: str) -> None:
+def test_two_tee_loops_every_acknowledged_append_reaches_the_server(rig: Rig, service: str) -> None:
     d = rig.dir(service)
-    r = sh("for t in A B; do (for i in $(seq 50); do echo $t$i | tee -a teed >/dev/null "
-           "|| echo FAIL >&2; done) & done; wait", d)
+    r = sh(
+        "for t in A B; do (for i in $(seq 50); do echo $t$i | tee -a teed >/dev/null "
+        "|| echo FAIL >&2; done) & done; wait",
+        d,
+    )
     assert r.returncode == 0, r.stderr
     assert "FAIL" not in r.stderr, r.stderr
     server = rig.server_bytes(service, "teed")
     assert server is not None
-    assert sorted(server.decode().split()) == sorted(f"{t}{i}" for t in "AB"
-                                                     for i in range(1, 51))
+    assert sorted(server.decode().split()) == sorted(f"{t}{i}" for t in "AB" for i in range(1, 51))
 
 
 def test_two_processes_writing_disjoint_halves_both_reach_the_server(
-        rig: Rig, service: str) -> None:
+    rig: Rig, service: str
+) -> None:
     d = rig.dir(service)
     half = 1024 * 1024
     (d / "halves.bin").write_bytes(b"\0" * 2 * half)
@@ -280,7 +327,8 @@ def test_two_processes_writing_disjoint_halves_both_reach_the_server(
 
 
 def test_open_append_close_loops_in_two_processes_never_fail_a_close(
-        rig: Rig, service: str) -> None:
+    rig: Rig, service: str
+) -> None:
     d = rig.dir(service)
     code = """
         import os, sys
@@ -308,8 +356,12 @@ def test_tail_f_follows_a_file_appended_on_the_mount(rig: Rig, service: str) -> 
     (d / "grow.log").write_text("line0\n")
     out = d.parent / f"tail-{service}.out"
     with open(rig.mount.path.parent / f"tail-{service}.out", "w") as sink:
-        tail = subprocess.Popen(["tail", "-n", "+1", "-s", "0.2", "-f", str(d / "grow.log")],
-                                stdout=sink, stderr=subprocess.PIPE, text=True)
+        tail = subprocess.Popen(
+            ["tail", "-n", "+1", "-s", "0.2", "-f", str(d / "grow.log")],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             for i in range(1, 6):
                 time.sleep(0.3)
@@ -342,8 +394,7 @@ def test_truncate_beyond_any_file_size_is_efbig(rig: Rig, service: str) -> None:
     assert (d / "huge").read_bytes() == b"x"
 
 
-def test_mknod_makes_regular_files_and_refuses_the_rest_with_eperm(
-        rig: Rig, service: str) -> None:
+def test_mknod_makes_regular_files_and_refuses_the_rest_with_eperm(rig: Rig, service: str) -> None:
     d = rig.dir(service)
     os.mknod(d / "made", stat.S_IFREG | 0o600)
     assert (d / "made").stat().st_size == 0
@@ -453,8 +504,7 @@ def test_a_download_cut_off_fails_the_read_and_the_mount_answers(rig: Rig, servi
     assert (d / "cut-off.bin").read_bytes() == data
 
 
-def test_a_download_for_update_that_times_out_fails_the_open_only(
-        rig: Rig, service: str) -> None:
+def test_a_download_for_update_that_times_out_fails_the_open_only(rig: Rig, service: str) -> None:
     """Opening an existing file for update prefetches it in the background."""
     d = rig.dir(service)
     (d / "slow.bin").write_bytes(b"s" * 200_000)
@@ -478,7 +528,7 @@ def test_a_streaming_upload_cut_off_falls_back_and_close_succeeds(rig: Rig) -> N
     rig.faults(drop_next=1, drop_after=1, methods=["PUT"], path_prefix="/")
     with open(d / "streamed.bin", "wb") as f:
         for i in range(0, len(data), 1024 * 1024):
-            f.write(data[i:i + 1024 * 1024])
+            f.write(data[i : i + 1024 * 1024])
     assert rig.alive()
     assert rig.server_bytes("arc", "streamed.bin") == data
 
@@ -492,8 +542,12 @@ def test_tail_f_follows_a_file_grown_on_the_server(rig: Rig, service: str) -> No
     def put() -> None:
         body = "".join(f"{line}\n" for line in lines).encode()
         if service == "arc":
-            r = httpx2.put(f"{rig.live.url}/arc/files/{HOME['arc']}/job.log", content=body,
-                           headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+            r = httpx2.put(
+                f"{rig.live.url}/arc/files/{HOME['arc']}/job.log",
+                content=body,
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=30,
+            )
             assert r.status_code in (200, 201), r.text
         else:  # vault takes bytes through a negotiated transfer: write them from "elsewhere"
             other = rig.mount.path.parent / "elsewhere.log"
@@ -506,8 +560,12 @@ def test_tail_f_follows_a_file_grown_on_the_server(rig: Rig, service: str) -> No
     put()
     out = rig.mount.path.parent / f"tail-server-{service}.out"
     with open(out, "w") as sink:
-        tail = subprocess.Popen(["tail", "-n", "+1", "-s", "0.3", "-F", str(d / "job.log")],
-                                stdout=sink, stderr=subprocess.PIPE, text=True)
+        tail = subprocess.Popen(
+            ["tail", "-n", "+1", "-s", "0.3", "-F", str(d / "job.log")],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             for i in range(1, 4):
                 time.sleep(0.5)
@@ -526,7 +584,8 @@ def test_tail_f_follows_a_file_grown_on_the_server(rig: Rig, service: str) -> No
 
 
 def test_a_mount_removes_what_an_earlier_run_left_and_keeps_what_is_pending(
-        rig: Rig, tmp_path: Path) -> None:
+    rig: Rig, tmp_path: Path
+) -> None:
     """Orphans of an earlier run (a staged file with no journal, a journal of bytes
     already uploaded, cached copies) are removed at mount; pending bytes are uploaded."""
     cache = tmp_path / "cache"
@@ -536,11 +595,12 @@ def test_a_mount_removes_what_an_earlier_run_left_and_keeps_what_is_pending(
     (staging / ("0" * 32)).with_suffix(".data").write_bytes(b"orphan")
     (staging / ("1" * 32)).with_suffix(".data").write_bytes(b"clean")
     (staging / ("1" * 32)).with_suffix(".json").write_text(
-        '{"service": "arc", "path": "home/alice/clean", "dirty": false}')
+        '{"service": "arc", "path": "home/alice/clean", "dirty": false}'
+    )
     (staging / ("2" * 32)).with_suffix(".data").write_bytes(b"pending bytes")
     (staging / ("2" * 32)).with_suffix(".json").write_text(
-        '{"service": "arc", "path": "home/alice/pending-at-start", "dirty": true, '
-        '"new": true}')
+        '{"service": "arc", "path": "home/alice/pending-at-start", "dirty": true, "new": true}'
+    )
     (staging / ("3" * 32)).with_suffix(".tmp").write_text("{")
     (data / ("4" * 32)).write_bytes(b"a cached copy nobody indexes")
     m = emulator_mount(tmp_path, rig.live.url, TOKEN)  # its cache: tmp_path / "cache"

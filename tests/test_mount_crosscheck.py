@@ -33,10 +33,22 @@ def mounted(rig: VosRig, tmp_path: Path) -> Iterator[tuple[VosRig, Path]]:
     os.chmod(token_file, 0o600)
     url = rig.live.url
     env = dict(os.environ, CANFARFS_USER="alice")
-    m: Mount = start_mount(tmp_path / "mnt", [
-        "--arc-url", f"{url}/arc", "--vault-url", f"{url}/vault", "--token-file",
-        str(token_file), "--cache-dir", str(tmp_path / "cache"), "--meta-ttl",
-        str(META_TTL)], env=env)
+    m: Mount = start_mount(
+        tmp_path / "mnt",
+        [
+            "--arc-url",
+            f"{url}/arc",
+            "--vault-url",
+            f"{url}/vault",
+            "--token-file",
+            str(token_file),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--meta-ttl",
+            str(META_TTL),
+        ],
+        env=env,
+    )
     service = rig.service
     home = m.path / service.name / service.home
     yield rig, home
@@ -81,8 +93,9 @@ def test_a_rename_with_vmv_shows_up(mounted: tuple[VosRig, Path]) -> None:
     (home / "before.txt").write_text("moving")
     assert (home / "before.txt").exists()
     rig.vos("vmv", rig.remote("before.txt"), rig.remote("after.txt"))
-    assert wait_until(lambda: (home / "after.txt").exists()
-                      and not (home / "before.txt").exists(), META_TTL + 3)
+    assert wait_until(
+        lambda: (home / "after.txt").exists() and not (home / "before.txt").exists(), META_TTL + 3
+    )
     assert (home / "after.txt").read_text() == "moving"
 
 
@@ -93,8 +106,7 @@ def test_vls_l_agrees_with_ls_l(mounted: tuple[VosRig, Path]) -> None:
     (home / "b.bin").write_bytes(b"b" * 1000)
     os.chmod(home / "a.txt", 0o604)
     vls = rig.vos("vls", "-l", rig.remote()).stdout
-    ls = subprocess.run(["ls", "-l", str(home)], capture_output=True, text=True,
-                        check=True).stdout
+    ls = subprocess.run(["ls", "-l", str(home)], capture_output=True, text=True, check=True).stdout
 
     def rows(text: str) -> dict[str, tuple[str, str]]:
         out = {}
@@ -110,4 +122,3 @@ def test_vls_l_agrees_with_ls_l(mounted: tuple[VosRig, Path]) -> None:
     for name in ("a.txt", "b.bin"):
         assert mine[name] == theirs[name], (name, mine[name], theirs[name])
     assert mine["d"][0][0] == theirs["d"][0][0] == "d"
-

@@ -42,8 +42,9 @@ def home(request: pytest.FixtureRequest, rig: tuple[str, Mount]) -> Path:
 
 
 def sh(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def private_tree(root: Path) -> Path:
@@ -56,8 +57,7 @@ def private_tree(root: Path) -> Path:
     return src
 
 
-def test_touch_d_sets_the_date_and_the_server_keeps_it(
-        home: Path) -> None:
+def test_touch_d_sets_the_date_and_the_server_keeps_it(home: Path) -> None:
     f = home / "dated.txt"
     f.write_text("x")
     assert sh("touch -d 2001-01-01T00:00:00Z dated.txt", home).returncode == 0
@@ -85,8 +85,10 @@ def test_cp_p_and_tar_keep_dates_and_find_newer_sees_them(home: Path, tmp_path: 
     src = private_tree(tmp_path)
     assert sh(f"cp -p {src}/f0.txt kept.txt", home).returncode == 0
     assert os.stat(home / "kept.txt").st_mtime == OLD
-    r = sh(f"tar -C {src} -cf {tmp_path}/t.tar . && mkdir untar && "
-           f"tar -xf {tmp_path}/t.tar -C untar", home)
+    r = sh(
+        f"tar -C {src} -cf {tmp_path}/t.tar . && mkdir untar && tar -xf {tmp_path}/t.tar -C untar",
+        home,
+    )
     assert r.returncode == 0, r.stderr
     assert os.stat(home / "untar" / "sub" / "deep.bin").st_mtime == OLD
     (home / "stamp").write_text("now")
@@ -96,15 +98,18 @@ def test_cp_p_and_tar_keep_dates_and_find_newer_sees_them(home: Path, tmp_path: 
     assert "untar/f0.txt" in older
 
 
-def test_a_file_rewritten_elsewhere_shows_the_servers_date(
-        rig: tuple[str, Mount]) -> None:
+def test_a_file_rewritten_elsewhere_shows_the_servers_date(rig: tuple[str, Mount]) -> None:
     url, m = rig
     f = m.path / "arc" / "home" / "alice" / "elsewhere.txt"
     f.write_text("one")
     os.utime(f, (OLD, OLD))
     assert os.stat(f).st_mtime == OLD
-    r = httpx2.put(f"{url}/arc/files/home/alice/elsewhere.txt", content=b"two, from vcp",
-                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    r = httpx2.put(
+        f"{url}/arc/files/home/alice/elsewhere.txt",
+        content=b"two, from vcp",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
     assert r.status_code in (200, 201)
     time.sleep(2.2)  # the metadata TTL and the kernel's attribute cache
     st = os.stat(f)

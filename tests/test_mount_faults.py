@@ -88,10 +88,10 @@ def test_server_stopped_mid_copy_fails_cleanly_and_the_same_cp_then_succeeds(
     rig.restart_emulator()
     r = rig.node("arc", "home/alice/big.bin")
     if r.status_code == 200:  # whatever is there must not look complete
-        assert f">{len(payload)}<" not in r.text or hashlib.md5(payload).hexdigest() \
-            not in r.text  # noqa: S324
-    again = subprocess.run(["cp", str(src), str(dest)], capture_output=True, text=True,
-                           timeout=300, check=False)
+        assert f">{len(payload)}<" not in r.text or hashlib.md5(payload).hexdigest() not in r.text  # noqa: S324
+    again = subprocess.run(
+        ["cp", str(src), str(dest)], capture_output=True, text=True, timeout=300, check=False
+    )
     assert again.returncode == 0, again.stderr
     md5 = os.getxattr(dest, "user.MD5").decode()
     assert md5 == hashlib.md5(payload).hexdigest()  # noqa: S324
@@ -102,13 +102,22 @@ def crash_with_unsaved(rig: Rig, target: Path, payload: bytes) -> None:
     when the daemon is SIGKILLed; then ``canfarfs umount`` clears the dead mount."""
     src = rig.tmp / f"{target.name}.src"
     src.write_bytes(payload)
-    writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\n"
-        f"f = open({str(target)!r}, 'wb')\n"
-        f"f.write(open({str(src)!r}, 'rb').read())\n"
-        "f.flush()\n"
-        "print('written', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\n"
+                f"f = open({str(target)!r}, 'wb')\n"
+                f"f.write(open({str(src)!r}, 'rb').read())\n"
+                "f.flush()\n"
+                "print('written', flush=True)\n"
+                "time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert writer.stdout is not None
     assert writer.stdout.readline().strip() == "written"
     rig.mount.proc.send_signal(signal.SIGKILL)
@@ -116,8 +125,13 @@ def crash_with_unsaved(rig: Rig, target: Path, payload: bytes) -> None:
     writer.kill()
     writer.wait()
     writer.stdout.close()
-    umount = subprocess.run([sys.executable, "-m", "canfarfs", "umount", str(rig.mount.path)],
-                            capture_output=True, text=True, timeout=30, check=False)
+    umount = subprocess.run(
+        [sys.executable, "-m", "canfarfs", "umount", str(rig.mount.path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert umount.returncode == 0, umount.stderr
     assert not is_mounted(rig.mount.path)
 
@@ -134,9 +148,13 @@ def test_sigkill_of_the_daemon_loses_nothing(rig: Rig) -> None:
 def test_a_second_daemon_on_the_same_cache_dir_is_refused(rig: Rig) -> None:
     other = rig.tmp / "mnt2"
     other.mkdir()
-    r = subprocess.run([sys.executable, "-m", "canfarfs", "mount", str(other),
-                        *rig.mount_args], capture_output=True, text=True, timeout=60,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "canfarfs", "mount", str(other), *rig.mount_args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode != 0
     assert "another canfarfs daemon is using the cache directory" in r.stderr
     assert "Traceback" not in r.stderr
@@ -152,15 +170,27 @@ def test_a_recovered_upload_that_fails_again_stays_pending_in_status(rig: Rig) -
     env = dict(os.environ, CANFARFS_USER="alice")
     rig.mount = start_mount(rig.mount.path, rig.mount_args, env=env)
     assert "still pending: arc:home/alice/later.bin" in rig.mount.log_text()
-    status = subprocess.run([sys.executable, "-m", "canfarfs", "status", "--json",
-                             str(rig.mount.path)], capture_output=True, text=True,
-                            timeout=30, check=False)
+    status = subprocess.run(
+        [sys.executable, "-m", "canfarfs", "status", "--json", str(rig.mount.path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert "home/alice/later.bin" in status.stdout, status.stdout + status.stderr
     assert (rig.mount.path / "arc/home/alice/later.bin").read_bytes() == payload
     rig.clear()
-    sync = subprocess.run([sys.executable, "-m", "canfarfs", "sync", str(rig.mount.path)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    sync = subprocess.run(
+        [sys.executable, "-m", "canfarfs", "sync", str(rig.mount.path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert sync.returncode == 0, sync.stdout + sync.stderr
-    got = httpx2.get(f"{rig.live.url}/arc/files/home/alice/later.bin", timeout=30,
-                     headers={"Authorization": f"Bearer {TOKEN}"})
+    got = httpx2.get(
+        f"{rig.live.url}/arc/files/home/alice/later.bin",
+        timeout=30,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert got.content == payload

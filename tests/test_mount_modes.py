@@ -37,8 +37,9 @@ def home(request: pytest.FixtureRequest, mount: Mount) -> Path:
 
 
 def sh(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def world_readable_tree(root: Path) -> Path:
@@ -48,8 +49,11 @@ def world_readable_tree(root: Path) -> Path:
     (src / "a.txt").write_text("a\n")
     (src / "sub" / "b.fits").write_bytes(b"SIMPLE  =" + bytes(2871))
     (src / "run.sh").write_text("#!/bin/sh\necho hi\n")
-    sh("chmod 644 a.txt sub/b.fits && chmod 755 run.sh sub . && "
-       "touch -d 2001-01-01T00:00:00Z a.txt", src)
+    sh(
+        "chmod 644 a.txt sub/b.fits && chmod 755 run.sh sub . && "
+        "touch -d 2001-01-01T00:00:00Z a.txt",
+        src,
+    )
     return src
 
 
@@ -62,7 +66,8 @@ def mode(path: Path) -> int:
 
 
 def test_rsync_a_exits_0_publishes_nothing_and_the_second_run_has_nothing_to_do(
-        home: Path, tmp_path: Path) -> None:
+    home: Path, tmp_path: Path
+) -> None:
     src = world_readable_tree(tmp_path)
     r = sh(f"rsync -a {src}/ copy/", home)
     assert r.returncode == 0, r.stderr
@@ -82,8 +87,10 @@ def test_cp_a_and_tar_x_exit_0_and_publish_nothing(home: Path, tmp_path: Path) -
     assert r.returncode == 0, r.stderr
     assert mode(home / "cpa" / "a.txt") == 0o644
     assert not public(home / "cpa" / "a.txt")
-    r = sh(f"tar -C {src} -cf {tmp_path}/t.tar . && mkdir untar && "
-           f"tar -xf {tmp_path}/t.tar -C untar", home)  # as root: tar sets modes too
+    r = sh(
+        f"tar -C {src} -cf {tmp_path}/t.tar . && mkdir untar && tar -xf {tmp_path}/t.tar -C untar",
+        home,
+    )  # as root: tar sets modes too
     assert r.returncode == 0, r.stderr
     assert mode(home / "untar" / "run.sh") == 0o755
     assert not public(home / "untar" / "run.sh")
@@ -116,14 +123,19 @@ def test_strict_modes_refuse_what_vospace_cannot_express(strict: Mount, tmp_path
     assert not public(home / "strict-copy" / "a.txt")
 
 
-def test_a_copy_into_a_group_shared_directory_publishes_nothing(
-        home: Path, tmp_path: Path) -> None:
+def test_a_copy_into_a_group_shared_directory_publishes_nothing(home: Path, tmp_path: Path) -> None:
     """There 0644 asks only for what VOSpace could grant (the group reads already):
     a copy still gets no public access, and the second run has nothing to do."""
     shared = home / "shared"
     shared.mkdir()
-    assert sh("setfattr -n user.groupread -v survey-team shared && "
-              "setfattr -n user.inheritPermissions -v true shared", home).returncode == 0
+    assert (
+        sh(
+            "setfattr -n user.groupread -v survey-team shared && "
+            "setfattr -n user.inheritPermissions -v true shared",
+            home,
+        ).returncode
+        == 0
+    )
     src = world_readable_tree(tmp_path)
     r = sh(f"rsync -a {src}/ shared/copy/", home)
     assert r.returncode == 0, r.stderr

@@ -22,16 +22,16 @@ def server_props(r: Rig, service: str, path: str) -> str:
 
 
 @pytest.mark.parametrize("service", ["arc", "vault"])
-def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path,
-                                           service: str) -> None:
+def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path, service: str) -> None:
     """The mode is shown as copied, and recorded; a copy publishes nothing
     (docs/semantics.md, *Permissions*)."""
     src = tmp_path / "public.txt"
     src.write_text("shared results\n")
     src.chmod(0o604)
     dest = home(rig, service) / "public.txt"
-    done = subprocess.run(["cp", "-p", str(src), str(dest)], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        ["cp", "-p", str(src), str(dest)], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert stat.S_IMODE(dest.stat().st_mode) == 0o604
@@ -59,8 +59,9 @@ def test_a_mode_property_changed_by_setfattr_shows_at_once(rig: Rig) -> None:
     path.write_text("x\n")
 
     def mode() -> str:
-        return subprocess.run(["ls", "-l", str(path)], capture_output=True, text=True,
-                              check=True).stdout.split()[0]
+        return subprocess.run(
+            ["ls", "-l", str(path)], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
 
     subprocess.run(["chmod", "o+r", str(path)], check=True)
     assert mode() == "-rw----r--"

@@ -34,8 +34,9 @@ def fetched(rig: Rig) -> int:
 
 def remount(rig: Rig, *extra: str) -> None:
     rig.mount.unmount()
-    rig.mount = start_mount(rig.mount.path, [*rig.mount_args, *extra],
-                            env=dict(os.environ, CANFARFS_USER="alice"))
+    rig.mount = start_mount(
+        rig.mount.path, [*rig.mount_args, *extra], env=dict(os.environ, CANFARFS_USER="alice")
+    )
 
 
 def put(rig: Rig, service: str, name: str, payload: bytes, *extra: str) -> Path:
@@ -48,8 +49,9 @@ def put(rig: Rig, service: str, name: str, payload: bytes, *extra: str) -> Path:
 
 
 def emulator_stats(rig: Rig) -> dict[str, object]:
-    got: dict[str, object] = httpx2.get(f"{rig.live.url}/_emulator/stats", timeout=10,
-                                        headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    got: dict[str, object] = httpx2.get(
+        f"{rig.live.url}/_emulator/stats", timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
     return got
 
 
@@ -72,8 +74,9 @@ def test_a_reader_killed_mid_stream_leaves_the_mount_well(rig: Rig, service: str
     payload = data(48 * MiB)
     path = put(rig, service, "killed.bin", payload)
     rig.faults(latency=0.05)  # slow enough to kill the reader mid-file
-    reader = subprocess.Popen(["dd", f"if={path}", "of=/dev/null", "bs=1M"],
-                              stderr=subprocess.DEVNULL)
+    reader = subprocess.Popen(
+        ["dd", f"if={path}", "of=/dev/null", "bs=1M"], stderr=subprocess.DEVNULL
+    )
     time.sleep(0.5)
     reader.send_signal(signal.SIGKILL)
     reader.wait(10)
@@ -95,7 +98,7 @@ def test_a_sequential_and_a_random_reader_of_one_file(rig: Rig, service: str) ->
             for i in range(200):
                 offset = (i * 7_919_113) % (len(payload) - 4096)
                 f.seek(offset)
-                if f.read(4096) != payload[offset:offset + 4096]:
+                if f.read(4096) != payload[offset : offset + 4096]:
                     errors.append(f"random read at {offset}")
 
     t = threading.Thread(target=random_reader)
@@ -120,9 +123,9 @@ def test_a_reader_overtaking_the_read_ahead(rig: Rig, service: str) -> None:
     with path.open("rb") as f:
         assert f.read(MiB) == payload[:MiB]
         f.seek(40 * MiB)
-        assert f.read(MiB) == payload[40 * MiB:41 * MiB]
+        assert f.read(MiB) == payload[40 * MiB : 41 * MiB]
         f.seek(MiB)
-        assert f.read(2 * MiB) == payload[MiB:3 * MiB]
+        assert f.read(2 * MiB) == payload[MiB : 3 * MiB]
     got = fetched(rig) - before
     if service == "vault":
         assert got < len(payload) // 2, got  # the 37 MiB skipped were not fetched
@@ -136,7 +139,7 @@ def test_mmap_reads_the_right_bytes(rig: Rig, service: str) -> None:
     path = put(rig, service, "mapped.bin", payload)
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
         assert m[-123:] == payload[-123:]
-        assert m[5 * MiB:5 * MiB + 4096] == payload[5 * MiB:5 * MiB + 4096]
+        assert m[5 * MiB : 5 * MiB + 4096] == payload[5 * MiB : 5 * MiB + 4096]
         assert m[:] == payload
 
 
@@ -147,9 +150,9 @@ def test_a_fits_header_then_a_seek_fetches_little_of_a_vault_file(rig: Rig) -> N
     path = put(rig, "vault", "cube.fits", payload)
     before = fetched(rig)
     with path.open("rb") as f:
-        assert f.read(2880 * 2) == payload[:2880 * 2]
+        assert f.read(2880 * 2) == payload[: 2880 * 2]
         f.seek(80 * MiB)
-        assert f.read(64 * 1024) == payload[80 * MiB:80 * MiB + 64 * 1024]
+        assert f.read(64 * 1024) == payload[80 * MiB : 80 * MiB + 64 * 1024]
     assert fetched(rig) - before <= 16 * MiB
 
 
@@ -179,9 +182,18 @@ def test_memory_stays_bounded_for_a_file_bigger_than_the_cache(rig: Rig) -> None
     daemon's memory stays within its budget, and nothing is cached."""
     payload = data(96 * MiB)
     path = put(rig, "arc", "stream.bin", payload, "--cache-size", "16M", "--memory", "16M")
-    out = subprocess.run([sys.executable, "-c", "import hashlib,sys;"
-                          "print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
-                          str(path)], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert out.stdout.strip() == hashlib.sha256(payload).hexdigest()
     doc = json.loads((rig.mount.path / ".canfarfs-control").read_bytes())
     assert doc["memory"]["peak"] <= 16 * MiB + 8 * MiB  # pieces a reader waited for

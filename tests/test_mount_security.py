@@ -28,23 +28,40 @@ def rig(tmp_path: Path) -> Iterator[tuple[LiveEmulator, Mount]]:
     token.write_text(TOKEN)
     os.chmod(tmp_path, 0o755)  # so that "nobody" could reach the mount point at all
     env = dict(os.environ, CANFARFS_USER="alice")
-    m = start_mount(tmp_path / "mnt", [
-        "--arc-url", f"{live.url}/arc", "--vault-url", f"{live.url}/vault",
-        "--token-file", str(token), "--cache-dir", str(tmp_path / "cache"), "--debug"],
-        env=env)
+    m = start_mount(
+        tmp_path / "mnt",
+        [
+            "--arc-url",
+            f"{live.url}/arc",
+            "--vault-url",
+            f"{live.url}/vault",
+            "--token-file",
+            str(token),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--debug",
+        ],
+        env=env,
+    )
     yield live, m
     m.unmount()
     live.stop()
 
 
 def as_nobody(*cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                           "--clear-groups", *cmd], capture_output=True, text=True,
-                          timeout=30, check=False)
+    return subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
-@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
-                    reason="switching to another uid needs root and setpriv")
+@pytest.mark.skipif(
+    os.getuid() != 0 or shutil.which("setpriv") is None,
+    reason="switching to another uid needs root and setpriv",
+)
 def test_other_users_cannot_enter_the_mount(rig: tuple[LiveEmulator, Mount]) -> None:
     _, m = rig
     (m.path / "arc/home/alice/secret.txt").write_text("mine")

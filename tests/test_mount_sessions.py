@@ -37,8 +37,11 @@ SECRET = "CLI-SECRET-7f3a"
 def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
     base = tmp_path_factory.mktemp("smount")
     env = dict(os.environ, CANFARFS_USER=USER, CANFARFS_SKAHA_PENDING_SECONDS="0.3")
-    m = start_mount(base / "mnt", ["--local", str(base / "data"), "--cache-dir",
-                                   str(base / "cache"), "--meta-ttl", "1"], env=env)
+    m = start_mount(
+        base / "mnt",
+        ["--local", str(base / "data"), "--cache-dir", str(base / "cache"), "--meta-ttl", "1"],
+        env=env,
+    )
     assert (m.path / "sessions" / "images").exists(), m.log_text()
     yield m
     m.unmount()
@@ -53,8 +56,9 @@ def sess(mount: Mount) -> Path:
 
 
 def sh(cmd: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, check=False)  # tests drive a shell
+    return subprocess.run(
+        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )  # tests drive a shell
 
 
 def ok(cmd: str, cwd: Path, timeout: float = 60) -> str:
@@ -111,9 +115,16 @@ def test_layout_and_honest_sizes(sess: Path) -> None:
 def test_writes_elsewhere_fail_with_eperm(sess: Path) -> None:
     (sess / "w.yaml").write_text(spec_yaml("w", cmd="true"))
     [sid] = ids_of(sess, "w.yaml")
-    for cmd in ("echo x > notes.txt", "mkdir newdir", f"echo x > {sid}/info",
-                f"echo x >> {sid}/logs", f"mv {sid} renamed", "ln -s w.yaml link.yaml",
-                "echo x > images", f"touch {sid}/new"):
+    for cmd in (
+        "echo x > notes.txt",
+        "mkdir newdir",
+        f"echo x > {sid}/info",
+        f"echo x >> {sid}/logs",
+        f"mv {sid} renamed",
+        "ln -s w.yaml link.yaml",
+        "echo x > images",
+        f"touch {sid}/new",
+    ):
         r = sh(cmd, sess)
         assert r.returncode != 0, cmd
         assert "Operation not permitted" in r.stderr, (cmd, r.stderr)
@@ -124,10 +135,15 @@ def test_writes_elsewhere_fail_with_eperm(sess: Path) -> None:
 
 
 def test_notebook_flexible_and_fixed(sess: Path) -> None:
-    ok("cat > nb.yaml <<'EOF'\nname: my-notebook\nimage: " + ASTROML +
-       "\nkind: notebook\nEOF", sess)
-    ok(f"""echo '{{"name": "my-notebook", "image": "{ASTROML}", "kind": "notebook",
-          "cores": 2, "ram": 4}}' > nb-fixed.json""", sess)
+    ok(
+        "cat > nb.yaml <<'EOF'\nname: my-notebook\nimage: " + ASTROML + "\nkind: notebook\nEOF",
+        sess,
+    )
+    ok(
+        f"""echo '{{"name": "my-notebook", "image": "{ASTROML}", "kind": "notebook",
+          "cores": 2, "ram": 4}}' > nb-fixed.json""",
+        sess,
+    )
     [flex], [fixed] = ids_of(sess, "nb.yaml"), ids_of(sess, "nb-fixed.json")
     assert json.loads((sess / flex / "info").read_text())["isFixedResources"] is False
     assert json.loads((sess / fixed / "info").read_text())["isFixedResources"] is True
@@ -146,10 +162,15 @@ def test_notebook_flexible_and_fixed(sess: Path) -> None:
 
 
 def test_headless_hello_and_info_events_logs(sess: Path) -> None:
-    ok("cat > hello.yaml <<'EOF'\nname: my-headless\nimage: " + ASTROML +
-       "\nkind: headless\ncmd: echo\nargs: Hello, World!\nEOF", sess)
-    assert ok("cat hello.yaml", sess) == (f"name: my-headless\nimage: {ASTROML}\nkind: headless\n"
-                                       "cmd: echo\nargs: Hello, World!\n")
+    ok(
+        "cat > hello.yaml <<'EOF'\nname: my-headless\nimage: "
+        + ASTROML
+        + "\nkind: headless\ncmd: echo\nargs: Hello, World!\nEOF",
+        sess,
+    )
+    assert ok("cat hello.yaml", sess) == (
+        f"name: my-headless\nimage: {ASTROML}\nkind: headless\ncmd: echo\nargs: Hello, World!\n"
+    )
     [sid] = ids_of(sess, "hello.yaml")
     assert not (sess / "hello.yaml.error").exists()
     assert wait_status(sess, sid, "Completed", "Failed") == "Completed"
@@ -165,9 +186,12 @@ def test_headless_hello_and_info_events_logs(sess: Path) -> None:
 
 
 def test_three_replicas_show_their_replica_id(sess: Path) -> None:
-    ok("cat > rep.yaml <<'EOF'\n" + spec_yaml("rep", cmd="printenv",
-                                              args=["REPLICA_ID", "REPLICA_COUNT"],
-                                              replicas=3) + "EOF", sess)
+    ok(
+        "cat > rep.yaml <<'EOF'\n"
+        + spec_yaml("rep", cmd="printenv", args=["REPLICA_ID", "REPLICA_COUNT"], replicas=3)
+        + "EOF",
+        sess,
+    )
     ids = ids_of(sess, "rep.yaml")
     assert len(ids) == 3
     assert {"rep-1", "rep-2", "rep-3"} <= set(os.listdir(sess / "by-name"))
@@ -178,14 +202,16 @@ def test_three_replicas_show_their_replica_id(sess: Path) -> None:
 
 
 def test_private_registry_credentials_never_show(sess: Path) -> None:
-    text = (f"name: private-job\nimage: {PRIVATE}\nkind: headless\ncmd: 'true'\n"
-            f"registry: {{username: username, secret: {SECRET}}}\n")
+    text = (
+        f"name: private-job\nimage: {PRIVATE}\nkind: headless\ncmd: 'true'\n"
+        f"registry: {{username: username, secret: {SECRET}}}\n"
+    )
     ok(f"cat > private.yaml <<'EOF'\n{text}EOF", sess)
     [sid] = ids_of(sess, "private.yaml")
     assert ok("cat private.yaml", sess) == text.replace(SECRET, '"***"')
     r = sh(f"grep -r {SECRET} . ", sess)
     assert r.returncode == 1, r.stdout  # in no file of the tree
-    r = sh("printf 'name: p2\\nimage: " + PRIVATE + "\\ncmd: \"true\"\\n' > noauth.yaml", sess)
+    r = sh("printf 'name: p2\\nimage: " + PRIVATE + '\\ncmd: "true"\\n\' > noauth.yaml', sess)
     assert "No authentication provided" in (sess / "noauth.yaml.error").read_text()
     ok(f"rmdir {sid}", sess)
 
@@ -215,10 +241,17 @@ def test_cp_p_of_a_spec(sess: Path, tmp_path: Path) -> None:
 
 
 def test_registry_credentials_from_the_environment(tmp_path: Path) -> None:
-    env = dict(os.environ, CANFARFS_USER=USER, CANFAR_REGISTRY__USERNAME="carol",
-               CANFAR_REGISTRY__SECRET=SECRET)
-    m = start_mount(tmp_path / "mnt", ["--local", str(tmp_path / "data"), "--cache-dir",
-                                       str(tmp_path / "cache")], env=env)
+    env = dict(
+        os.environ,
+        CANFARFS_USER=USER,
+        CANFAR_REGISTRY__USERNAME="carol",
+        CANFAR_REGISTRY__SECRET=SECRET,
+    )
+    m = start_mount(
+        tmp_path / "mnt",
+        ["--local", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache")],
+        env=env,
+    )
     try:
         sess = m.path / "sessions"
         (sess / "p.yaml").write_text(spec_yaml("p", image=PRIVATE, cmd="true"))
@@ -291,8 +324,9 @@ def test_server_refusal_errno(sess: Path) -> None:
     assert close_errno(sess / "cores.yaml", spec_yaml("c", cores=200).encode()) == errno.EINVAL
     assert "Invalid value for 'cores'" in (sess / "cores.yaml.error").read_text()
     assert close_errno(sess / "priv.yaml", spec_yaml("p", image=PRIVATE).encode()) == errno.EACCES
-    r = subprocess.run(f"head -1 {sess}/priv.yaml.ids", shell=True, capture_output=True,
-                       text=True, check=False)
+    r = subprocess.run(
+        f"head -1 {sess}/priv.yaml.ids", shell=True, capture_output=True, text=True, check=False
+    )
     assert r.returncode != 0
     assert "Permission denied" in r.stderr
 
@@ -303,12 +337,15 @@ def test_server_refusal_errno(sess: Path) -> None:
 def test_tail_f_follows_a_running_session(sess: Path, mount: Mount) -> None:
     home = mount.path / "arc" / "home" / USER
     (home / "count.sh").write_text(
-        "i=1\nwhile [ $i -le 10 ]; do echo line $i; i=$((i+1)); sleep 0.3; done\n")
-    (sess / "count.yaml").write_text(spec_yaml("count", cmd="sh",
-                                            args=[f"/arc/home/{USER}/count.sh"]))
+        "i=1\nwhile [ $i -le 10 ]; do echo line $i; i=$((i+1)); sleep 0.3; done\n"
+    )
+    (sess / "count.yaml").write_text(
+        spec_yaml("count", cmd="sh", args=[f"/arc/home/{USER}/count.sh"])
+    )
     [sid] = ids_of(sess, "count.yaml")
-    tail = subprocess.Popen(["tail", "-n", "+1", "-f", str(sess / sid / "logs")],
-                            stdout=subprocess.PIPE, text=True)
+    tail = subprocess.Popen(
+        ["tail", "-n", "+1", "-f", str(sess / sid / "logs")], stdout=subprocess.PIPE, text=True
+    )
     assert tail.stdout is not None
     lines, first_at_status = [], ""
     try:
@@ -333,12 +370,17 @@ def test_tail_F_follows_a_file_a_headless_job_appends_to(sess: Path, mount: Moun
     log = mount.path / "arc" / "home" / USER / "job.log"
     out = mount.path.parent / "tail-job.out"
     (log.parent / "appender.sh").write_text(
-        "for i in 1 2 3 4 5; do echo step $i >> /arc/home/alice/job.log; sleep 0.7; done\n")
-    spec = spec_yaml("appender", kind="headless", cmd="/bin/sh",
-                     args=["/arc/home/alice/appender.sh"])
+        "for i in 1 2 3 4 5; do echo step $i >> /arc/home/alice/job.log; sleep 0.7; done\n"
+    )
+    spec = spec_yaml(
+        "appender", kind="headless", cmd="/bin/sh", args=["/arc/home/alice/appender.sh"]
+    )
     with open(out, "w") as sink:
-        tail = subprocess.Popen(["tail", "-n", "+1", "-s", "0.3", "-F", str(log)],
-                                stdout=sink, stderr=subprocess.DEVNULL)
+        tail = subprocess.Popen(
+            ["tail", "-n", "+1", "-s", "0.3", "-F", str(log)],
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             (sess / "appender.yaml").write_text(spec)
             [sid] = ids_of(sess, "appender.yaml")
@@ -347,17 +389,37 @@ def test_tail_F_follows_a_file_a_headless_job_appends_to(sess: Path, mount: Moun
         finally:
             tail.terminate()
             tail.wait(10)
-    assert [line for line in out.read_text().splitlines() if line.startswith("step")] == \
-        [f"step {i}" for i in range(1, 6)]
+    assert [line for line in out.read_text().splitlines() if line.startswith("step")] == [
+        f"step {i}" for i in range(1, 6)
+    ]
     ok(f"rmdir {sid} && rm appender.yaml", sess)
 
 
 def test_vim_saves_launch_once_each(sess: Path, tmp_path: Path) -> None:
     env = dict(os.environ, HOME=str(tmp_path))
-    cmd = ["vim", "-u", "NONE", "-i", "NONE", "-N", "-es", "-c", "set swapfile",
-           "-c", "e vimjob.yaml",
-           "-c", f'call setline(1, ["name: vimjob", "image: {TERMINAL}", "cmd: \\"true\\""])',
-           "-c", "w", "-c", 'call setline(4, "cores: 1")', "-c", "w", "-c", "q"]
+    cmd = [
+        "vim",
+        "-u",
+        "NONE",
+        "-i",
+        "NONE",
+        "-N",
+        "-es",
+        "-c",
+        "set swapfile",
+        "-c",
+        "e vimjob.yaml",
+        "-c",
+        f'call setline(1, ["name: vimjob", "image: {TERMINAL}", "cmd: \\"true\\""])',
+        "-c",
+        "w",
+        "-c",
+        'call setline(4, "cores: 1")',
+        "-c",
+        "w",
+        "-c",
+        "q",
+    ]
     subprocess.run(cmd, cwd=sess, env=env, check=True, timeout=60)
     assert len(os.listdir(sess / "by-name" / "vimjob")) == 2
     assert not [n for n in os.listdir(sess) if n.startswith(".") or n.endswith("~")]
@@ -373,8 +435,11 @@ def test_rmdir_rm_r_and_bulk_destroy(sess: Path) -> None:
     for sid in done + other:
         wait_status(sess, sid, "Completed")
     # destroy_with(prefix="test-", kind="headless", status="Completed"), as documented:
-    ok("find by-name -path 'by-name/test-*/*' -execdir test -L ../../by-kind/headless/{} "
-       "-a -L ../../by-status/Completed/{} \\; -delete", sess)
+    ok(
+        "find by-name -path 'by-name/test-*/*' -execdir test -L ../../by-kind/headless/{} "
+        "-a -L ../../by-status/Completed/{} \\; -delete",
+        sess,
+    )
     left = listed(sess)
     assert not set(done) & left
     assert set(other) | {slow} <= left
@@ -386,7 +451,8 @@ def test_rmdir_rm_r_and_bulk_destroy(sess: Path) -> None:
 
 
 def test_mv_of_a_session_out_of_the_mount_fails_and_leaves_it_running(
-        sess: Path, tmp_path: Path) -> None:
+    sess: Path, tmp_path: Path
+) -> None:
     """mv copies, then removes the source as rm -r does, which ends a session: the
     removal fails (EBUSY) after a copy, and the session keeps running; rmdir again ends
     it; rm -r of a session nobody just read still ends it at once."""
@@ -422,7 +488,8 @@ def test_combined_workflow(sess: Path, mount: Mount, tmp_path: Path) -> None:
     (local / "observations").mkdir(parents=True)
     (local / "observations" / "a.txt").write_text("1 2 3\n")
     (local / "observations" / "b.txt").write_text("4 5\n")
-    (local / "process_data.py").write_text(textwrap.dedent("""\
+    (local / "process_data.py").write_text(
+        textwrap.dedent("""\
         import pathlib
         base = pathlib.Path("/arc/home/alice/analysis")
         (base / "output").mkdir(exist_ok=True)
@@ -430,24 +497,38 @@ def test_combined_workflow(sess: Path, mount: Mount, tmp_path: Path) -> None:
             total = sum(int(x) for x in f.read_text().split())
             (base / "output" / (f.stem + ".fits")).write_text(f"SIMPLE = T {total}\\n")
             print(f.name, total)
-        """))
+        """)
+    )
     m = mount.path
-    ok(f"mkdir -p {m}/arc/home/{USER}/analysis/input {m}/arc/home/{USER}/analysis/output && "
-       f"cp observations/* {m}/arc/home/{USER}/analysis/input/ && "
-       f"cp process_data.py {m}/arc/home/{USER}/analysis/", local)
-    ok(f"cat > {sess}/data-analysis.yaml <<'EOF'\nname: data-analysis\nimage: {ASTROML}\n"
-       "kind: headless\ncmd: python3\n"
-       f"args: [/arc/home/{USER}/analysis/process_data.py]\ncores: 4\nram: 16\nEOF", local)
+    ok(
+        f"mkdir -p {m}/arc/home/{USER}/analysis/input {m}/arc/home/{USER}/analysis/output && "
+        f"cp observations/* {m}/arc/home/{USER}/analysis/input/ && "
+        f"cp process_data.py {m}/arc/home/{USER}/analysis/",
+        local,
+    )
+    ok(
+        f"cat > {sess}/data-analysis.yaml <<'EOF'\nname: data-analysis\nimage: {ASTROML}\n"
+        "kind: headless\ncmd: python3\n"
+        f"args: [/arc/home/{USER}/analysis/process_data.py]\ncores: 4\nram: 16\nEOF",
+        local,
+    )
     sid = ok(f"cat {sess}/data-analysis.yaml.ids", local).strip()
-    ok(f"until grep -qxE 'Completed|Failed' {sess}/{sid}/status; do sleep 0.2; done",
-       local, timeout=60)
+    ok(
+        f"until grep -qxE 'Completed|Failed' {sess}/{sid}/status; do sleep 0.2; done",
+        local,
+        timeout=60,
+    )
     assert ok(f"cat {sess}/{sid}/status", local) == "Completed\n"
     assert ok(f"cat {sess}/{sid}/logs", local) == "a.txt 6\nb.txt 9\n"
     ok(f"rmdir {sess}/{sid}", local)
     assert sid not in listed(sess)
     out = f"{m}/arc/home/{USER}/analysis/output"
-    assert sh(f"for i in $(seq 20); do ls {out}/b.fits && exit 0; sleep 0.3; done; exit 1",
-              local).returncode == 0, "files the session wrote under /arc must show"
+    assert (
+        sh(
+            f"for i in $(seq 20); do ls {out}/b.fits && exit 0; sleep 0.3; done; exit 1", local
+        ).returncode
+        == 0
+    ), "files the session wrote under /arc must show"
     ok(f"mkdir results && cp {out}/*.fits results/", local)
     assert sorted(os.listdir(local / "results")) == ["a.fits", "b.fits"]
 
@@ -476,9 +557,14 @@ def canfar(mount: Mount, tmp_path: Path, *args: str) -> Any:
     assert found, mount.log_text()
     token = (Path(found.group(2)) / "token").read_text().strip()
     env = clean_env(tmp_path)
-    r = subprocess.run([sys.executable, "-c", CANFAR, f"{found.group(1)}/skaha/v1", token,
-                        *args], capture_output=True, text=True, env=env, timeout=120,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", CANFAR, f"{found.group(1)}/skaha/v1", token, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

@@ -151,12 +151,18 @@ def run_lockstep(mount: Mount, tmp_path: Path, service: str, steps: int) -> None
     while Lockstep.steps < steps:  # hypothesis may end a case early: run until enough
         rounds += 1
         cases = max(1, (steps - Lockstep.steps) // STEPS_PER_CASE)
-        test.settings = settings(max_examples=cases, stateful_step_count=STEPS_PER_CASE,
-                                 deadline=None, database=None, derandomize=rounds == 1,
-                                 suppress_health_check=list(HealthCheck))
+        test.settings = settings(
+            max_examples=cases,
+            stateful_step_count=STEPS_PER_CASE,
+            deadline=None,
+            database=None,
+            derandomize=rounds == 1,
+            suppress_health_check=list(HealthCheck),
+        )
         test().runTest()
-    print(f"{service}: {Lockstep.steps} steps in {Lockstep.counter - first_case} cases, "
-          "no mismatch")
+    print(
+        f"{service}: {Lockstep.steps} steps in {Lockstep.counter - first_case} cases, no mismatch"
+    )
     shutil.rmtree(local)
 
 

@@ -30,16 +30,20 @@ def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
 @pytest.fixture(params=["arc", "vault"])
 def home(request: pytest.FixtureRequest, mount: Mount) -> Path:
     """A fresh directory in the user's allocation on each service."""
-    base = mount.path / "arc" / "home" / USER if request.param == "arc" else \
-        mount.path / "vault" / USER
+    base = (
+        mount.path / "arc" / "home" / USER
+        if request.param == "arc"
+        else mount.path / "vault" / USER
+    )
     d = base / f"t-{request.node.name.split('[')[0][-40:]}"
     d.mkdir()
     return d
 
 
 def sh(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def payload(n: int, seed: int = 1) -> bytes:
@@ -189,8 +193,10 @@ def test_mv_between_arc_and_vault_copies(mount: Mount) -> None:
 
 def test_symlinks_are_link_nodes(home: Path) -> None:
     (home / "target.txt").write_text("pointed at")
-    assert sh("mkdir sub && ln -s ../target.txt sub/link && ln -s target.txt top", home) \
-        .returncode == 0
+    assert (
+        sh("mkdir sub && ln -s ../target.txt sub/link && ln -s target.txt top", home).returncode
+        == 0
+    )
     assert os.readlink(home / "sub" / "link") == "../target.txt"
     assert (home / "sub" / "link").read_text() == "pointed at"
     assert stat.S_ISLNK(os.lstat(home / "top").st_mode)
@@ -303,8 +309,10 @@ def test_rsync_and_tar_into_the_mount(home: Path, tmp_path: Path) -> None:
     again = sh(f"rsync -a --itemize-changes {src}/ synced/", home)
     assert again.returncode == 0
     assert (home / "synced" / "sub" / "deep.bin").read_bytes() == payload(200_000)
-    r = sh(f"tar -C {src} -cf {tmp_path}/t.tar . && mkdir untar && tar -xf {tmp_path}/t.tar "
-           "-C untar", home)
+    r = sh(
+        f"tar -C {src} -cf {tmp_path}/t.tar . && mkdir untar && tar -xf {tmp_path}/t.tar -C untar",
+        home,
+    )
     assert r.returncode == 0, r.stderr
     assert (home / "untar" / "f3.txt").read_text() == "file 3\n"
 
@@ -354,13 +362,19 @@ def test_vault_lock_flag_is_settable_and_refuses_changes(mount: Mount) -> None:
 
 def test_read_only_mount_refuses_every_change(tmp_path: Path) -> None:
     env = dict(os.environ, CANFARFS_USER=USER)
-    m = start_mount(tmp_path / "ro", ["--local", str(tmp_path / "data"), "--cache-dir",
-                                      str(tmp_path / "cache"), "--read-only"], env=env)
+    m = start_mount(
+        tmp_path / "ro",
+        ["--local", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"), "--read-only"],
+        env=env,
+    )
     try:
         home = m.path / "arc" / "home" / USER
         assert os.listdir(home) == []
-        for attempt in (lambda: (home / "x").write_text("x"), lambda: (home / "d").mkdir(),
-                        lambda: os.setxattr(home, "user.k", b"v")):
+        for attempt in (
+            lambda: (home / "x").write_text("x"),
+            lambda: (home / "d").mkdir(),
+            lambda: os.setxattr(home, "user.k", b"v"),
+        ):
             with pytest.raises(OSError) as exc:
                 attempt()
             assert exc.value.errno == errno.EROFS

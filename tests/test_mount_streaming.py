@@ -24,19 +24,24 @@ MiB = 1024 * 1024
 
 
 def stats(r: Rig) -> dict[str, int]:
-    got = httpx2.get(f"{r.live.url}/_emulator/stats", timeout=10,
-                     headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    got = httpx2.get(
+        f"{r.live.url}/_emulator/stats", timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
     return dict(got["by_method"])
 
 
 def reset_stats(r: Rig) -> None:
-    httpx2.delete(f"{r.live.url}/_emulator/stats", timeout=10,
-                  headers={"Authorization": f"Bearer {TOKEN}"})
+    httpx2.delete(
+        f"{r.live.url}/_emulator/stats", timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
 
 
 def on_server(r: Rig, name: str) -> bytes | None:
-    got = httpx2.get(f"{r.live.url}/arc/files/home/alice/{name}", timeout=30,
-                     headers={"Authorization": f"Bearer {TOKEN}"})
+    got = httpx2.get(
+        f"{r.live.url}/arc/files/home/alice/{name}",
+        timeout=30,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     if got.status_code == 404:
         return None
     assert got.status_code in (200, 204), got.text
@@ -46,7 +51,7 @@ def on_server(r: Rig, name: str) -> bytes | None:
 def write_chunks(f: BinaryIO, payload: bytes, start: int = 0, end: int | None = None) -> None:
     end = len(payload) if end is None else end
     for off in range(start, end, MiB):
-        f.write(payload[off:min(off + MiB, end)])
+        f.write(payload[off : min(off + MiB, end)])
 
 
 def test_a_large_new_file_streams_while_written_in_one_put(rig: Rig) -> None:
@@ -143,7 +148,7 @@ def test_fsync_mid_file_then_more_writes(rig: Rig) -> None:
         write_chunks(f, payload, 0, 10 * MiB)
         f.flush()
         os.fsync(f.fileno())
-        assert on_server(rig, "synced.bin") == payload[:10 * MiB]
+        assert on_server(rig, "synced.bin") == payload[: 10 * MiB]
         write_chunks(f, payload, 10 * MiB)
     assert on_server(rig, "synced.bin") == payload
 

@@ -38,17 +38,21 @@ WORK = 16.0
 
 
 def refresh_grant(url: str, grant: dict[str, str]) -> dict[str, object]:
-    r = httpx2.post(f"{url}/oidc/token", auth=(grant["client_id"], grant["client_secret"]),
-                    data={"grant_type": "refresh_token", "refresh_token": grant["refresh_token"]},
-                    timeout=10)
+    r = httpx2.post(
+        f"{url}/oidc/token",
+        auth=(grant["client_id"], grant["client_secret"]),
+        data={"grant_type": "refresh_token", "refresh_token": grant["refresh_token"]},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     answer: dict[str, object] = r.json()
     return answer
 
 
 def answer_for(url: str, token: str) -> httpx2.Response:
-    return httpx2.get(f"{url}/arc/nodes/home/alice", timeout=10,
-                      headers={"Authorization": f"Bearer {token}"})
+    return httpx2.get(
+        f"{url}/arc/nodes/home/alice", timeout=10, headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 @dataclass
@@ -87,7 +91,7 @@ def slow_feed(fifo: Path, payload: bytes, seconds: float) -> None:
     step = len(payload) // 40
     with open(fifo, "wb") as f:
         for i in range(0, len(payload), step):
-            f.write(payload[i:i + step])
+            f.write(payload[i : i + step])
             f.flush()
             time.sleep(seconds / 40)
 
@@ -106,15 +110,23 @@ def slow_drain(fifo: Path, size: int, seconds: float, out: list[bytes]) -> None:
 @pytest.fixture
 def rig(live_emulator: LiveEmulator, tmp_path: Path) -> Iterator[tuple[Mount, Path, str, Path]]:
     url = live_emulator.url
-    r = httpx2.post(f"{url}/oidc/_settings", json={"access_token_lifetime": LIFETIME},
-                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    r = httpx2.post(
+        f"{url}/oidc/_settings",
+        json={"access_token_lifetime": LIFETIME},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     grant = yaml.safe_load((live_emulator.root / "oidc.json").read_text())
     first = refresh_grant(url, grant)  # the token the mount starts with: LIFETIME s left
-    doc = canfar_config(url, {**grant, "refresh_token": str(first["refresh_token"])},
-                        access=str(first["access_token"]))
+    doc = canfar_config(
+        url,
+        {**grant, "refresh_token": str(first["refresh_token"])},
+        access=str(first["access_token"]),
+    )
     doc["authentication"]["srcnet"]["expiry"]["access"] = time.time() + float(
-        str(first["expires_in"]))
+        str(first["expires_in"])
+    )
     home = tmp_path / "home"
     config = home / ".canfar" / "config.yaml"
     config.parent.mkdir(parents=True)
@@ -122,14 +134,19 @@ def rig(live_emulator: LiveEmulator, tmp_path: Path) -> Iterator[tuple[Mount, Pa
     os.chmod(config, 0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANFAR")}
     env.update(HOME=str(home), CANFARFS_USER="alice", XDG_STATE_HOME=str(home / "state"))
-    m = start_mount(tmp_path / "mnt", ["--cache-dir", str(tmp_path / "cache"), "--timeout", "5",
-                                       "--meta-ttl", "1"], env=env)
+    m = start_mount(
+        tmp_path / "mnt",
+        ["--cache-dir", str(tmp_path / "cache"), "--timeout", "5", "--meta-ttl", "1"],
+        env=env,
+    )
     yield m, config, str(first["access_token"]), home
     m.unmount()
 
 
 def test_operations_continue_across_token_expiry(
-    rig: tuple[Mount, Path, str, Path], live_emulator: LiveEmulator, tmp_path: Path,
+    rig: tuple[Mount, Path, str, Path],
+    live_emulator: LiveEmulator,
+    tmp_path: Path,
 ) -> None:
     mount, config, first_token, home = rig
     url = live_emulator.url
@@ -152,14 +169,15 @@ def test_operations_continue_across_token_expiry(
     drained: list[bytes] = []
     span = 2.2 * LIFETIME
     feeder = threading.Thread(target=slow_feed, args=(fifo_in, payload[: 8 << 20], span))
-    drainer = threading.Thread(target=slow_drain,
-                               args=(fifo_out, len(payload), span, drained))
+    drainer = threading.Thread(target=slow_drain, args=(fifo_out, len(payload), span, drained))
     feeder.start()
     drainer.start()
-    cp_in = subprocess.Popen(["cp", str(fifo_in), str(arc / "spanning.bin")],
-                             stderr=subprocess.PIPE, text=True)
-    cp_out = subprocess.Popen(["cp", str(vault / "big.bin"), str(fifo_out)],
-                              stderr=subprocess.PIPE, text=True)
+    cp_in = subprocess.Popen(
+        ["cp", str(fifo_in), str(arc / "spanning.bin")], stderr=subprocess.PIPE, text=True
+    )
+    cp_out = subprocess.Popen(
+        ["cp", str(vault / "big.bin"), str(fifo_out)], stderr=subprocess.PIPE, text=True
+    )
 
     done = 0
     while time.monotonic() - start < WORK:
@@ -211,5 +229,7 @@ def test_operations_continue_across_token_expiry(
         r = answer_for(url, token)
         assert r.status_code == 401, (r.status_code, r.text)
         assert "expired" in r.text, r.text
-    print(f"\n{done} rounds in {elapsed:.1f} s; {len(refreshed)} refreshes; "
-          f"token lifetime {LIFETIME} s")
+    print(
+        f"\n{done} rounds in {elapsed:.1f} s; {len(refreshed)} refreshes; "
+        f"token lifetime {LIFETIME} s"
+    )

@@ -22,8 +22,10 @@ HOME = {"arc": "arc/home/alice", "vault": "vault/alice"}
 def needs(tool: str) -> pytest.MarkDecorator:
     """Skipped on a machine without ``tool``, but never in CI: .ci/run installs it, and a
     missing one there must fail rather than hide the test."""
-    return pytest.mark.skipif(shutil.which(tool) is None and not os.environ.get("CI"),
-                              reason=f"needs {tool} (.ci/run installs it)")
+    return pytest.mark.skipif(
+        shutil.which(tool) is None and not os.environ.get("CI"),
+        reason=f"needs {tool} (.ci/run installs it)",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,25 +40,42 @@ def home(request: pytest.FixtureRequest, mount: Mount) -> Path:
     return d
 
 
-def sh(cmd: str, cwd: Path, env: dict[str, str] | None = None
-       ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False, env=env)
+def sh(cmd: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=300, check=False, env=env
+    )
 
 
 @needs("git")
 def test_git_clone_commit_and_fsck(home: Path, tmp_path: Path) -> None:
-    env = dict(os.environ, GIT_AUTHOR_NAME="a", GIT_AUTHOR_EMAIL="a@x",
-               GIT_COMMITTER_NAME="a", GIT_COMMITTER_EMAIL="a@x", HOME=str(tmp_path))
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="a",
+        GIT_AUTHOR_EMAIL="a@x",
+        GIT_COMMITTER_NAME="a",
+        GIT_COMMITTER_EMAIL="a@x",
+        HOME=str(tmp_path),
+    )
     origin = tmp_path / "origin"
     origin.mkdir()
-    assert sh("git init -q && for i in 1 2 3; do echo $i > f$i; git add f$i; "
-              "git commit -qm c$i; done", origin, env).returncode == 0
+    assert (
+        sh(
+            "git init -q && for i in 1 2 3; do echo $i > f$i; git add f$i; "
+            "git commit -qm c$i; done",
+            origin,
+            env,
+        ).returncode
+        == 0
+    )
     r = sh(f"git clone -q {origin} clone", home, env)
     assert r.returncode == 0, r.stderr
     clone = home / "clone"
-    r = sh("echo 4 > f4 && git add f4 && git commit -qm c4 && git fsck --strict && "
-           "git log --oneline | wc -l", clone, env)
+    r = sh(
+        "echo 4 > f4 && git add f4 && git commit -qm c4 && git fsck --strict && "
+        "git log --oneline | wc -l",
+        clone,
+        env,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-1] == "4"
     assert (clone / "f2").read_text() == "2\n"
@@ -64,10 +83,13 @@ def test_git_clone_commit_and_fsck(home: Path, tmp_path: Path) -> None:
 
 @needs("sqlite3")
 def test_sqlite3_database_survives_writes_and_reads_back(home: Path) -> None:
-    r = sh("sqlite3 cat.db 'create table s(id integer primary key, ra real, dec real);' && "
-           "for i in $(seq 50); do echo \"insert into s(ra, dec) values($i.5, -$i.25);\"; "
-           "done | sqlite3 cat.db && sqlite3 cat.db 'pragma integrity_check; "
-           "select count(*), sum(ra) from s;'", home)
+    r = sh(
+        "sqlite3 cat.db 'create table s(id integer primary key, ra real, dec real);' && "
+        'for i in $(seq 50); do echo "insert into s(ra, dec) values($i.5, -$i.25);"; '
+        "done | sqlite3 cat.db && sqlite3 cat.db 'pragma integrity_check; "
+        "select count(*), sum(ra) from s;'",
+        home,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ok", "50|1300.0"]
 
@@ -86,7 +108,9 @@ def test_vim_edits_and_saves(home: Path) -> None:
     r = sh("vim -N -u NONE -i NONE -n -es -c 'normal Gosecond' -c 'wq' notes.txt", home)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (home / "notes.txt").read_text() == "first\nsecond\n"
-    r = sh("vim -N -u NONE -i NONE -es -c 'set backup writebackup' -c 'normal ggdd' "
-           "-c 'wq' notes.txt", home)  # with a swap file and a backup renamed aside
+    r = sh(
+        "vim -N -u NONE -i NONE -es -c 'set backup writebackup' -c 'normal ggdd' -c 'wq' notes.txt",
+        home,
+    )  # with a swap file and a backup renamed aside
     assert r.returncode == 0, r.stdout + r.stderr
     assert (home / "notes.txt").read_text() == "second\n"

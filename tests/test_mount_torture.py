@@ -54,9 +54,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveEmulator
 
 
 def server(live: LiveEmulator, service: str, name: str) -> bytes | None:
-    r = httpx2.get(f"{live.url}/{service}/files/{HOME[service]}/torture/{name}",
-                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30,
-                   follow_redirects=True)
+    r = httpx2.get(
+        f"{live.url}/{service}/files/{HOME[service]}/torture/{name}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+        follow_redirects=True,
+    )
     if r.status_code == 404:
         return None
     if r.status_code == 204:
@@ -66,17 +69,31 @@ def server(live: LiveEmulator, service: str, name: str) -> bytes | None:
 
 
 @pytest.mark.parametrize("service", ["arc", "vault"])
-def test_many_processes_on_a_handful_of_files(rig: tuple[LiveEmulator, Mount],
-                                              service: str) -> None:
+def test_many_processes_on_a_handful_of_files(
+    rig: tuple[LiveEmulator, Mount], service: str
+) -> None:
     live, mount = rig
     d = mount.path / service / HOME[service] / "torture"
     d.mkdir()
     (d / "regions").write_bytes(bytes(REGION * WORKERS))
     started = time.monotonic()
-    procs = [subprocess.Popen(
-        [sys.executable, str(WORKER), str(d), str(w), str(1000 * w + len(service)), str(OPS),
-         str(TIMEOUT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for w in range(WORKERS)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                str(d),
+                str(w),
+                str(1000 * w + len(service)),
+                str(OPS),
+                str(TIMEOUT),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(WORKERS)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=900)
@@ -93,8 +110,10 @@ def test_many_processes_on_a_handful_of_files(rig: tuple[LiveEmulator, Mount],
     for r in results:
         ops.update(r["counts"])
     assert sum(ops.values()) == WORKERS * OPS
-    print(f"{service}: {sum(ops.values())} operations by {WORKERS} processes in "
-          f"{time.monotonic() - started:.1f} s: {dict(sorted(ops.items()))}")
+    print(
+        f"{service}: {sum(ops.values())} operations by {WORKERS} processes in "
+        f"{time.monotonic() - started:.1f} s: {dict(sorted(ops.items()))}"
+    )
     assert min(ops.values()) > 50, ops  # every kind of operation ran many times
 
     # Every acknowledged append is on the server exactly once.
@@ -112,7 +131,7 @@ def test_many_processes_on_a_handful_of_files(rig: tuple[LiveEmulator, Mount],
     assert len(regions) == REGION * WORKERS
     for w, r in enumerate(results):
         if r["region_last"] is not None:
-            assert regions[w * REGION:(w + 1) * REGION].decode() == r["region_last"], w
+            assert regions[w * REGION : (w + 1) * REGION].decode() == r["region_last"], w
 
     # The mount and the server agree on every surviving file, which is well-formed.
     for name in CHAOS:
@@ -121,8 +140,12 @@ def test_many_processes_on_a_handful_of_files(rig: tuple[LiveEmulator, Mount],
         assert mounted == held, name
         if held is not None:
             assert bad_records(held) == [], name
-    status = subprocess.run([sys.executable, "-m", "canfarfs", "status", str(mount.path),
-                             "--json"], capture_output=True, text=True, timeout=60,
-                            check=False)
+    status = subprocess.run(
+        [sys.executable, "-m", "canfarfs", "status", str(mount.path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["uploads"] == []

@@ -23,8 +23,9 @@ def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
 
 
 def sh(cmd: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
-                       timeout=600, check=False)
+    r = subprocess.run(
+        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
     return r
 
 
@@ -83,8 +84,9 @@ def test_astropy_opens_fits_with_and_without_memmap(mount: Mount, service: str) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("service", ["arc", "vault"])
-def test_one_gib_file_is_byte_identical_both_ways(mount: Mount, service: str,
-                                                  tmp_path: Path) -> None:
+def test_one_gib_file_is_byte_identical_both_ways(
+    mount: Mount, service: str, tmp_path: Path
+) -> None:
     size = 1024**3
     src = tmp_path / "big.bin"
     h = hashlib.md5()  # noqa: S324

@@ -32,12 +32,14 @@ def key(name: str) -> tuple[str, str]:
 
 @pytest.fixture
 async def storage(emulator: Emulator, tmp_path: Path) -> AsyncIterator[Storage]:
-    http = HTTP(httpx2.AsyncClient(transport=httpx2.ASGITransport(app=emulator.app)),
-                Credentials(token=TOKEN), retry=RetryPolicy(base_delay=0.001))
+    http = HTTP(
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=emulator.app)),
+        Credentials(token=TOKEN),
+        retry=RetryPolicy(base_delay=0.001),
+    )
     clients = {s: VOSpaceClient(http, f"{BASE}/{s}", s) for s in ("arc", "vault")}
     async with trio.open_nursery() as nursery:
-        yield Storage(clients, StorageConfig(cache_dir=tmp_path / "cache", user="alice"),
-                      nursery)
+        yield Storage(clients, StorageConfig(cache_dir=tmp_path / "cache", user="alice"), nursery)
         nursery.cancel_scope.cancel()
     await http.aclose()
 
@@ -58,10 +60,13 @@ async def write_file(storage: Storage, name: str, data: bytes) -> None:
 
 
 async def test_two_writers_share_one_staged_copy_and_the_close_uploads_both(
-        storage: Storage) -> None:
+    storage: Storage,
+) -> None:
     await write_file(storage, "shared", b"." * 10)
-    a, b = await storage.open_write(key("shared"), truncate=False, create=False), \
-        await storage.open_write(key("shared"), truncate=False, create=False)
+    a, b = (
+        await storage.open_write(key("shared"), truncate=False, create=False),
+        await storage.open_write(key("shared"), truncate=False, create=False),
+    )
     assert a.file is b.file
     assert a.file.stage is not None
     await a.write(0, b"AAAAA")
@@ -163,7 +168,8 @@ async def test_truncate_beyond_the_staging_limit_is_efbig(storage: Storage) -> N
 
 
 async def test_a_failing_background_task_is_logged_and_reported_not_raised(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     seen: list[BaseException] = []
 
     async def broken() -> None:
@@ -190,16 +196,23 @@ async def test_a_broken_hashing_thread_falls_back_to_hashing_the_file(tmp_path: 
         stage.dispose()
 
 
-@pytest.mark.parametrize(("refusal", "refuses_delete"), [
-    pytest.param(FaultPlan(fail_rate=1.0, fail_status=503), True, id="unreachable"),
-    pytest.param(FaultPlan(fail_rate=1.0, fail_status=413, methods=frozenset({"PUT"})),
-                 False, id="quota"),  # a quota refuses no delete
-    pytest.param(FaultPlan(fail_rate=1.0, fail_status=403,
-                           methods=frozenset({"PUT", "DELETE"})), True, id="permission"),
-])
+@pytest.mark.parametrize(
+    ("refusal", "refuses_delete"),
+    [
+        pytest.param(FaultPlan(fail_rate=1.0, fail_status=503), True, id="unreachable"),
+        pytest.param(
+            FaultPlan(fail_rate=1.0, fail_status=413, methods=frozenset({"PUT"})), False, id="quota"
+        ),  # a quota refuses no delete
+        pytest.param(
+            FaultPlan(fail_rate=1.0, fail_status=403, methods=frozenset({"PUT", "DELETE"})),
+            True,
+            id="permission",
+        ),
+    ],
+)
 async def test_a_refused_upload_and_unlink_keep_the_pending_bytes(
-        storage: Storage, emulator: Emulator, refusal: FaultPlan,
-        refuses_delete: bool) -> None:
+    storage: Storage, emulator: Emulator, refusal: FaultPlan, refuses_delete: bool
+) -> None:
     """Each refusal path of close() and rm: the bytes stay pending, then go up."""
     key_ = ("vault", "alice/refused")
     writer = await storage.open_write(key_, truncate=True, create=True)
@@ -223,7 +236,8 @@ async def test_a_refused_upload_and_unlink_keep_the_pending_bytes(
 
 
 async def test_rm_of_a_big_file_held_open_does_not_download_it_first(
-        storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Past KEEP_FOR_READERS_MAX unread bytes, an open reader's bytes are not fetched
     before the delete: they read as ESTALE (what was read stays readable)."""
     monkeypatch.setattr(storage_mod, "KEEP_FOR_READERS_MAX", 1000)

@@ -33,9 +33,20 @@ def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
     if not token or not user:
         pytest.fail("real-platform tests need CANFARFS_REAL_TOKEN_FILE and CANFARFS_USER")
     base = tmp_path_factory.mktemp("real")
-    m = start_mount(base / "mnt", ["--arc-url", ARC, "--vault-url", VAULT, "--token-file",
-                                   os.path.expanduser(token), "--cache-dir",
-                                   str(base / "cache")], timeout=60)
+    m = start_mount(
+        base / "mnt",
+        [
+            "--arc-url",
+            ARC,
+            "--vault-url",
+            VAULT,
+            "--token-file",
+            os.path.expanduser(token),
+            "--cache-dir",
+            str(base / "cache"),
+        ],
+        timeout=60,
+    )
     yield m
     m.unmount()
 

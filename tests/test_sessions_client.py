@@ -35,8 +35,11 @@ def make_http(emulator: Emulator, token: str = TOKEN) -> HTTP:
     async def no_wait(_: float) -> None:
         await trio.lowlevel.checkpoint()
 
-    return HTTP(make_client(transport=httpx2.ASGITransport(app=emulator.app)),
-                Credentials(token=token), retry=RetryPolicy(attempts=2, sleep=no_wait))
+    return HTTP(
+        make_client(transport=httpx2.ASGITransport(app=emulator.app)),
+        Credentials(token=token),
+        retry=RetryPolicy(attempts=2, sleep=no_wait),
+    )
 
 
 @pytest.fixture
@@ -78,30 +81,51 @@ def test_spec_defaults_and_image_normalisation() -> None:
             spec(image=bad)
 
 
-@pytest.mark.parametrize(("fields", "words"), [
-    ({"cores": 0}, "cores"), ({"cores": 257}, "cores"), ({"ram": 0}, "ram"),
-    ({"ram": 513}, "ram"), ({"gpus": 0}, "gpus"), ({"gpus": 29}, "gpus"),
-    ({"replicas": 0}, "replicas"), ({"replicas": 257}, "replicas"),
-    ({"cores": "4"}, "cores"), ({"cores": True}, "cores"), ({"cores": 2.5}, "cores"),
-    ({"kind": "laptop"}, "kind"), ({"colour": "red"}, "colour"),
-    ({"name": "bad_name"}, "name"), ({"name": "-x"}, "name"), ({"name": "x-"}, "name"),
-    ({"name": ""}, "name"), ({"name": "a" * 64}, "name"), ({"name": 12}, "name"),
-    ({"name": "a" * 62, "replicas": 10}, "name"),
-    ({"env": {"A": "x=y"}}, "'='"), ({"env": {"A=B": "x"}}, "'='"),
-    ({"env": {"A": ""}}, "empty"), ({"env": {"A": True}}, "text or a number"),
-    ({"env": ["A=1"]}, "mapping"),
-    ({"args": ["Hello, World!"]}, "split"), ({"args": ["a", ""]}, "split"),
-    ({"args": "a  b"}, "double"), ({"args": " a"}, "leading"), ({"args": ""}, "leading"),
-    ({"args": [1, 2]}, "list of strings"), ({"cmd": "python -u"}, "one program"),
-    ({"kind": "notebook", "cmd": "echo"}, "only for headless"),
-    ({"kind": "notebook", "env": {"A": "1"}}, "only for headless"),
-    ({"kind": "desktop", "replicas": 2}, "one replica"),
-    ({"kind": "firefly", "replicas": 3}, "one replica"),
-    ({"registry": {"username": "bob"}}, "secret"),
-    ({"registry": {"username": "bob", "secret": "a:b"}}, "':'"),
-    ({"registry": {"username": "b:ob", "secret": "x"}}, "':'"),
-    ({"registry": {"username": "bob", "secret": "x", "url": "y"}}, "url"),
-])
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"cores": 0}, "cores"),
+        ({"cores": 257}, "cores"),
+        ({"ram": 0}, "ram"),
+        ({"ram": 513}, "ram"),
+        ({"gpus": 0}, "gpus"),
+        ({"gpus": 29}, "gpus"),
+        ({"replicas": 0}, "replicas"),
+        ({"replicas": 257}, "replicas"),
+        ({"cores": "4"}, "cores"),
+        ({"cores": True}, "cores"),
+        ({"cores": 2.5}, "cores"),
+        ({"kind": "laptop"}, "kind"),
+        ({"colour": "red"}, "colour"),
+        ({"name": "bad_name"}, "name"),
+        ({"name": "-x"}, "name"),
+        ({"name": "x-"}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "a" * 64}, "name"),
+        ({"name": 12}, "name"),
+        ({"name": "a" * 62, "replicas": 10}, "name"),
+        ({"env": {"A": "x=y"}}, "'='"),
+        ({"env": {"A=B": "x"}}, "'='"),
+        ({"env": {"A": ""}}, "empty"),
+        ({"env": {"A": True}}, "text or a number"),
+        ({"env": ["A=1"]}, "mapping"),
+        ({"args": ["Hello, World!"]}, "split"),
+        ({"args": ["a", ""]}, "split"),
+        ({"args": "a  b"}, "double"),
+        ({"args": " a"}, "leading"),
+        ({"args": ""}, "leading"),
+        ({"args": [1, 2]}, "list of strings"),
+        ({"cmd": "python -u"}, "one program"),
+        ({"kind": "notebook", "cmd": "echo"}, "only for headless"),
+        ({"kind": "notebook", "env": {"A": "1"}}, "only for headless"),
+        ({"kind": "desktop", "replicas": 2}, "one replica"),
+        ({"kind": "firefly", "replicas": 3}, "one replica"),
+        ({"registry": {"username": "bob"}}, "secret"),
+        ({"registry": {"username": "bob", "secret": "a:b"}}, "':'"),
+        ({"registry": {"username": "b:ob", "secret": "x"}}, "':'"),
+        ({"registry": {"username": "bob", "secret": "x", "url": "y"}}, "url"),
+    ],
+)
 def test_spec_refusals(fields: dict[str, Any], words: str) -> None:
     with pytest.raises(ValidationError) as info:
         spec(**fields)
@@ -109,8 +133,15 @@ def test_spec_refusals(fields: dict[str, Any], words: str) -> None:
 
 
 def test_spec_accepts_what_the_server_keeps() -> None:
-    s = spec(name="My-Job-1", cmd="python3", args="/arc/home/x.py --flag 1",
-             env={"FOO": "bar", "N": 5, "F": 1.5}, cores=2, ram=8, gpus=1)
+    s = spec(
+        name="My-Job-1",
+        cmd="python3",
+        args="/arc/home/x.py --flag 1",
+        env={"FOO": "bar", "N": 5, "F": 1.5},
+        cores=2,
+        ram=8,
+        gpus=1,
+    )
     assert s.args_text == "/arc/home/x.py --flag 1"
     assert s.env == {"FOO": "bar", "N": "5", "F": "1.5"}
     assert spec(args=["a", "b"]).args_text == "a b"
@@ -120,19 +151,30 @@ def test_spec_accepts_what_the_server_keeps() -> None:
 
 def test_create_params_match_canfar_on_the_wire() -> None:
     """skaha-api.md §5 'Verified request' (without the env value the server would drop)."""
-    s = SessionSpec(name="test", image="skaha/terminal:1.1.1", cores=2, ram=8,
-                    kind="headless", cmd="python3", args="/arc/home/x.py --flag 1",
-                    env={"FOO": "bar"}, replicas=2)
+    s = SessionSpec(
+        name="test",
+        image="skaha/terminal:1.1.1",
+        cores=2,
+        ram=8,
+        kind="headless",
+        cmd="python3",
+        args="/arc/home/x.py --flag 1",
+        env={"FOO": "bar"},
+        replicas=2,
+    )
     first, second = s.create_params()
     assert urlencode(first) == (
         "name=test-1&image=images.canfar.net%2Fskaha%2Fterminal%3A1.1.1&cores=2&ram=8"
         "&type=headless&cmd=python3&args=%2Farc%2Fhome%2Fx.py+--flag+1&env=FOO%3Dbar"
-        "&env=REPLICA_ID%3D1&env=REPLICA_COUNT%3D2")
+        "&env=REPLICA_ID%3D1&env=REPLICA_COUNT%3D2"
+    )
     assert ("name", "test-2") in second
     assert ("env", "REPLICA_ID=2") in second
     one = SessionSpec(name="nb", image="skaha/notebook:1", kind="notebook").create_params()
-    assert urlencode(one[0]) == ("name=nb&image=images.canfar.net%2Fskaha%2Fnotebook%3A1"
-                                 "&type=notebook&env=REPLICA_ID%3D1&env=REPLICA_COUNT%3D1")
+    assert urlencode(one[0]) == (
+        "name=nb&image=images.canfar.net%2Fskaha%2Fnotebook%3A1"
+        "&type=notebook&env=REPLICA_ID%3D1&env=REPLICA_COUNT%3D1"
+    )
     # REPLICA_* come last and override a user's variable of the same name.
     over = spec(env={"REPLICA_ID": "9", "X": "1"}).create_params()[0]
     assert [v for k, v in over if k == "env"] == ["REPLICA_ID=1", "X=1", "REPLICA_COUNT=1"]
@@ -153,11 +195,24 @@ def test_registry_header_and_no_secret_in_reprs() -> None:
 
 
 def test_session_model_is_tolerant() -> None:
-    legacy = {"id": "abc12345", "userid": "alice", "runAsUID": "<none>", "appid": "<none>",
-              "type": "notebook", "status": "Running", "name": "nb", "startTime":
-              "2025-04-10T15:45Z", "expiryTime": None, "connectURL": "", "requestedRAM": "16G",
-              "supplementalGroups": ["34241", 7, "x"], "isFixedResources": "true",
-              "gpuUtilization": "<none>", "coresInUse": "0m", "somethingNew": {"a": 1}}
+    legacy = {
+        "id": "abc12345",
+        "userid": "alice",
+        "runAsUID": "<none>",
+        "appid": "<none>",
+        "type": "notebook",
+        "status": "Running",
+        "name": "nb",
+        "startTime": "2025-04-10T15:45Z",
+        "expiryTime": None,
+        "connectURL": "",
+        "requestedRAM": "16G",
+        "supplementalGroups": ["34241", 7, "x"],
+        "isFixedResources": "true",
+        "gpuUtilization": "<none>",
+        "coresInUse": "0m",
+        "somethingNew": {"a": 1},
+    }
     s = Session.from_json(legacy)
     assert s.run_as_uid is None
     assert s.appid is None
@@ -193,7 +248,11 @@ async def test_create_list_info_logs_events_destroy(skaha: SkahaClient) -> None:
     assert sid in {s.id for s in await skaha.list()}
     done = await wait_done(skaha, sid)
     assert (done.status, done.kind, done.name, done.image) == (
-        "Completed", "headless", "hello", TERMINAL)
+        "Completed",
+        "headless",
+        "hello",
+        TERMINAL,
+    )
     assert done.start_time is not None
     assert done.raw["id"] == sid
     assert await skaha.logs(sid) == b"Hello, World!\n"
@@ -208,8 +267,9 @@ async def test_create_list_info_logs_events_destroy(skaha: SkahaClient) -> None:
 
 
 async def test_replicas_launch_concurrently_with_their_replica_id(skaha: SkahaClient) -> None:
-    launch = await skaha.create(spec(name="rep", cmd="printenv",
-                                     args=["REPLICA_ID", "REPLICA_COUNT"], replicas=3))
+    launch = await skaha.create(
+        spec(name="rep", cmd="printenv", args=["REPLICA_ID", "REPLICA_COUNT"], replicas=3)
+    )
     assert launch.ok
     assert launch.names == ["rep-1", "rep-2", "rep-3"]
     assert len(set(launch.ids)) == 3
@@ -220,8 +280,9 @@ async def test_replicas_launch_concurrently_with_their_replica_id(skaha: SkahaCl
 
 async def test_flexible_and_fixed_notebooks_and_renew(skaha: SkahaClient) -> None:
     flex = (await skaha.create(spec(name="my-notebook", image=ASTROML, kind="notebook"))).ids
-    fixed = (await skaha.create(spec(name="my-notebook", image=ASTROML, kind="notebook",
-                                     cores=2, ram=4))).ids
+    fixed = (
+        await skaha.create(spec(name="my-notebook", image=ASTROML, kind="notebook", cores=2, ram=4))
+    ).ids
     a, b = await skaha.info(flex[0]), await skaha.info(fixed[0])
     assert (a.is_fixed_resources, b.is_fixed_resources) == (False, True)
     assert a.requested_ram is None
@@ -276,14 +337,19 @@ async def test_interactive_limit_is_a_quota_and_a_partial_launch(skaha: SkahaCli
     assert all(isinstance(e, errors.QuotaExceeded) for e in launch.failures.values())
 
 
-async def test_private_registry_credentials(skaha: SkahaClient, emulator: Emulator,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+async def test_private_registry_credentials(
+    skaha: SkahaClient, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     refused = await skaha.create(spec(name="private-job", image=PRIVATE, cmd="true"))
     [exc] = refused.failures.values()
     assert isinstance(exc, errors.PermissionDenied)
-    private = spec(name="private-job", image=PRIVATE, cmd="true",
-                   registry={"username": "bob", "secret": SECRET})
+    private = spec(
+        name="private-job",
+        image=PRIVATE,
+        cmd="true",
+        registry={"username": "bob", "secret": SECRET},
+    )
     [sid] = (await skaha.create(private)).ids
     row = emulator.services[0].db.get(sid)
     assert row is not None

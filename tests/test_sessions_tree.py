@@ -6,6 +6,9 @@ are done the way the kernel sends them (create or open+O_TRUNC, write, flush, re
 
 from __future__ import annotations
 
+# The skaha fixture comes from test_sessions_client (imported below): its parameters
+# redefine that import by design.
+# ruff: noqa: F811
 import errno
 import json
 import logging
@@ -33,7 +36,7 @@ HELLO = (f"name: hello\nimage: {TERMINAL}\ncmd: echo\nargs: Hello, World!\n").en
 
 
 @pytest.fixture
-async def tree(skaha: SkahaClient) -> SessionsTree:  # noqa: F811
+async def tree(skaha: SkahaClient) -> SessionsTree:
     return SessionsTree(skaha, user=USER, list_ttl=0.2)
 
 
@@ -105,15 +108,22 @@ def spec_text(**fields: Any) -> bytes:
 # -- layout and reading ------------------------------------------------------------------------
 
 
-async def test_layout_indexes_and_platform_files(tree: SessionsTree,
-                                                 skaha: SkahaClient) -> None:  # noqa: F811
+async def test_layout_indexes_and_platform_files(tree: SessionsTree, skaha: SkahaClient) -> None:
     _typed(tree)
     root = await names(tree)
     assert root[:6] == ["by-name", "by-kind", "by-status", "images", "context", "stats"]
     assert await names(tree, "by-kind") == sorted(
-        ["desktop", "notebook", "carta", "headless", "firefly", "contributed"])
+        ["desktop", "notebook", "carta", "headless", "firefly", "contributed"]
+    )
     assert set(await names(tree, "by-status")) >= {
-        "Pending", "Running", "Completed", "Failed", "Terminating", "Succeeded", "Error"}
+        "Pending",
+        "Running",
+        "Completed",
+        "Failed",
+        "Terminating",
+        "Succeeded",
+        "Error",
+    }
     assert await names(tree, "by-kind/notebook") == []
     assert json.loads(await read(tree, "images")) == await skaha.images()
     assert json.loads(await read(tree, "context")) == await skaha.context()
@@ -124,14 +134,14 @@ async def test_layout_indexes_and_platform_files(tree: SessionsTree,
     assert stat.S_IMODE((await tree.attr("images")).mode) == 0o444
 
 
-async def elsewhere(skaha: SkahaClient, **fields: Any) -> str:  # noqa: F811
+async def elsewhere(skaha: SkahaClient, **fields: Any) -> str:
     """A session launched by another client (the canfar CLI, the portal)."""
     fields = {"name": "other", "image": TERMINAL, **fields}
     [sid] = (await skaha.create(SessionSpec.model_validate(fields))).ids
     return sid
 
 
-async def test_session_directory_files(tree: SessionsTree, skaha: SkahaClient) -> None:  # noqa: F811
+async def test_session_directory_files(tree: SessionsTree, skaha: SkahaClient) -> None:
     hl = await elsewhere(skaha, name="hello", cmd="echo", args="Hello, World!")
     nb = await elsewhere(skaha, name="nb", image=ASTROML, kind="notebook")
     await wait_status(tree, hl, "Completed")
@@ -163,8 +173,7 @@ async def test_session_directory_files(tree: SessionsTree, skaha: SkahaClient) -
         await tree.attr(f"{hl}/spec")  # not launched through this mount
 
 
-async def test_created_and_removed_elsewhere_show_within_seconds(
-        skaha: SkahaClient) -> None:  # noqa: F811
+async def test_created_and_removed_elsewhere_show_within_seconds(skaha: SkahaClient) -> None:
     tree = SessionsTree(skaha, user=USER)  # the default 2 s list TTL
     assert await session_ids(tree) == []
     sid = await elsewhere(skaha, cmd="sleep", args="30")
@@ -186,7 +195,10 @@ async def test_created_and_removed_elsewhere_show_within_seconds(
 
 
 async def test_content_is_at_most_a_second_old_at_open(
-        tree: SessionsTree, skaha: SkahaClient, emulator: Emulator) -> None:  # noqa: F811
+    tree: SessionsTree,
+    skaha: SkahaClient,
+    emulator: Emulator,
+) -> None:
     """docs/sessions.md, Freshness: an open within CONTENT_AGE of the last fetch reuses it
     (no request); after that, the open fetches anew and shows the change."""
     sid = await elsewhere(skaha, name="nb", image=ASTROML, kind="notebook")
@@ -201,7 +213,7 @@ async def test_content_is_at_most_a_second_old_at_open(
     assert (await tree.attr(f"{sid}/status")).size == len(b"Running\n")
 
 
-async def _running(skaha: SkahaClient, sid: str) -> bool:  # noqa: F811
+async def _running(skaha: SkahaClient, sid: str) -> bool:
     return (await skaha.info(sid)).status == "Running"
 
 
@@ -210,8 +222,9 @@ async def test_logs_follow_like_tail_f(tree: SessionsTree, emulator: Emulator) -
     home = emulator.config.root / "arc" / "home" / USER
     home.mkdir(parents=True, exist_ok=True)
     script = home / "count.sh"
-    script.write_text("#!/bin/sh\ni=1\nwhile [ $i -le 12 ]; do echo line $i; i=$((i+1)); "
-                      "sleep 0.1; done\n")
+    script.write_text(
+        "#!/bin/sh\ni=1\nwhile [ $i -le 12 ]; do echo line $i; i=$((i+1)); sleep 0.1; done\n"
+    )
     script.chmod(0o755)
     [sid] = await launch(tree, "count.yaml", spec_text(name="count", cmd=str(script)))
     assert await tree.attr_ttl(f"{sid}/logs") <= 0.5
@@ -250,7 +263,7 @@ async def test_log_handle_reads_past_its_snapshot(tree: SessionsTree) -> None:
 # -- launching -----------------------------------------------------------------------------
 
 
-async def test_launch_success(tree: SessionsTree, skaha: SkahaClient) -> None:  # noqa: F811
+async def test_launch_success(tree: SessionsTree, skaha: SkahaClient) -> None:
     ids = await launch(tree, "hello.yaml", HELLO)
     assert len(ids) == 1
     sid = ids[0]
@@ -267,8 +280,10 @@ async def test_launch_success(tree: SessionsTree, skaha: SkahaClient) -> None:  
 
 
 async def test_replicas_and_their_replica_id(tree: SessionsTree) -> None:
-    text = (f"name: rep\nimage: {TERMINAL}\ncmd: printenv\nargs: [REPLICA_ID, REPLICA_COUNT]\n"
-            "replicas: 3\n").encode()
+    text = (
+        f"name: rep\nimage: {TERMINAL}\ncmd: printenv\nargs: [REPLICA_ID, REPLICA_COUNT]\n"
+        "replicas: 3\n"
+    ).encode()
     ids = await launch(tree, "rep.yaml", text)
     assert len(ids) == 3
     assert await names(tree, "by-name") == ["rep-1", "rep-2", "rep-3"]
@@ -279,12 +294,17 @@ async def test_replicas_and_their_replica_id(tree: SessionsTree) -> None:
         assert await read(tree, f"{sid}/spec") == text
 
 
-async def test_notebooks_flexible_and_fixed(tree: SessionsTree, skaha: SkahaClient) -> None:  # noqa: F811
-    flex = await launch(tree, "nb.yaml", f"name: my-notebook\nimage: {ASTROML}\n"
-                        "kind: notebook\n".encode())
-    fixed = await launch(tree, "nb-fixed.json", json.dumps(
-        {"name": "my-notebook", "image": ASTROML, "kind": "notebook", "cores": 2,
-         "ram": 4}).encode())
+async def test_notebooks_flexible_and_fixed(tree: SessionsTree, skaha: SkahaClient) -> None:
+    flex = await launch(
+        tree, "nb.yaml", f"name: my-notebook\nimage: {ASTROML}\nkind: notebook\n".encode()
+    )
+    fixed = await launch(
+        tree,
+        "nb-fixed.json",
+        json.dumps(
+            {"name": "my-notebook", "image": ASTROML, "kind": "notebook", "cores": 2, "ram": 4}
+        ).encode(),
+    )
     assert (await skaha.info(flex[0])).is_fixed_resources is False
     assert (await skaha.info(fixed[0])).is_fixed_resources is True
     assert sorted(await names(tree, "by-name/my-notebook")) == sorted(flex + fixed)
@@ -293,7 +313,7 @@ async def test_notebooks_flexible_and_fixed(tree: SessionsTree, skaha: SkahaClie
     assert (await read(tree, f"{flex[0]}/url")).startswith(b"http")
 
 
-async def test_one_write_launches_once(tree: SessionsTree, skaha: SkahaClient) -> None:  # noqa: F811
+async def test_one_write_launches_once(tree: SessionsTree, skaha: SkahaClient) -> None:
     handle = await tree.create("once.yaml", W)
     await handle.write(0, spec_text(name="once"))
     await handle.flush()
@@ -327,7 +347,7 @@ async def test_failed_close_repeats_its_error_without_relaunching(tree: Sessions
     assert await read(tree, "bad.yaml") == b"name: x\n"  # a reader's close is fine
 
 
-async def test_vim_save_launches_once(tree: SessionsTree, skaha: SkahaClient) -> None:  # noqa: F811
+async def test_vim_save_launches_once(tree: SessionsTree, skaha: SkahaClient) -> None:
     """vim: swap file, 4913 probe, rename to backup, write the new file, drop the backup."""
     await write(tree, ".job.yaml.swp", b"\x00vim swap" * 100)
     await write(tree, "4913", b"")
@@ -340,11 +360,12 @@ async def test_vim_save_launches_once(tree: SessionsTree, skaha: SkahaClient) ->
         await tree.unlink("job.yaml~")
     await tree.unlink(".job.yaml.swp")
     assert sorted(s.name or "" for s in await skaha.list()) == ["v1", "v2", "v3"]
-    assert await names(tree, "") == [n for n in await names(tree, "")
-                                      if not n.startswith((".", "4913"))]
+    assert await names(tree, "") == [
+        n for n in await names(tree, "") if not n.startswith((".", "4913"))
+    ]
 
 
-async def test_nano_and_rename_into_place(tree: SessionsTree, skaha: SkahaClient) -> None:  # noqa: F811
+async def test_nano_and_rename_into_place(tree: SessionsTree, skaha: SkahaClient) -> None:
     await write(tree, "n.yaml", spec_text(name="n1"))
     await write(tree, "n.yaml", spec_text(name="n2"), os.O_WRONLY | os.O_TRUNC)  # nano
     assert sorted(s.name or "" for s in await skaha.list()) == ["n1", "n2"]
@@ -364,8 +385,7 @@ async def test_nano_and_rename_into_place(tree: SessionsTree, skaha: SkahaClient
     assert b"invalid YAML" in await read(tree, "bad.yaml.error")
 
 
-async def test_side_and_hidden_files_never_launch(tree: SessionsTree,
-                                                  skaha: SkahaClient) -> None:  # noqa: F811
+async def test_side_and_hidden_files_never_launch(tree: SessionsTree, skaha: SkahaClient) -> None:
     for name in (".hidden.yaml", "x.yaml~", "#x.yaml#", "4913", ".x.yaml.swp"):
         await write(tree, name, spec_text())
         assert await read(tree, name) == spec_text()
@@ -401,8 +421,11 @@ BAD_SPECS: dict[str, bytes] = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_SPECS))
-async def test_malformed_specs_fail_with_einval(tree: SessionsTree, skaha: SkahaClient,  # noqa: F811
-                                                name: str) -> None:
+async def test_malformed_specs_fail_with_einval(
+    tree: SessionsTree,
+    skaha: SkahaClient,
+    name: str,
+) -> None:
     data = BAD_SPECS[name]
     with pytest.raises(errors.InvalidArgument) as info:
         await write(tree, name, data)
@@ -439,7 +462,10 @@ async def test_error_texts_say_what_is_wrong(tree: SessionsTree) -> None:
 
 
 async def test_server_refusals_errnos_and_partial_failure(
-        tree: SessionsTree, skaha: SkahaClient, emulator: Emulator) -> None:  # noqa: F811
+    tree: SessionsTree,
+    skaha: SkahaClient,
+    emulator: Emulator,
+) -> None:
     with pytest.raises(errors.InvalidArgument) as info:
         await write(tree, "cores.yaml", spec_text(cores=200))
     assert "Invalid value for 'cores': 200" in str(info.value)
@@ -448,13 +474,15 @@ async def test_server_refusals_errnos_and_partial_failure(
         await write(tree, "private.yaml", spec_text(image=PRIVATE))
     assert "No authentication provided" in (await read(tree, "private.yaml.error")).decode()
     with pytest.raises(errors.QuotaExceeded) as quota:
-        await write(tree, "many.yaml", spec_text(image=ASTROML, kind="notebook", cmd=None,
-                                                 replicas=6))
+        await write(
+            tree, "many.yaml", spec_text(image=ASTROML, kind="notebook", cmd=None, replicas=6)
+        )
     assert errors.errno_for(quota.value) == errno.EDQUOT
     assert len((await read(tree, "many.yaml.ids")).split()) == 5
     assert "1 of 6 replicas were not launched" in (await read(tree, "many.yaml.error")).decode()
-    emulator.faults.plan = FaultPlan(fail_next=1, fail_status=503, methods=frozenset({"POST"}),
-                                     path_prefix="/skaha/v1/session")
+    emulator.faults.plan = FaultPlan(
+        fail_next=1, fail_status=503, methods=frozenset({"POST"}), path_prefix="/skaha/v1/session"
+    )
     with pytest.raises(errors.Unavailable):
         await write(tree, "part.yaml", spec_text(name="part", replicas=3))
     ids = (await read(tree, "part.yaml.ids")).split()
@@ -466,8 +494,7 @@ async def test_server_refusals_errnos_and_partial_failure(
         assert await exists(tree, sid.decode())
 
 
-async def test_removing_a_spec_touches_no_session(tree: SessionsTree,
-                                                  skaha: SkahaClient) -> None:  # noqa: F811
+async def test_removing_a_spec_touches_no_session(tree: SessionsTree, skaha: SkahaClient) -> None:
     ids = await launch(tree, "keep.yaml", spec_text(name="keep", cmd="sleep", args="30"))
     with pytest.raises(errors.InvalidArgument):
         await write(tree, "bad.yaml", b"name: x\n")
@@ -483,12 +510,13 @@ async def test_removing_a_spec_touches_no_session(tree: SessionsTree,
     assert "again.yaml" in await names(tree)
 
 
-async def test_shown_before_the_server_lists_it(skaha: SkahaClient) -> None:  # noqa: F811
+async def test_shown_before_the_server_lists_it(skaha: SkahaClient) -> None:
     class Lagging(SkahaClient):
         """The emulator's answers, except that new sessions are listed late."""
 
-        async def list_raw(self, kind: str | None = None,
-                           status: str | None = None) -> list[dict[str, Any]]:
+        async def list_raw(
+            self, kind: str | None = None, status: str | None = None
+        ) -> list[dict[str, Any]]:
             return []
 
     lagging = Lagging(skaha.http, skaha.base)
@@ -503,7 +531,7 @@ async def test_shown_before_the_server_lists_it(skaha: SkahaClient) -> None:  # 
 # -- ending, bulk destroy, renewing ----------------------------------------------------------
 
 
-async def test_rmdir_and_rm_r_destroy(tree: SessionsTree, skaha: SkahaClient) -> None:  # noqa: F811
+async def test_rmdir_and_rm_r_destroy(tree: SessionsTree, skaha: SkahaClient) -> None:
     a = await elsewhere(skaha, cmd="sleep", args="30")
     b = await elsewhere(skaha, cmd="sleep", args="30")
     await until(lambda: _listed(tree, a, b))
@@ -521,8 +549,7 @@ async def _listed(tree: SessionsTree, *ids: str) -> bool:
     return set(ids) <= set(await session_ids(tree))
 
 
-async def test_bulk_destroy_through_index_links(tree: SessionsTree,
-                                                skaha: SkahaClient) -> None:  # noqa: F811
+async def test_bulk_destroy_through_index_links(tree: SessionsTree, skaha: SkahaClient) -> None:
     done = await launch(tree, "t.yaml", spec_text(name="test", replicas=3))
     other = await launch(tree, "o.yaml", spec_text(name="other"))
     slow = await launch(tree, "s.yaml", spec_text(name="test-slow", cmd="sleep", args="30"))
@@ -547,8 +574,7 @@ async def test_bulk_destroy_through_index_links(tree: SessionsTree,
         await tree.rmdir("by-name")
 
 
-async def test_touch_renews(tree: SessionsTree, emulator: Emulator,
-                            skaha: SkahaClient) -> None:  # noqa: F811
+async def test_touch_renews(tree: SessionsTree, emulator: Emulator, skaha: SkahaClient) -> None:
     sid = await elsewhere(skaha, name="nb", image=ASTROML, kind="notebook")
     await wait_status(tree, sid, "Running")
     before = json.loads(await read(tree, f"{sid}/info"))["expiryTime"]
@@ -580,12 +606,17 @@ async def everything(tree: SessionsTree, path: str = "") -> list[tuple[str, byte
     return out
 
 
-async def test_registry_secrets_never_show(skaha: SkahaClient, emulator: Emulator,  # noqa: F811
-                                           caplog: pytest.LogCaptureFixture) -> None:
+async def test_registry_secrets_never_show(
+    skaha: SkahaClient,
+    emulator: Emulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     tree = SessionsTree(skaha, user=USER, list_ttl=0.1, registry=("carol", "CONF-" + SECRET))
-    text = (f"name: private-job\nimage: {PRIVATE}\ncmd: 'true'\n"
-            f"registry:\n  username: bob\n  secret: {SECRET}\n").encode()
+    text = (
+        f"name: private-job\nimage: {PRIVATE}\ncmd: 'true'\n"
+        f"registry:\n  username: bob\n  secret: {SECRET}\n"
+    ).encode()
     [sid] = await launch(tree, "private.yaml", text)
     masked = text.replace(SECRET.encode(), b'"***"')
     assert await read(tree, "private.yaml") == masked
@@ -597,15 +628,25 @@ async def test_registry_secrets_never_show(skaha: SkahaClient, emulator: Emulato
     [again] = await launch(tree, "private.yaml", masked + b"# edited\n")
     assert again != sid
     # No registry: in the spec → the configured credentials.
-    [conf] = await launch(tree, "conf.json", json.dumps(
-        {"name": "conf", "image": PRIVATE, "cmd": "true"}).encode())
+    [conf] = await launch(
+        tree, "conf.json", json.dumps({"name": "conf", "image": PRIVATE, "cmd": "true"}).encode()
+    )
     row = emulator.services[0].db.get(conf)
     assert row is not None
     assert row.registry_user == "carol"
     with pytest.raises(errors.InvalidArgument):
-        await write(tree, "bad.json", json.dumps(
-            {"name": "b", "image": PRIVATE, "extra": 1,
-             "registry": {"username": "bob", "secret": SECRET}}).encode())
+        await write(
+            tree,
+            "bad.json",
+            json.dumps(
+                {
+                    "name": "b",
+                    "image": PRIVATE,
+                    "extra": 1,
+                    "registry": {"username": "bob", "secret": SECRET},
+                }
+            ).encode(),
+        )
     assert b'"***"' in await read(tree, "bad.json")
     with pytest.raises(errors.InvalidArgument) as unknown:
         await write(tree, "who.yaml", masked.replace(b"bob", b"dave"))
@@ -619,17 +660,25 @@ async def test_registry_secrets_never_show(skaha: SkahaClient, emulator: Emulato
 # -- writes elsewhere, limits ------------------------------------------------------------------
 
 
-async def test_writes_elsewhere_are_refused(tree: SessionsTree, skaha: SkahaClient) -> None:  # noqa: F811
+async def test_writes_elsewhere_are_refused(tree: SessionsTree, skaha: SkahaClient) -> None:
     sid = await elsewhere(skaha, cmd="sleep", args="30")
     await until(lambda: _listed(tree, sid))
     refused = [
-        tree.create("notes.txt", W), tree.create(f"{sid}/extra.yaml", W),
-        tree.create("by-name/x.yaml", W), tree.create("images", W),
-        tree.create("x.yaml.ids", W), tree.open(f"{sid}/info", os.O_WRONLY),
-        tree.open(f"{sid}/status", os.O_RDONLY | os.O_TRUNC), tree.open("images", os.O_RDWR),
-        tree.mkdir("newdir"), tree.mkdir(f"{sid}/d"), tree.unlink("images"),
-        tree.rename(sid, "x.yaml"), tree.rename("images", "x.yaml"),
-        tree.truncate(f"{sid}/logs", 0), tree.rmdir("by-kind"),
+        tree.create("notes.txt", W),
+        tree.create(f"{sid}/extra.yaml", W),
+        tree.create("by-name/x.yaml", W),
+        tree.create("images", W),
+        tree.create("x.yaml.ids", W),
+        tree.open(f"{sid}/info", os.O_WRONLY),
+        tree.open(f"{sid}/status", os.O_RDONLY | os.O_TRUNC),
+        tree.open("images", os.O_RDWR),
+        tree.mkdir("newdir"),
+        tree.mkdir(f"{sid}/d"),
+        tree.unlink("images"),
+        tree.rename(sid, "x.yaml"),
+        tree.rename("images", "x.yaml"),
+        tree.truncate(f"{sid}/logs", 0),
+        tree.rmdir("by-kind"),
     ]
     for call in refused:
         with pytest.raises(errors.NotPermitted):
@@ -663,11 +712,16 @@ async def test_workflow_with_arc_script(tree: SessionsTree, emulator: Emulator) 
     (analysis / "output").mkdir(parents=True)
     (analysis / "input.txt").write_text("3 4\n")
     script = analysis / "process_data.sh"
-    script.write_text('#!/bin/sh\nd=$(dirname "$0")\nread a b < "$d/input.txt"\n'
-                      'echo "sum $((a+b))" | tee "$d/output/result.txt"\n')
+    script.write_text(
+        '#!/bin/sh\nd=$(dirname "$0")\nread a b < "$d/input.txt"\n'
+        'echo "sum $((a+b))" | tee "$d/output/result.txt"\n'
+    )
     script.chmod(0o755)
-    [sid] = await launch(tree, "data-analysis.yaml",
-                         spec_text(name="data-analysis", cmd=str(script), cores=4, ram=16))
+    [sid] = await launch(
+        tree,
+        "data-analysis.yaml",
+        spec_text(name="data-analysis", cmd=str(script), cores=4, ram=16),
+    )
     assert await wait_status(tree, sid, "Completed", "Failed") == "Completed"
     assert await read(tree, f"{sid}/logs") == b"sum 7\n"
     assert await trio.Path(analysis / "output" / "result.txt").read_text() == "sum 7\n"
@@ -676,7 +730,9 @@ async def test_workflow_with_arc_script(tree: SessionsTree, emulator: Emulator) 
 
 
 async def test_listing_does_not_wait_for_a_slow_platform_document(
-        skaha: SkahaClient, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    skaha: SkahaClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class SlowStats(SkahaClient):
         async def stats(self) -> Any:
             await trio.sleep(30)
@@ -689,14 +745,20 @@ async def test_listing_does_not_wait_for_a_slow_platform_document(
     assert entries["images"].size == len(await read(tree, "images"))
 
 
-async def test_odd_server_entries_are_skipped(skaha: SkahaClient) -> None:  # noqa: F811
+async def test_odd_server_entries_are_skipped(skaha: SkahaClient) -> None:
     class Odd(SkahaClient):
-        async def list_raw(self, kind: str | None = None,
-                           status: str | None = None) -> list[dict[str, Any]]:
-            return [{"id": "good1234", "type": "headless", "status": "Running", "name": "ok"},
-                    {"id": "../etc", "name": "bad"}, {"id": "by-name"}, {"id": 5}, {},
-                    {"id": "desk1234", "appid": "abc", "type": "desktop-app"},
-                    {"id": "odd12345", "name": "a/b", "status": "<none>", "type": None}]
+        async def list_raw(
+            self, kind: str | None = None, status: str | None = None
+        ) -> list[dict[str, Any]]:
+            return [
+                {"id": "good1234", "type": "headless", "status": "Running", "name": "ok"},
+                {"id": "../etc", "name": "bad"},
+                {"id": "by-name"},
+                {"id": 5},
+                {},
+                {"id": "desk1234", "appid": "abc", "type": "desktop-app"},
+                {"id": "odd12345", "name": "a/b", "status": "<none>", "type": None},
+            ]
 
     tree = SessionsTree(Odd(skaha.http, skaha.base), user=USER)
     assert await session_ids(tree) == ["good1234", "odd12345"]
@@ -704,8 +766,7 @@ async def test_odd_server_entries_are_skipped(skaha: SkahaClient) -> None:  # no
     assert await names(tree, "by-status/Running") == ["good1234"]
 
 
-async def test_bad_configured_registry_is_refused_without_echoing_it(
-        skaha: SkahaClient) -> None:  # noqa: F811
+async def test_bad_configured_registry_is_refused_without_echoing_it(skaha: SkahaClient) -> None:
     with pytest.raises(errors.InvalidArgument) as info:
         SessionsTree(skaha, user=USER, registry=("bob", "a:" + SECRET))
     assert SECRET not in str(info.value)

@@ -21,16 +21,34 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
 
 
 def run_soak(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_soak_script_runs_and_samples(tmp_path: Path) -> None:
     out_json = tmp_path / "soak.json"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    proc = run_soak("--minutes", "0.33", "--interval", "2", "--warmup", "0", "--settle", "2",
-                    "--json", str(out_json), "--tmp", str(scratch), timeout=120)
+    proc = run_soak(
+        "--minutes",
+        "0.33",
+        "--interval",
+        "2",
+        "--warmup",
+        "0",
+        "--settle",
+        "2",
+        "--json",
+        str(out_json),
+        "--tmp",
+        str(scratch),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "t (s) | phase" in proc.stdout
     result = json.loads(out_json.read_text())

@@ -38,19 +38,25 @@ async def test_puts_sweep_on_their_own() -> None:
     assert len(cache.nodes) < 1100  # swept every 1024 writes
 
 
-async def test_cached_copies_are_capped_in_number(emulator: Emulator, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cached_copies_are_capped_in_number(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each cached copy holds a descriptor: reading many files must not run out of them."""
     monkeypatch.setattr(readcache, "MAX_CACHED_FILES", 8)
     client = client_for(emulator, "arc")
     for i in range(30):
         src = tmp_path / f"f{i}"
         src.write_bytes(b"x" * (i + 1))
-        await client.upload(f"home/alice/f{i}", src, i + 1,
-                            hashlib.md5(src.read_bytes()).hexdigest())  # noqa: S324
+        await client.upload(
+            f"home/alice/f{i}",
+            src,
+            i + 1,
+            hashlib.md5(src.read_bytes()).hexdigest(),  # noqa: S324
+        )
     async with trio.open_nursery() as nursery:
-        storage = Storage({"arc": client}, StorageConfig(cache_dir=tmp_path / "cache",
-                                                         user="alice"), nursery)
+        storage = Storage(
+            {"arc": client}, StorageConfig(cache_dir=tmp_path / "cache", user="alice"), nursery
+        )
         for i in range(30):
             handle = await storage.open_read(("arc", f"home/alice/f{i}"))
             assert handle.file.stage is None
@@ -73,7 +79,8 @@ def test_the_daemon_raises_its_open_file_limit() -> None:
 
 
 async def test_reading_through_an_expired_listing_of_a_few_pages_relists_it_once(
-        emulator: Emulator, tmp_path: Path) -> None:
+    emulator: Emulator, tmp_path: Path
+) -> None:
     """``cp -r`` out of a directory whose listing expired mid-copy: one relisting (vault
     pages of 5 entries here) instead of a node request per file."""
     client = client_for(emulator, "vault", page_size=5)
@@ -82,9 +89,13 @@ async def test_reading_through_an_expired_listing_of_a_few_pages_relists_it_once
     for name in names:
         await client.create_node(f"alice/many/{name}", NodeType.DATA)
     async with trio.open_nursery() as nursery:
-        storage = Storage({"vault": client}, StorageConfig(
-            cache_dir=tmp_path / "cache", user="alice", meta_ttl=0.05, negative_ttl=0.05),
-            nursery)
+        storage = Storage(
+            {"vault": client},
+            StorageConfig(
+                cache_dir=tmp_path / "cache", user="alice", meta_ttl=0.05, negative_ttl=0.05
+            ),
+            nursery,
+        )
         await storage.listdir(("vault", "alice/many"))
         listing = client.http.sent
         await storage.listdir(("vault", "alice/many"))

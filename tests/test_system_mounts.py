@@ -36,28 +36,38 @@ from tests.mount_util import is_mounted, needs_fuse
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "system-mounts.md"
 CANFARFS_BIN = Path(sys.executable).parent / "canfarfs"
-MOUNT_HELPER = next((p for p in (Path("/sbin/mount.fuse3"), Path("/usr/sbin/mount.fuse3"))
-                     if p.exists()), None)
+MOUNT_HELPER = next(
+    (p for p in (Path("/sbin/mount.fuse3"), Path("/usr/sbin/mount.fuse3")) if p.exists()), None
+)
 
 
 def _can_unshare() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
-                       capture_output=True, check=False)
+    r = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, check=False
+    )
     return r.returncode == 0
 
 
 needs_mount8 = pytest.mark.skipif(
     not (MOUNT_HELPER and CANFARFS_BIN.exists() and _can_unshare()),
     reason="mount(8) tests need root, unshare --mount, mount.fuse3 and the canfarfs "
-           "console script next to sys.executable")
+    "console script next to sys.executable",
+)
 
 
-def canfarfs(*args: str, env: dict[str, str] | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "canfarfs", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, check=False)
+def canfarfs(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "canfarfs", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -84,16 +94,29 @@ def wait_gone(cache: Path, timeout: float = 20) -> None:
 # -- the helper argv and -o options (no FUSE) ------------------------------------------
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["canfar", "/m"], ["mount", "/m"]),
-    (["local:/d", "/m", "-o", "ro"], ["mount", "/m", "--local", "/d", "-o", "ro"]),
-    (["https://h:8443/pre/", "/m"], ["mount", "/m", "--arc-url", "https://h:8443/pre/arc",
-                                     "--vault-url", "https://h:8443/pre/vault",
-                                     "--skaha-url", "https://h:8443/pre/skaha/v1"]),
-    (["mount", "/m", "--local", "/d"], ["mount", "/m", "--local", "/d"]),
-    (["status", "/m"], ["status", "/m"]),
-    (["--version"], ["--version"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["canfar", "/m"], ["mount", "/m"]),
+        (["local:/d", "/m", "-o", "ro"], ["mount", "/m", "--local", "/d", "-o", "ro"]),
+        (
+            ["https://h:8443/pre/", "/m"],
+            [
+                "mount",
+                "/m",
+                "--arc-url",
+                "https://h:8443/pre/arc",
+                "--vault-url",
+                "https://h:8443/pre/vault",
+                "--skaha-url",
+                "https://h:8443/pre/skaha/v1",
+            ],
+        ),
+        (["mount", "/m", "--local", "/d"], ["mount", "/m", "--local", "/d"]),
+        (["status", "/m"], ["status", "/m"]),
+        (["--version"], ["--version"]),
+    ],
+)
 def test_helper_argv(argv: list[str], expected: list[str]) -> None:
     assert helper_argv(argv) == expected
 
@@ -103,43 +126,60 @@ def test_local_source_is_made_absolute(tmp_path: Path, monkeypatch: pytest.Monke
     assert helper_argv(["local:data", "m"]) == ["mount", "m", "--local", str(tmp_path / "data")]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["bogus", "/m"], "unknown source 'bogus'"),
-    (["local:", "/m"], "needs a data directory"),
-    (["https://", "/m"], "has no host"),
-    (["mout"], "'mout' is not a command"),
-    (["canfar", "-o", "ro"], "canfarfs SOURCE MOUNTPOINT"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bogus", "/m"], "unknown source 'bogus'"),
+        (["local:", "/m"], "needs a data directory"),
+        (["https://", "/m"], "has no host"),
+        (["mout"], "'mout' is not a command"),
+        (["canfar", "-o", "ro"], "canfarfs SOURCE MOUNTPOINT"),
+    ],
+)
 def test_helper_argv_refusals(argv: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=re.escape(message)):
         helper_argv(argv)
 
 
 def test_options_sorted_into_settings_fuse_and_ignored() -> None:
-    settings, fuse = split_options([
-        "rw,cache_dir=/c,cache_size=2G,timeout=5,meta_ttl=0.5,ro,debug,foreground",
-        "nonempty,allow_other,noatime,fsname=mine,max_read=131072",
-        "_netdev,noauto,nofail,user,users,defaults,x-systemd.automount,"
-        "x-systemd.idle-timeout=1min,comment=x-gvfs-show,relatime,user=alice",
-        "token_file=/t,cert_file=/c.pem,ca_file=/ca.pem,arc_url=https://a/arc",
-    ])
+    settings, fuse = split_options(
+        [
+            "rw,cache_dir=/c,cache_size=2G,timeout=5,meta_ttl=0.5,ro,debug,foreground",
+            "nonempty,allow_other,noatime,fsname=mine,max_read=131072",
+            "_netdev,noauto,nofail,user,users,defaults,x-systemd.automount,"
+            "x-systemd.idle-timeout=1min,comment=x-gvfs-show,relatime,user=alice",
+            "token_file=/t,cert_file=/c.pem,ca_file=/ca.pem,arc_url=https://a/arc",
+        ]
+    )
     assert settings == {
-        "cache_dir": Path("/c"), "cache_size": 2 * 1024**3, "timeout": 5.0, "meta_ttl": 0.5,
-        "read_only": True, "debug": True, "foreground": True, "nonempty": True,
-        "token_file": Path("/t"), "cert_file": Path("/c.pem"), "ca_file": Path("/ca.pem"),
-        "arc_url": "https://a/arc"}
+        "cache_dir": Path("/c"),
+        "cache_size": 2 * 1024**3,
+        "timeout": 5.0,
+        "meta_ttl": 0.5,
+        "read_only": True,
+        "debug": True,
+        "foreground": True,
+        "nonempty": True,
+        "token_file": Path("/t"),
+        "cert_file": Path("/c.pem"),
+        "ca_file": Path("/ca.pem"),
+        "arc_url": "https://a/arc",
+    }
     assert fuse == ["rw", "allow_other", "noatime", "fsname=mine", "max_read=131072"]
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    ("foo=bar", "unknown mount option -o foo=bar"),
-    ("kernel_cache", "unknown mount option -o kernel_cache"),
-    ("cache_size=lots", "-o cache_size=lots: not a size"),
-    ("timeout=0", "-o timeout=0: must be a positive number"),
-    ("cache_dir", "-o cache_dir needs a value"),
-    ("debug=1", "unknown mount option -o debug=1"),
-    ("setuid=alice", "is for mount.fuse3"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("foo=bar", "unknown mount option -o foo=bar"),
+        ("kernel_cache", "unknown mount option -o kernel_cache"),
+        ("cache_size=lots", "-o cache_size=lots: not a size"),
+        ("timeout=0", "-o timeout=0: must be a positive number"),
+        ("cache_dir", "-o cache_dir needs a value"),
+        ("debug=1", "unknown mount option -o debug=1"),
+        ("setuid=alice", "is for mount.fuse3"),
+    ],
+)
 def test_option_refusals(option: str, message: str) -> None:
     with pytest.raises(UsageError, match=re.escape(message)):
         split_options([option])
@@ -171,13 +211,21 @@ def test_user_fsname_replaces_ours(tmp_path: Path) -> None:
 def test_helper_form_mounts_in_the_background(tmp_path: Path, env: dict[str, str]) -> None:
     mnt, cache = tmp_path / "mnt", tmp_path / "cache"
     mnt.mkdir()
-    r = canfarfs(f"local:{tmp_path / 'data'}", str(mnt), "-o",
-                 f"cache_dir={cache},_netdev,nofail,x-systemd.automount,noatime,rw", env=env)
+    r = canfarfs(
+        f"local:{tmp_path / 'data'}",
+        str(mnt),
+        "-o",
+        f"cache_dir={cache},_netdev,nofail,x-systemd.automount,noatime,rw",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     try:
         assert is_mounted(mnt)
-        [line] = [x for x in Path("/proc/self/mounts").read_text().splitlines()
-                  if x.split()[1] == str(mnt)]
+        [line] = [
+            x
+            for x in Path("/proc/self/mounts").read_text().splitlines()
+            if x.split()[1] == str(mnt)
+        ]
         assert line.split()[2] == "fuse.canfarfs"
         assert "noatime" in line.split()[3].split(",")
         (mnt / "arc/home/alice/h.txt").write_text("helper form")
@@ -193,20 +241,26 @@ def test_helper_form_mounts_in_the_background(tmp_path: Path, env: dict[str, str
 
 @needs_fuse
 @pytest.mark.fuse
-@pytest.mark.parametrize(("args", "message"), [
-    (["local:DATA", "MNT", "-o", "foo=bar"], "unknown mount option -o foo=bar"),
-    (["local:DATA", "MNT", "-o", "cache_size=lots"], "-o cache_size=lots: not a size"),
-    (["nowhere:/x", "MNT"], "unknown source 'nowhere:/x'"),
-    (["local:DATA", "MNT/missing"], "does not exist"),
-    (["local:DATA", "MNT", "-o", "setuid=alice"], "is for mount.fuse3"),
-    (["local:DATA", "/dev/fd/3"], "the mount point is a file descriptor"),
-    (["local:DATA"], "is not a command"),
-])
-def test_helper_form_errors_are_one_line(tmp_path: Path, env: dict[str, str],
-                                         args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["local:DATA", "MNT", "-o", "foo=bar"], "unknown mount option -o foo=bar"),
+        (["local:DATA", "MNT", "-o", "cache_size=lots"], "-o cache_size=lots: not a size"),
+        (["nowhere:/x", "MNT"], "unknown source 'nowhere:/x'"),
+        (["local:DATA", "MNT/missing"], "does not exist"),
+        (["local:DATA", "MNT", "-o", "setuid=alice"], "is for mount.fuse3"),
+        (["local:DATA", "/dev/fd/3"], "the mount point is a file descriptor"),
+        (["local:DATA"], "is not a command"),
+    ],
+)
+def test_helper_form_errors_are_one_line(
+    tmp_path: Path, env: dict[str, str], args: list[str], message: str
+) -> None:
     (tmp_path / "mnt").mkdir()
-    args = [a.replace("DATA", str(tmp_path / "data")).replace("MNT", str(tmp_path / "mnt"))
-            for a in args]
+    args = [
+        a.replace("DATA", str(tmp_path / "data")).replace("MNT", str(tmp_path / "mnt"))
+        for a in args
+    ]
     r = canfarfs(*args, env=env)
     assert r.returncode == 2
     one_clear_line(r, message)
@@ -220,8 +274,13 @@ def test_nonempty_is_a_canfarfs_option(tmp_path: Path, env: dict[str, str]) -> N
     mnt.mkdir()
     (mnt / "hidden").write_text("x")
     one_clear_line(canfarfs(f"local:{tmp_path / 'data'}", str(mnt), env=env), "-o nonempty")
-    r = canfarfs(f"local:{tmp_path / 'data'}", str(mnt), "-o",
-                 f"nonempty,cache_dir={tmp_path / 'cache'}", env=env)
+    r = canfarfs(
+        f"local:{tmp_path / 'data'}",
+        str(mnt),
+        "-o",
+        f"nonempty,cache_dir={tmp_path / 'cache'}",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     try:
         assert sorted(os.listdir(mnt)) == ["arc", "sessions", "vault"]
@@ -233,16 +292,24 @@ def test_nonempty_is_a_canfarfs_option(tmp_path: Path, env: dict[str, str]) -> N
 # -- mount(8) and fstab ------------------------------------------------------------------
 
 
-def in_namespace(script: str, env: dict[str, str], timeout: float = 180
-                 ) -> subprocess.CompletedProcess[str]:
+def in_namespace(
+    script: str, env: dict[str, str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """Run a bash script in a private mount namespace where /usr/local/sbin is a fresh
     tmpfs (first in the PATH the mount helper's shell uses)."""
-    prelude = ("set -euo pipefail\n"
-               "mount -t tmpfs -o mode=0755 canfarfs-test /usr/local/sbin\n"
-               "export PATH=/usr/local/sbin:$PATH\n")
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
-                           prelude + script], capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
+    prelude = (
+        "set -euo pipefail\n"
+        "mount -t tmpfs -o mode=0755 canfarfs-test /usr/local/sbin\n"
+        "export PATH=/usr/local/sbin:$PATH\n"
+    )
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "bash", "-c", prelude + script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def ns_env(env: dict[str, str], **paths: Path) -> dict[str, str]:
@@ -273,8 +340,14 @@ env -u HOME mount -t fuse.canfarfs local:/srv/data "$OUT/mnt" \
     assert "rc=127" in r.stdout
     assert "canfarfs: not found" in (tmp_path / "not-found").read_text()
     argv = (tmp_path / "argv").read_text().splitlines()
-    assert argv == ["/usr/local/sbin/canfarfs", "local:/srv/data", str(tmp_path / "mnt"),
-                    "-o", "rw,cache_size=1G,dev,suid", "HOME=/root"]
+    assert argv == [
+        "/usr/local/sbin/canfarfs",
+        "local:/srv/data",
+        str(tmp_path / "mnt"),
+        "-o",
+        "rw,cache_size=1G,dev,suid",
+        "HOME=/root",
+    ]
     assert not is_mounted(tmp_path / "mnt")
 
 
@@ -285,9 +358,11 @@ def test_mount_t_fuse_canfarfs_then_an_fstab_line(tmp_path: Path, env: dict[str,
     mnt.mkdir()
     (tmp_path / "src.txt").write_text("copied through mount(8)\n")
     fstab = tmp_path / "fstab"
-    fstab.write_text(f"# a test fstab\nlocal:{data}  {mnt}  fuse.canfarfs  noauto,_netdev,"
-                     f"nofail,x-systemd.automount,x-systemd.idle-timeout=5min,"
-                     f"cache_dir={cache}  0  0\n")
+    fstab.write_text(
+        f"# a test fstab\nlocal:{data}  {mnt}  fuse.canfarfs  noauto,_netdev,"
+        f"nofail,x-systemd.automount,x-systemd.idle-timeout=5min,"
+        f"cache_dir={cache}  0  0\n"
+    )
     script = r"""
 ln -s "$CANFARFS_BIN" /usr/local/sbin/canfarfs
 trap 'umount -l "$MNT" 2>/dev/null || true' EXIT
@@ -308,7 +383,7 @@ umount "$MNT"
 echo "== done: $(grep -c " $MNT " /proc/self/mounts || true)"
 """
     r = in_namespace(script, ns_env(env, OUT=tmp_path, MNT=mnt, DATA=data, CACHE=cache))
-    log = (tmp_path / "state/canfarfs/canfarfs.log")
+    log = tmp_path / "state/canfarfs/canfarfs.log"
     detail = r.stdout + r.stderr + (log.read_text() if log.exists() else "")
     assert r.returncode == 0, detail
     out = r.stdout
@@ -338,14 +413,18 @@ def test_mount8_errors_are_one_line(tmp_path: Path, env: dict[str, str]) -> None
         "source": ("bogus", "", "unknown source 'bogus'"),
         "login": ("canfar", "", "canfar auth login"),
     }
-    lines = [f'mount -t fuse.canfarfs {src} "$MNT" {opts} 2> "$OUT/{name}.err"; '
-             f'echo $? > "$OUT/{name}.rc"' for name, (src, opts, _) in cases.items()]
+    lines = [
+        f'mount -t fuse.canfarfs {src} "$MNT" {opts} 2> "$OUT/{name}.err"; '
+        f'echo $? > "$OUT/{name}.rc"'
+        for name, (src, opts, _) in cases.items()
+    ]
     home = tmp_path / "home"  # no canfar login there
     home.mkdir()
-    script = "ln -s \"$CANFARFS_BIN\" /usr/local/sbin/canfarfs\nset +e\n" + "\n".join(lines)
+    script = 'ln -s "$CANFARFS_BIN" /usr/local/sbin/canfarfs\nset +e\n' + "\n".join(lines)
     clean = {k: v for k, v in env.items() if not k.startswith("CANFAR_")}
-    r = in_namespace(f"export HOME={shlex.quote(str(home))}\n" + script,
-                     ns_env(clean, OUT=tmp_path, MNT=mnt))
+    r = in_namespace(
+        f"export HOME={shlex.quote(str(home))}\n" + script, ns_env(clean, OUT=tmp_path, MNT=mnt)
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     for name, (_, _, message) in cases.items():
         err = (tmp_path / f"{name}.err").read_text()
@@ -358,18 +437,28 @@ def test_mount8_errors_are_one_line(tmp_path: Path, env: dict[str, str]) -> None
 
 @needs_fuse
 @pytest.mark.fuse
-@pytest.mark.skipif(os.geteuid() != 0 or MOUNT_HELPER is None or not CANFARFS_BIN.exists(),
-                    reason="mount(8) needs root, mount.fuse3 and the canfarfs console script")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or MOUNT_HELPER is None or not CANFARFS_BIN.exists(),
+    reason="mount(8) needs root, mount.fuse3 and the canfarfs console script",
+)
 def test_fstab_line_with_the_full_path(tmp_path: Path, env: dict[str, str]) -> None:
     """Type ``fuse`` with ``/path/to/canfarfs#SOURCE``: no PATH needed (the docs' second
     fix), in the test's own mount namespace."""
     mnt, cache = tmp_path / "mnt", tmp_path / "cache"
     mnt.mkdir()
     fstab = tmp_path / "fstab"
-    fstab.write_text(f"{CANFARFS_BIN}#local:{tmp_path / 'data'}  {mnt}  fuse  "
-                     f"noauto,_netdev,cache_dir={cache}  0  0\n")
-    r = subprocess.run(["mount", "--fstab", str(fstab), str(mnt)], capture_output=True,
-                       text=True, env=env, timeout=120, check=False)
+    fstab.write_text(
+        f"{CANFARFS_BIN}#local:{tmp_path / 'data'}  {mnt}  fuse  "
+        f"noauto,_netdev,cache_dir={cache}  0  0\n"
+    )
+    r = subprocess.run(
+        ["mount", "--fstab", str(fstab), str(mnt)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     try:
         assert is_mounted(mnt)
@@ -399,25 +488,37 @@ def unit_value(text: str, key: str) -> list[str]:
 
 def test_doc_has_the_units_and_fstab() -> None:
     files = doc_files()
-    assert set(files) == {"/etc/fstab", "/etc/systemd/system/mnt-canfar.mount",
-                          "/etc/systemd/system/mnt-canfar.automount",
-                          "~/.config/systemd/user/canfarfs@.service"}
+    assert set(files) == {
+        "/etc/fstab",
+        "/etc/systemd/system/mnt-canfar.mount",
+        "/etc/systemd/system/mnt-canfar.automount",
+        "~/.config/systemd/user/canfarfs@.service",
+    }
 
 
 def _as_helper_options(options: str) -> list[str]:
     """What reaches canfarfs: mount.fuse3 consumes setuid= and drop_privileges."""
-    return [o for o in options.split(",") if not o.startswith("setuid=")
-            and o != "drop_privileges"]
+    return [o for o in options.split(",") if not o.startswith("setuid=") and o != "drop_privileges"]
 
 
 def test_doc_fstab_lines_and_mount_unit_options_are_accepted() -> None:
     files = doc_files()
-    entries = [line.split() for line in files["/etc/fstab"].splitlines()
-               if line.strip() and not line.startswith("#")]
-    entries.append(["canfar", "/mnt/canfar", "fuse.canfarfs",
-                    unit_value(files["/etc/systemd/system/mnt-canfar.mount"], "Options")[0]])
-    inline = re.findall(r"`(canfar \S+ fuse\.canfarfs [^`]*?)`",
-                        DOC.read_text().replace("\n  ", " "))
+    entries = [
+        line.split()
+        for line in files["/etc/fstab"].splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    entries.append(
+        [
+            "canfar",
+            "/mnt/canfar",
+            "fuse.canfarfs",
+            unit_value(files["/etc/systemd/system/mnt-canfar.mount"], "Options")[0],
+        ]
+    )
+    inline = re.findall(
+        r"`(canfar \S+ fuse\.canfarfs [^`]*?)`", DOC.read_text().replace("\n  ", " ")
+    )
     entries += [line.split() for line in inline]
     assert len(entries) >= 5
     for source, mountpoint, fstype, options, *_ in entries:
@@ -447,8 +548,9 @@ def test_user_unit_commands_parse() -> None:
     assert unit_value(unit, "Type") == ["notify"]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze is not installed")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
 def test_doc_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     """The system units as they are; the user unit as instance canfarfs@canfar with a
     HOME whose ~/.local/bin/canfarfs is this venv's (verify checks the executables)."""
@@ -457,8 +559,13 @@ def test_doc_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     system.mkdir()
     for name in ("mnt-canfar.mount", "mnt-canfar.automount"):
         (system / name).write_text(files[f"/etc/systemd/system/{name}"])
-    r = subprocess.run(["systemd-analyze", "verify", *(str(p) for p in system.iterdir())],
-                       capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run(
+        ["systemd-analyze", "verify", *(str(p) for p in system.iterdir())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "", r.stderr
     if not CANFARFS_BIN.exists():
@@ -470,12 +577,15 @@ def test_doc_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     runtime.mkdir(mode=0o700)
     user = tmp_path / "user"
     user.mkdir()
-    (user / "canfarfs@canfar.service").write_text(
-        files["~/.config/systemd/user/canfarfs@.service"])
-    r = subprocess.run(["systemd-analyze", "--user", "verify",
-                        str(user / "canfarfs@canfar.service")], capture_output=True, text=True,
-                       timeout=60, check=False,
-                       env=dict(os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(runtime)))
+    (user / "canfarfs@canfar.service").write_text(files["~/.config/systemd/user/canfarfs@.service"])
+    r = subprocess.run(
+        ["systemd-analyze", "--user", "verify", str(user / "canfarfs@canfar.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=dict(os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(runtime)),
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "", r.stderr
 
@@ -492,8 +602,9 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
 @needs_fuse
 @pytest.mark.fuse
 @pytest.mark.skipif(not CANFARFS_BIN.exists(), reason="no canfarfs console script")
-def test_user_unit_runs_as_systemd_would(live_emulator: LiveEmulator, tmp_path: Path,
-                                         notify_socket: tuple[socket.socket, str]) -> None:
+def test_user_unit_runs_as_systemd_would(
+    live_emulator: LiveEmulator, tmp_path: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
     """ExecStartPre, ExecStart (Type=notify: READY=1 once mounted), ExecStop — with a
     canfar login in HOME whose access token has expired (refreshed at the first use)."""
     from tests.test_login import canfar_config
@@ -512,8 +623,14 @@ def test_user_unit_runs_as_systemd_would(live_emulator: LiveEmulator, tmp_path: 
     mnt = home / "canfar"
 
     for pre in unit_value(unit, "ExecStartPre"):
-        r = subprocess.run(expand(pre, home, "canfar"), env=env, capture_output=True,
-                           text=True, timeout=30, check=False)
+        r = subprocess.run(
+            expand(pre, home, "canfar"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert r.returncode == 0 or pre.startswith("-"), r.stderr
     assert mnt.is_dir()
     sock, path = notify_socket
@@ -521,8 +638,12 @@ def test_user_unit_runs_as_systemd_would(live_emulator: LiveEmulator, tmp_path: 
     [start] = unit_value(unit, "ExecStart")
     log = tmp_path / "daemon.out"
     with log.open("wb") as out:
-        proc = subprocess.Popen(expand(start, home, "canfar"), env=dict(env, NOTIFY_SOCKET=path),
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            expand(start, home, "canfar"),
+            env=dict(env, NOTIFY_SOCKET=path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         message = sock.recv(4096).decode()
         assert message.startswith("READY=1\n"), message
@@ -534,8 +655,14 @@ def test_user_unit_runs_as_systemd_would(live_emulator: LiveEmulator, tmp_path: 
         assert doc["auth"]["state"] == "ok"
         assert doc["auth"]["expires"] > time.time()  # the refreshed token's expiry
         [stop] = unit_value(unit, "ExecStop")
-        r = subprocess.run(expand(stop, home, "canfar"), env=env, capture_output=True,
-                           text=True, timeout=120, check=False)
+        r = subprocess.run(
+            expand(stop, home, "canfar"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert r.returncode == 0, r.stderr
         assert proc.wait(30) == 0
     finally:

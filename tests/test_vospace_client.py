@@ -17,8 +17,11 @@ from tests.conftest import BASE, TOKEN
 
 
 def client_for(emulator: Emulator, service: str, page_size: int = 1000) -> VOSpaceClient:
-    http = HTTP(httpx2.AsyncClient(transport=httpx2.ASGITransport(app=emulator.app)),
-                Credentials(token=TOKEN), retry=RetryPolicy(base_delay=0.001))
+    http = HTTP(
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=emulator.app)),
+        Credentials(token=TOKEN),
+        retry=RetryPolicy(base_delay=0.001),
+    )
     return VOSpaceClient(http, f"{BASE}/{service}", service, page_size=page_size)
 
 
@@ -44,8 +47,9 @@ async def test_arc_listing_is_one_document(emulator: Emulator) -> None:
 
 
 @pytest.mark.parametrize(("service", "home"), [("arc", "home/alice"), ("vault", "alice")])
-async def test_upload_is_verified_and_readable(emulator: Emulator, tmp_path: Path,
-                                               service: str, home: str) -> None:
+async def test_upload_is_verified_and_readable(
+    emulator: Emulator, tmp_path: Path, service: str, home: str
+) -> None:
     c = client_for(emulator, service)
     data = b"payload " * 1000
     src = tmp_path / "src"

@@ -120,14 +120,37 @@ def old_parse_node(data: bytes, max_size: int | None = None) -> Node:
 
 URIS = ["vos://cadc.nrc.ca~arc/home/alice/x", "vos://cadc.nrc.ca~vault/alice/é%20b"]
 KINDS = ["ContainerNode", "DataNode", "LinkNode", "StructuredDataNode", "UnstructuredDataNode"]
-TEXTS = ["", "v", "  padded \n", "a&amp;b&lt;", "<![CDATA[<x/> & ]]>", "&#x1F600;&#65;",
-         "a<!-- c -->b", "x<?pi y?>z", "\r\n", "é", "1024"]
+TEXTS = [
+    "",
+    "v",
+    "  padded \n",
+    "a&amp;b&lt;",
+    "<![CDATA[<x/> & ]]>",
+    "&#x1F600;&#65;",
+    "a<!-- c -->b",
+    "x<?pi y?>z",
+    "\r\n",
+    "é",
+    "1024",
+]
 #: Declarations on any element: harmless ones, and ones that change what elements or the
 #: xsi:type prefixes mean (only in documents meant to go wrong).
-DECLS = [' xmlns:other="urn:other"', f' xmlns:v="{VOS_NS}"', f' xmlns:late="{VOS_NS}"',
-         ' xmlns:late="urn:late"', f' xmlns:vos="{VOS_NS}"']
-BAD_DECLS = [' xmlns:vos="urn:not-vos"', ' xmlns="urn:x"', f' xmlns="{VOS_NS}"', ' xmlns=""',
-             f' xmlns:x="{XSI_NS}"', ' xmlns:xsi="urn:not-xsi"', ' xmlns:ns0="urn:n"']
+DECLS = [
+    ' xmlns:other="urn:other"',
+    f' xmlns:v="{VOS_NS}"',
+    f' xmlns:late="{VOS_NS}"',
+    ' xmlns:late="urn:late"',
+    f' xmlns:vos="{VOS_NS}"',
+]
+BAD_DECLS = [
+    ' xmlns:vos="urn:not-vos"',
+    ' xmlns="urn:x"',
+    f' xmlns="{VOS_NS}"',
+    ' xmlns=""',
+    f' xmlns:x="{XSI_NS}"',
+    ' xmlns:xsi="urn:not-xsi"',
+    ' xmlns:ns0="urn:n"',
+]
 #: DOCTYPEs: each must be refused, as the old parser did (forbid_dtd).
 DOCTYPES = [
     "<!DOCTYPE vos:node>",
@@ -142,8 +165,19 @@ DOCTYPES = [
 ]
 ENTITY_REFS = ["&a;", "&x;", "&l3;", "&e;", "&amp;"]
 #: What a document gets wrong, if anything (None twice: most documents should parse).
-FAULTS = [None, None, None, "node", "property", "decl", "root", "chain", "encoding",
-          "doctype", "entity"]
+FAULTS = [
+    None,
+    None,
+    None,
+    "node",
+    "property",
+    "decl",
+    "root",
+    "chain",
+    "encoding",
+    "doctype",
+    "entity",
+]
 
 
 @st.composite
@@ -173,12 +207,12 @@ def node_documents(draw: st.DrawFn) -> bytes:
         return draw(st.sampled_from(BAD_DECLS if faulty("decl") else DECLS))
 
     def text() -> str:
-        return draw(st.sampled_from(TEXTS)) + (draw(st.sampled_from(ENTITY_REFS))
-                                               if faulty("entity") else "")
+        return draw(st.sampled_from(TEXTS)) + (
+            draw(st.sampled_from(ENTITY_REFS)) if faulty("entity") else ""
+        )
 
     def unknown(depth: int) -> str:
-        tag = draw(st.sampled_from([q("accepts"), q("provides"), "other:x", q("weird"),
-                                    "plain"]))
+        tag = draw(st.sampled_from([q("accepts"), q("provides"), "other:x", q("weird"), "plain"]))
         ns = ' xmlns:other="urn:other"' if tag.startswith("other:") else decl()
         inner = ""
         if depth < 3 and chance(3):
@@ -188,12 +222,28 @@ def node_documents(draw: st.DrawFn) -> bytes:
         return f"<{tag}{ns}>{inner}</{tag}>"
 
     def prop() -> str:
-        good = [' uri="ivo://ivoa.net/vospace/core#length"', ' uri="ivo://x#a"',
-                ' uri="ivo://x#a"', ' uri="u&amp;v"']
+        good = [
+            ' uri="ivo://ivoa.net/vospace/core#length"',
+            ' uri="ivo://x#a"',
+            ' uri="ivo://x#a"',
+            ' uri="u&amp;v"',
+        ]
         bad = [' uri=""', "", f' {xsi}:uri="ivo://x#q"']
         attrs = draw(st.sampled_from(bad if faulty("property") else good))
-        nil = draw(st.sampled_from(["", "", "", ' xsi:nil="true"', ' xsi:nil="TRUE"',
-                                    ' xsi:nil="false"', ' xsi:nil="1"', ' nil="true"']))
+        nil = draw(
+            st.sampled_from(
+                [
+                    "",
+                    "",
+                    "",
+                    ' xsi:nil="true"',
+                    ' xsi:nil="TRUE"',
+                    ' xsi:nil="false"',
+                    ' xsi:nil="1"',
+                    ' nil="true"',
+                ]
+            )
+        )
         inner = text()
         if chance(5):
             inner += unknown(9) + text()  # only the text before it counts
@@ -215,8 +265,13 @@ def node_documents(draw: st.DrawFn) -> bytes:
         body = ""
         for _ in range(draw(st.integers(0, 3))):
             what = draw(st.sampled_from(["node", "node", "node", "unknown", "text"]))
-            body += (node(depth + 1) if what == "node" else unknown(depth)
-                     if what == "unknown" else text())
+            body += (
+                node(depth + 1)
+                if what == "node"
+                else unknown(depth)
+                if what == "unknown"
+                else text()
+            )
         return f"<{q('nodes')}{decl()}>{body}</{q('nodes')}>"
 
     def node(depth: int) -> str:
@@ -224,15 +279,34 @@ def node_documents(draw: st.DrawFn) -> bytes:
         uri = draw(st.sampled_from(["", None] if bad and chance(2) else URIS))
         attrs = f' uri="{uri}"' if uri is not None else ""
         kind = draw(st.sampled_from([*KINDS, "Bogus", ""] if bad else KINDS))
-        tprefix = draw(st.sampled_from(["vos", "v", "late", "other", "", "undeclared", "a:b"]
-                                       if bad else [vos, vos, vos, ""]))
+        tprefix = draw(
+            st.sampled_from(
+                ["vos", "v", "late", "other", "", "undeclared", "a:b"]
+                if bad
+                else [vos, vos, vos, ""]
+            )
+        )
         if kind or chance(3):
             attrs += f' {xsi}:type="{tprefix + ":" if tprefix else ""}{kind}"'
         if chance(3):
             attrs += f' busy="{draw(st.sampled_from(["true", "True", "false", "yes", ""]))}"'
-        blocks = draw(st.lists(st.sampled_from(["properties", "properties", "target",
-                                                "nodes", "nodes", "unknown", "text",
-                                                "stray"]), max_size=5))
+        blocks = draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        "properties",
+                        "properties",
+                        "target",
+                        "nodes",
+                        "nodes",
+                        "unknown",
+                        "text",
+                        "stray",
+                    ]
+                ),
+                max_size=5,
+            )
+        )
         if kind == "LinkNode" and not bad:
             blocks.insert(draw(st.integers(0, len(blocks))), "target")
         inner = ""
@@ -254,13 +328,15 @@ def node_documents(draw: st.DrawFn) -> bytes:
     body = node(0)
     if fault == "chain":  # containers around it, across the depth limit
         chain = draw(st.integers(MAX_NODE_DEPTH - 3, MAX_NODE_DEPTH + 1))
-        open_ = (f'<{q("node")} uri="vos://a~arc/c" {xsi}:type="{vos + ":" if vos else ""}'
-                 f'ContainerNode"><{q("nodes")}>')
+        open_ = (
+            f'<{q("node")} uri="vos://a~arc/c" {xsi}:type="{vos + ":" if vos else ""}'
+            f'ContainerNode"><{q("nodes")}>'
+        )
         body = open_ * chain + body + f"</{q('nodes')}></{q('node')}>" * chain
     root_tag = q("node")
     if fault == "root":
         root_tag = draw(st.sampled_from([q("transfer"), "node", "other:node"]))
-        inside = body[len(q("node")) + 1: -len(q("node")) - 3]
+        inside = body[len(q("node")) + 1 : -len(q("node")) - 3]
         body = f"<{root_tag}{inside}</{root_tag}>"
     ns = f' xmlns:{vos}="{VOS_NS}"' if vos else f' xmlns="{VOS_NS}"'
     if root_tag == "node" and not vos and fault == "root":
@@ -270,8 +346,9 @@ def node_documents(draw: st.DrawFn) -> bytes:
         ns += ' xmlns:other="urn:other"'
     body = body.replace(f"<{root_tag}", f"<{root_tag}{ns}", 1)
 
-    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "UTF-16", "UTF-16LE",
-                                     "ISO-8859-1"]))
+    encoding = draw(
+        st.sampled_from(["utf-8", "utf-8", "utf-8", "UTF-16", "UTF-16LE", "ISO-8859-1"])
+    )
     if fault == "encoding":
         encoding = draw(st.sampled_from(["bogus", "shift_jis", "utf-16-le", "ascii"]))
     prolog = draw(st.sampled_from(["", '<?xml version="1.0"?>', "<!-- c -->\n", "<?pi x?>"]))
@@ -281,8 +358,9 @@ def node_documents(draw: st.DrawFn) -> bytes:
         prolog += draw(st.sampled_from(DOCTYPES))
     doc = prolog + body + draw(st.sampled_from(["", "\n", "<!-- end -->", "<?pi?>"]))
     event(f"fault: {fault}; encoding {encoding}; prefix {vos or 'default'}")
-    codec = {"bogus": "utf-8", "shift_jis": "utf-8", "UTF-16LE": "utf-16-le"}.get(encoding,
-                                                                                 encoding)
+    codec = {"bogus": "utf-8", "shift_jis": "utf-8", "UTF-16LE": "utf-16-le"}.get(
+        encoding, encoding
+    )
     return doc.encode(codec, "xmlcharrefreplace")
 
 
@@ -300,8 +378,7 @@ def check_same(data: bytes) -> None:
     event("parsed" if isinstance(new, Node) else f"refused: {new[0].__name__}")
 
 
-CI = settings(max_examples=CI_EXAMPLES, deadline=None, database=None,
-              suppress_health_check=HEALTH)
+CI = settings(max_examples=CI_EXAMPLES, deadline=None, database=None, suppress_health_check=HEALTH)
 cases = st.one_of(node_documents(), node_documents(), listings().map(str.encode), xml_cases())
 
 
@@ -316,8 +393,12 @@ def test_same_result_as_the_element_tree_walk(data: bytes) -> None:
 
 @pytest.mark.slow
 def test_same_result_long() -> None:
-    @settings(max_examples=LONG_EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=LONG_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(cases)
     def run(data: bytes) -> None:
         check_same(data)
@@ -332,8 +413,9 @@ NS = f'xmlns:vos="{VOS_NS}" xmlns:xsi="{XSI_NS}"'
 URI = "vos://cadc.nrc.ca~arc/home/alice/d"
 
 
-def doc(inner: str = "", attrs: str = f'uri="{URI}" xsi:type="vos:ContainerNode"',
-        prolog: str = "") -> bytes:
+def doc(
+    inner: str = "", attrs: str = f'uri="{URI}" xsi:type="vos:ContainerNode"', prolog: str = ""
+) -> bytes:
     return f"{prolog}<vos:node {NS} {attrs}>{inner}</vos:node>".encode()
 
 
@@ -346,13 +428,17 @@ def props_(*items: str) -> str:
 
 
 def test_a_listing() -> None:
-    inner = (props_('<vos:property uri="p#a">1</vos:property>',
-                    '<vos:property uri="p#n" xsi:nil="TRUE">ignored</vos:property>')
-             + "<vos:accepts/><vos:nodes>"
-             + child("f", "DataNode", props_('<vos:property uri="p#l">  7 </vos:property>'))
-             + child("l", "LinkNode", "<vos:target> vos://x/y </vos:target>")
-             + child("c", "ContainerNode", "<vos:nodes/>")
-             + "</vos:nodes>")
+    inner = (
+        props_(
+            '<vos:property uri="p#a">1</vos:property>',
+            '<vos:property uri="p#n" xsi:nil="TRUE">ignored</vos:property>',
+        )
+        + "<vos:accepts/><vos:nodes>"
+        + child("f", "DataNode", props_('<vos:property uri="p#l">  7 </vos:property>'))
+        + child("l", "LinkNode", "<vos:target> vos://x/y </vos:target>")
+        + child("c", "ContainerNode", "<vos:nodes/>")
+        + "</vos:nodes>"
+    )
     node = parse_node(doc(inner, attrs=f'uri="{URI}" xsi:type="vos:ContainerNode" busy="TRUE"'))
     assert node.properties == {"p#a": "1", "p#n": None}
     assert node.busy
@@ -366,13 +452,23 @@ def test_a_listing() -> None:
 
 
 def test_only_first_blocks_and_direct_children_count() -> None:
-    inner = (props_('<vos:property uri="a">x<b>inner</b>tail</vos:property>',
-                    '<vos:other><vos:property uri="deep">no</vos:property></vos:other>')
-             + props_('<vos:property uri="second">no</vos:property>')
-             + "<vos:target>t1<i/>t2</vos:target><vos:target>second</vos:target>"
-             + child("stray")  # a node straight in a node is not a child
-             + "<vos:nodes><x>" + child("hidden") + "</x>" + child("kid") + "</vos:nodes>"
-             + "<vos:nodes>" + child("second") + "</vos:nodes>")
+    inner = (
+        props_(
+            '<vos:property uri="a">x<b>inner</b>tail</vos:property>',
+            '<vos:other><vos:property uri="deep">no</vos:property></vos:other>',
+        )
+        + props_('<vos:property uri="second">no</vos:property>')
+        + "<vos:target>t1<i/>t2</vos:target><vos:target>second</vos:target>"
+        + child("stray")  # a node straight in a node is not a child
+        + "<vos:nodes><x>"
+        + child("hidden")
+        + "</x>"
+        + child("kid")
+        + "</vos:nodes>"
+        + "<vos:nodes>"
+        + child("second")
+        + "</vos:nodes>"
+    )
     node = parse_node(doc(inner))
     assert node.properties == {"a": "x"}
     assert node.target == "t1"
@@ -381,9 +477,11 @@ def test_only_first_blocks_and_direct_children_count() -> None:
 
 
 def test_any_prefix_default_namespace_and_utf16() -> None:
-    text = (f'<?xml version="1.0" encoding="UTF-16"?><node xmlns="{VOS_NS}" '
-            f'xmlns:i="{XSI_NS}" uri="{URI}" i:type="DataNode"><properties>'
-            f'<property uri="p">é</property></properties></node>')
+    text = (
+        f'<?xml version="1.0" encoding="UTF-16"?><node xmlns="{VOS_NS}" '
+        f'xmlns:i="{XSI_NS}" uri="{URI}" i:type="DataNode"><properties>'
+        f'<property uri="p">é</property></properties></node>'
+    )
     node = parse_node(text.encode("utf-16"))
     assert node.type is NodeType.DATA
     assert node.properties == {"p": "é"}
@@ -392,16 +490,22 @@ def test_any_prefix_default_namespace_and_utf16() -> None:
 def test_xsi_type_prefix_resolves_through_the_first_declaration_anywhere() -> None:
     # The ElementTree walk resolved the xsi:type prefix through every declaration in the
     # document, the first one winning; kept as it was.
-    late = doc(f'<vos:nodes>{child("c", inner=f"<x xmlns:late={VOS_NS!r}/>")}</vos:nodes>',
-               attrs=f'uri="{URI}" xsi:type="late:ContainerNode"')
+    late = doc(
+        f"<vos:nodes>{child('c', inner=f'<x xmlns:late={VOS_NS!r}/>')}</vos:nodes>",
+        attrs=f'uri="{URI}" xsi:type="late:ContainerNode"',
+    )
     assert parse_node(late).type is NodeType.CONTAINER
-    first_wins = doc(f'<vos:nodes xmlns:v="{VOS_NS}"><v:node xmlns:vos="urn:x" uri="{URI}/c" '
-                     'xsi:type="vos:DataNode"/></vos:nodes>')
+    first_wins = doc(
+        f'<vos:nodes xmlns:v="{VOS_NS}"><v:node xmlns:vos="urn:x" uri="{URI}/c" '
+        'xsi:type="vos:DataNode"/></vos:nodes>'
+    )
     children = parse_node(first_wins).children
     assert children is not None
     assert children[0].type is NodeType.DATA  # vos is urn:x there, but VOS_NS came first
-    rebound = (f'<a:node xmlns:a="{VOS_NS}" xmlns:xsi="{XSI_NS}" xmlns:vos="urn:other" '
-               f'uri="{URI}" xsi:type="vos:DataNode"/>').encode()
+    rebound = (
+        f'<a:node xmlns:a="{VOS_NS}" xmlns:xsi="{XSI_NS}" xmlns:vos="urn:other" '
+        f'uri="{URI}" xsi:type="vos:DataNode"/>'
+    ).encode()
     with pytest.raises(UnknownNodeType, match="unsupported node type: vos:DataNode"):
         parse_node(rebound)
     for data in (late, first_wins, rebound):
@@ -414,33 +518,64 @@ def test_deep_nesting_of_other_elements_is_fine() -> None:
     assert node.children is None
 
 
-@pytest.mark.parametrize(("data", "error", "message"), [
-    (doc(attrs='xsi:type="vos:DataNode"'), XMLError, "node has no uri attribute"),
-    (doc(attrs='uri="" xsi:type="vos:DataNode"'), XMLError, "node has no uri attribute"),
-    (doc(attrs=f'uri="{URI}"'), UnknownNodeType, "node has no xsi:type"),
-    (doc(attrs=f'uri="{URI}" xsi:type="vos:Bogus"'), UnknownNodeType,
-     "unsupported node type: vos:Bogus"),
-    (doc(attrs=f'uri="{URI}" xsi:type="xsi:DataNode"'), UnknownNodeType,
-     "unsupported node type: xsi:DataNode"),
-    (doc(props_('<vos:property uri="a">1</vos:property><vos:property>2</vos:property>')),
-     XMLError, "property without uri"),
-    (doc(attrs=f'uri="{URI}" xsi:type="vos:LinkNode"'), XMLError, "LinkNode without target"),
-    (doc("<vos:target> </vos:target>", attrs=f'uri="{URI}" xsi:type="vos:LinkNode"'),
-     XMLError, "LinkNode without target"),
-    (doc("<vos:nodes>" + child("c", "Bogus") + "</vos:nodes>"), UnknownNodeType,
-     "unsupported node type: vos:Bogus"),
-    (nested_listing(MAX_NODE_DEPTH + 1), XMLError, f"nodes nested more than {MAX_NODE_DEPTH} deep"),
-    (f'<vos:transfer xmlns:vos="{VOS_NS}"/>'.encode(), XMLError,
-     f"expected a vos:node element, found {{{VOS_NS}}}transfer"),
-    (b"<node/>", XMLError, "expected a vos:node element, found node"),
-    (b"", XMLError, "malformed XML: no element found: line 1, column 0"),
-    (doc()[:-3], XMLError, "malformed XML: unclosed token"),
-    (doc("&e;"), XMLError, "malformed XML: undefined entity"),
-    (b'<?xml version="1.0" encoding="bogus"?><n/>', XMLError,
-     "unreadable XML: unknown encoding: bogus"),
-    (b'<?xml version="1.0" encoding="shift_jis"?><n/>', XMLError,
-     "unreadable XML: multi-byte encodings are not supported"),
-])
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (doc(attrs='xsi:type="vos:DataNode"'), XMLError, "node has no uri attribute"),
+        (doc(attrs='uri="" xsi:type="vos:DataNode"'), XMLError, "node has no uri attribute"),
+        (doc(attrs=f'uri="{URI}"'), UnknownNodeType, "node has no xsi:type"),
+        (
+            doc(attrs=f'uri="{URI}" xsi:type="vos:Bogus"'),
+            UnknownNodeType,
+            "unsupported node type: vos:Bogus",
+        ),
+        (
+            doc(attrs=f'uri="{URI}" xsi:type="xsi:DataNode"'),
+            UnknownNodeType,
+            "unsupported node type: xsi:DataNode",
+        ),
+        (
+            doc(props_('<vos:property uri="a">1</vos:property><vos:property>2</vos:property>')),
+            XMLError,
+            "property without uri",
+        ),
+        (doc(attrs=f'uri="{URI}" xsi:type="vos:LinkNode"'), XMLError, "LinkNode without target"),
+        (
+            doc("<vos:target> </vos:target>", attrs=f'uri="{URI}" xsi:type="vos:LinkNode"'),
+            XMLError,
+            "LinkNode without target",
+        ),
+        (
+            doc("<vos:nodes>" + child("c", "Bogus") + "</vos:nodes>"),
+            UnknownNodeType,
+            "unsupported node type: vos:Bogus",
+        ),
+        (
+            nested_listing(MAX_NODE_DEPTH + 1),
+            XMLError,
+            f"nodes nested more than {MAX_NODE_DEPTH} deep",
+        ),
+        (
+            f'<vos:transfer xmlns:vos="{VOS_NS}"/>'.encode(),
+            XMLError,
+            f"expected a vos:node element, found {{{VOS_NS}}}transfer",
+        ),
+        (b"<node/>", XMLError, "expected a vos:node element, found node"),
+        (b"", XMLError, "malformed XML: no element found: line 1, column 0"),
+        (doc()[:-3], XMLError, "malformed XML: unclosed token"),
+        (doc("&e;"), XMLError, "malformed XML: undefined entity"),
+        (
+            b'<?xml version="1.0" encoding="bogus"?><n/>',
+            XMLError,
+            "unreadable XML: unknown encoding: bogus",
+        ),
+        (
+            b'<?xml version="1.0" encoding="shift_jis"?><n/>',
+            XMLError,
+            "unreadable XML: multi-byte encodings are not supported",
+        ),
+    ],
+)
 def test_refusals(data: bytes, error: type[XMLError], message: str) -> None:
     with pytest.raises(error) as exc:
         parse_node(data)
@@ -451,9 +586,13 @@ def test_refusals(data: bytes, error: type[XMLError], message: str) -> None:
 
 def test_checks_keep_the_tree_walk_order() -> None:
     # The root's own problems come before its children's, earlier children before later.
-    data = doc("<vos:nodes>" + child("a", "Bogus") + child("b", inner="<vos:properties>"
-               "<vos:property/></vos:properties>") + "</vos:nodes>",
-               attrs=f'uri="{URI}" xsi:type="vos:LinkNode"')
+    data = doc(
+        "<vos:nodes>"
+        + child("a", "Bogus")
+        + child("b", inner="<vos:properties><vos:property/></vos:properties>")
+        + "</vos:nodes>",
+        attrs=f'uri="{URI}" xsi:type="vos:LinkNode"',
+    )
     with pytest.raises(XMLError, match="LinkNode without target"):
         parse_node(data)
     with pytest.raises(UnknownNodeType):
@@ -472,14 +611,19 @@ PROP_OPEN = props_('<vos:property uri="p">').removesuffix("</vos:properties>")
 PROP_CLOSE = "</vos:property></vos:properties>"
 HOSTILE = {
     "doctype": (doc(prolog="<!DOCTYPE vos:node>"), "DTDForbidden(name='vos:node'"),
-    "internal entity": (doc(PROP_OPEN + "&a;" + PROP_CLOSE,
-                            prolog='<!DOCTYPE n [<!ENTITY a "x">]>'),
-                        "EntitiesForbidden(name='a'"),
-    "billion laughs": (doc(PROP_OPEN + "&l3;" + PROP_CLOSE, prolog=DOCTYPES[-1]),
-                       "EntitiesForbidden(name='l0'"),
+    "internal entity": (
+        doc(PROP_OPEN + "&a;" + PROP_CLOSE, prolog='<!DOCTYPE n [<!ENTITY a "x">]>'),
+        "EntitiesForbidden(name='a'",
+    ),
+    "billion laughs": (
+        doc(PROP_OPEN + "&l3;" + PROP_CLOSE, prolog=DOCTYPES[-1]),
+        "EntitiesForbidden(name='l0'",
+    ),
     "unparsed entity": (doc(prolog=DOCTYPES[-2]), "EntitiesForbidden(name='e'"),
-    "external entity": (doc(PROP_OPEN + "&x;" + PROP_CLOSE, prolog=DOCTYPES[2]),
-                        "EntitiesForbidden(name='x', system_id='file:///etc/passwd'"),
+    "external entity": (
+        doc(PROP_OPEN + "&x;" + PROP_CLOSE, prolog=DOCTYPES[2]),
+        "EntitiesForbidden(name='x', system_id='file:///etc/passwd'",
+    ),
 }
 
 
@@ -492,8 +636,7 @@ def test_a_dtd_is_refused(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(set(HOSTILE) - {"doctype"}))
-def test_entities_are_refused_even_past_the_dtd(name: str,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entities_are_refused_even_past_the_dtd(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vxml, "_forbid_dtd", lambda *args: None)
     data, message = HOSTILE[name]
     with pytest.raises(XMLError, match="^malformed XML: " + message.replace("(", r"\(")):
@@ -501,11 +644,15 @@ def test_entities_are_refused_even_past_the_dtd(name: str,
 
 
 def test_unparsed_entities_and_external_references_are_refused_past_the_rest(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(vxml, "_forbid_dtd", lambda *args: None)
     monkeypatch.setattr(vxml, "_forbid_entity", lambda *args: None)
     with pytest.raises(XMLError, match=r"^malformed XML: EntitiesForbidden\(name='e'"):
         parse_node(HOSTILE["unparsed entity"][0])
-    with pytest.raises(XMLError, match=r"^malformed XML: ExternalReferenceForbidden\("
-                                       r"system_id='file:///etc/passwd'"):
+    with pytest.raises(
+        XMLError,
+        match=r"^malformed XML: ExternalReferenceForbidden\("
+        r"system_id='file:///etc/passwd'",
+    ):
         parse_node(HOSTILE["external entity"][0])

@@ -36,7 +36,7 @@ CHAOS = [f"c{i}" for i in range(4)]
 
 def record(worker: int, seq: int) -> bytes:
     head = f"{worker:02d}{seq:07d}"
-    return (head + hashlib.sha256(head.encode()).hexdigest()[:RECORD - len(head)]).encode()
+    return (head + hashlib.sha256(head.encode()).hexdigest()[: RECORD - len(head)]).encode()
 
 
 def bad_records(data: bytes, *, torn_tail: bool = False) -> list[int]:
@@ -51,7 +51,7 @@ def bad_records(data: bytes, *, torn_tail: bool = False) -> list[int]:
     if whole < len(data) and not (torn_tail and _starts_a_record(data[whole:])):
         bad.append(whole)
     for off in range(0, whole, RECORD):
-        if not _good(data[off:off + RECORD]):
+        if not _good(data[off : off + RECORD]):
             bad.append(off)
     return bad
 
@@ -60,7 +60,7 @@ def _good(r: bytes) -> bool:
     if r == bytes(RECORD):
         return True
     head = r[:9]
-    return head.isdigit() and r[9:] == hashlib.sha256(head).hexdigest()[:RECORD - 9].encode()
+    return head.isdigit() and r[9:] == hashlib.sha256(head).hexdigest()[: RECORD - 9].encode()
 
 
 def _starts_a_record(tail: bytes) -> bool:
@@ -70,7 +70,7 @@ def _starts_a_record(tail: bytes) -> bool:
     if len(tail) < 9:
         return tail.isdigit()  # the header, cut: any digits could begin one
     head = tail[:9]
-    full = head + hashlib.sha256(head).hexdigest()[:RECORD - 9].encode()
+    full = head + hashlib.sha256(head).hexdigest()[: RECORD - 9].encode()
     return head.isdigit() and full.startswith(tail)
 
 
@@ -96,9 +96,15 @@ class Worker:
 
     def run(self, ops: int) -> None:
         choices = [
-            (self.pwrite_chaos, 5), (self.append_chaos, 3), (self.truncate_chaos, 2),
-            (self.rename_chaos, 2), (self.unlink_chaos, 1), (self.read_chaos, 4),
-            (self.read_across_rename, 1), (self.append_log, 3), (self.write_region, 2),
+            (self.pwrite_chaos, 5),
+            (self.append_chaos, 3),
+            (self.truncate_chaos, 2),
+            (self.rename_chaos, 2),
+            (self.unlink_chaos, 1),
+            (self.read_chaos, 4),
+            (self.read_across_rename, 1),
+            (self.append_log, 3),
+            (self.write_region, 2),
         ]
         funcs = [f for f, w in choices for _ in range(w)]
         for _ in range(ops):
@@ -123,8 +129,10 @@ class Worker:
     def check(self, what: str, data: bytes) -> None:
         bad = bad_records(data, torn_tail=True)
         if bad:
-            self.errors.append(f"{what}: {len(bad)} bad records, first at {bad[0]} "
-                               f"of {len(data)} bytes: {data[bad[0]:bad[0] + 16]!r}")
+            self.errors.append(
+                f"{what}: {len(bad)} bad records, first at {bad[0]} "
+                f"of {len(data)} bytes: {data[bad[0] : bad[0] + 16]!r}"
+            )
 
     def pwrite_chaos(self) -> None:
         fd = os.open(self.chaos(), os.O_RDWR | os.O_CREAT, 0o644)
@@ -201,7 +209,7 @@ class Worker:
         self.log_acked.append(line)
 
     def write_region(self) -> None:
-        content = (self.next_record() * (REGION // RECORD))
+        content = self.next_record() * (REGION // RECORD)
         fd = os.open(self.path("regions"), os.O_RDWR)
         try:
             os.pwrite(fd, content, self.worker * REGION)
@@ -214,8 +222,17 @@ def main() -> None:
     directory, worker, seed, ops, timeout = sys.argv[1:6]
     w = Worker(directory, int(worker), int(seed), float(timeout))
     w.run(int(ops))
-    print(json.dumps({"errors": w.errors, "slow": w.slow, "log_acked": w.log_acked,
-                      "region_last": w.region_last, "counts": w.counts}))
+    print(
+        json.dumps(
+            {
+                "errors": w.errors,
+                "slow": w.slow,
+                "log_acked": w.log_acked,
+                "region_last": w.region_last,
+                "counts": w.counts,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

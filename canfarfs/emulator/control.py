@@ -15,8 +15,17 @@ from canfarfs.emulator.config import EmulatorConfig
 from canfarfs.emulator.errors import Fault
 from canfarfs.emulator.faults import FaultInjector, FaultPlan
 
-_FIELDS = {"latency", "fail_next", "fail_status", "fail_rate", "drop_next", "drop_after",
-           "path_prefix", "methods", "outage_seconds"}
+_FIELDS = {
+    "latency",
+    "fail_next",
+    "fail_status",
+    "fail_rate",
+    "drop_next",
+    "drop_after",
+    "path_prefix",
+    "methods",
+    "outage_seconds",
+}
 
 
 def plan_from_json(data: dict[str, Any]) -> FaultPlan:
@@ -48,8 +57,11 @@ def control_app(config: EmulatorConfig, faults: FaultInjector) -> ASGIApp:
             path = request.url.path.rstrip("/").rsplit("/", 1)[-1]
             if path == "stats" and request.method == "GET":
                 response = JSONResponse(
-                    {"requests": faults.requests, "by_method": faults.by_method,
-                     "dropped": faults.dropped}
+                    {
+                        "requests": faults.requests,
+                        "by_method": faults.by_method,
+                        "dropped": faults.dropped,
+                    }
                 )
             elif path == "faults" and request.method == "POST":
                 try:

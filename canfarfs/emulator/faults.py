@@ -109,7 +109,6 @@ class FaultInjector:
 
         return faulty
 
-
     def _dropping_send(self, send: Send, plan: FaultPlan) -> Send:
         """A send that lets ``plan.drop_after`` body bytes through, then aborts the
         connection (if the plan still asks for a drop by then)."""
@@ -122,13 +121,13 @@ class FaultInjector:
                 body: bytes = message.get("body", b"")
                 room = after - sent
                 more = message.get("more_body", False)
-                if (len(body) > room or (len(body) == room and more)) \
-                        and plan.drop_next > 0:
+                if (len(body) > room or (len(body) == room and more)) and plan.drop_next > 0:
                     plan.drop_next -= 1
                     self.dropped += 1
                     if room > 0:
-                        await send({"type": "http.response.body", "body": body[:room],
-                                    "more_body": True})
+                        await send(
+                            {"type": "http.response.body", "body": body[:room], "more_body": True}
+                        )
                     raise DroppedConnection("emulated connection drop")
                 sent += len(body)
             await send(message)

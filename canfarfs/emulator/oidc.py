@@ -144,13 +144,15 @@ class TokenIssuer:
     def new_client(self) -> tuple[str, str]:
         client_id = f"canfarfs-emulator-{secrets.token_hex(8)}"
         secret = secrets.token_urlsafe(32)
-        self.db.execute("INSERT INTO oidc_clients VALUES (?, ?, ?)",
-                        (client_id, _sha256(secret), time.time()))
+        self.db.execute(
+            "INSERT INTO oidc_clients VALUES (?, ?, ?)", (client_id, _sha256(secret), time.time())
+        )
         return client_id, secret
 
     def client_ok(self, client_id: str, secret: str) -> bool:
-        row = self.db.execute("SELECT secret_sha256 FROM oidc_clients WHERE client_id=?",
-                              (client_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT secret_sha256 FROM oidc_clients WHERE client_id=?", (client_id,)
+        ).fetchone()
         return row is not None and secrets.compare_digest(row[0], _sha256(secret))
 
     def new_refresh_token(self, client_id: str, user: str, scope: str = SCOPE) -> str:
@@ -158,24 +160,38 @@ class TokenIssuer:
         now = time.time()
         self.db.execute(
             "INSERT INTO oidc_refresh_tokens VALUES (?, ?, ?, ?, ?, ?, NULL)",
-            (_sha256(token), client_id, user, scope, now,
-             now + self.setting("refresh_token_lifetime")),
+            (
+                _sha256(token),
+                client_id,
+                user,
+                scope,
+                now,
+                now + self.setting("refresh_token_lifetime"),
+            ),
         )
         return token
 
     def refresh_token_usable(self, token: str, client_id: str, user: str) -> bool:
         row = self.db.execute(
             "SELECT client_id, user, expires, rotated FROM oidc_refresh_tokens"
-            " WHERE token_sha256=?", (_sha256(token),)).fetchone()
-        return (row is not None and tuple(row[:2]) == (client_id, user)
-                and row[2] > time.time() and row[3] is None)
+            " WHERE token_sha256=?",
+            (_sha256(token),),
+        ).fetchone()
+        return (
+            row is not None
+            and tuple(row[:2]) == (client_id, user)
+            and row[2] > time.time()
+            and row[3] is None
+        )
 
     def _take_refresh_token(self, token: str, client_id: str) -> tuple[str, str]:
         """Mark ``token`` used and return its (user, scope); OAuthError if it cannot be."""
         digest = _sha256(token)
         row = self.db.execute(
             "SELECT client_id, user, scope, expires, rotated FROM oidc_refresh_tokens"
-            " WHERE token_sha256=?", (digest,)).fetchone()
+            " WHERE token_sha256=?",
+            (digest,),
+        ).fetchone()
         if row is None or row[0] != client_id:
             raise OAuthError(400, "invalid_grant", "unknown refresh token")
         if row[4] is not None:
@@ -184,7 +200,8 @@ class TokenIssuer:
             raise OAuthError(400, "invalid_grant", "refresh token expired")
         cur = self.db.execute(
             "UPDATE oidc_refresh_tokens SET rotated=? WHERE token_sha256=? AND rotated IS NULL",
-            (time.time(), digest))
+            (time.time(), digest),
+        )
         if cur.rowcount != 1:
             raise OAuthError(400, "invalid_grant", "refresh token already used (rotated)")
         return str(row[1]), str(row[2])
@@ -195,9 +212,17 @@ class TokenIssuer:
         """A signed access token for ``user`` and its lifetime in whole seconds."""
         lifetime = max(1, round(self.setting("access_token_lifetime")))
         now = time.time()
-        claims = {"iss": issuer, "sub": user.name, "aud": client_id, "client_id": client_id,
-                  "scope": scope, "iat": int(now), "exp": now + lifetime,
-                  "jti": uuid.uuid4().hex, "preferred_username": user.name}
+        claims = {
+            "iss": issuer,
+            "sub": user.name,
+            "aud": client_id,
+            "client_id": client_id,
+            "scope": scope,
+            "iat": int(now),
+            "exp": now + lifetime,
+            "jti": uuid.uuid4().hex,
+            "preferred_username": user.name,
+        }
         return sign_access_token(self.key, claims), lifetime
 
     def refresh(self, client_id: str, refresh_token: str, issuer: str) -> dict[str, Any]:
@@ -220,8 +245,9 @@ class TokenIssuer:
     def _stored_grant(self) -> Grant | None:
         try:
             data = json.loads((self.config.root / OIDC_FILE).read_text())
-            return Grant(**{k: data[k] for k in
-                            ("client_id", "client_secret", "refresh_token", "user")})
+            return Grant(
+                **{k: data[k] for k in ("client_id", "client_secret", "refresh_token", "user")}
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -240,9 +266,12 @@ class TokenIssuer:
     def ensure_grant(self) -> Grant:
         """The grant in ``<root>/oidc.json`` if still usable, else a new one."""
         old = self._stored_grant()
-        if (old is not None and old.user == self.config.user.name
-                and self.client_ok(old.client_id, old.client_secret)
-                and self.refresh_token_usable(old.refresh_token, old.client_id, old.user)):
+        if (
+            old is not None
+            and old.user == self.config.user.name
+            and self.client_ok(old.client_id, old.client_secret)
+            and self.refresh_token_usable(old.refresh_token, old.client_id, old.user)
+        ):
             return old
         return self.new_grant()
 
@@ -260,8 +289,9 @@ def _save_settings(db: sqlite3.Connection, values: dict[str, Any]) -> None:
         db.execute("INSERT OR REPLACE INTO oidc_settings VALUES (?, ?)", (name, float(value)))
 
 
-def set_lifetimes(store: Store, *, access: float | None = None,
-                  refresh: float | None = None) -> None:
+def set_lifetimes(
+    store: Store, *, access: float | None = None, refresh: float | None = None
+) -> None:
     """Change token lifetimes (seconds) for tokens issued from now on (in-process tests)."""
     values = {"access_token_lifetime": access, "refresh_token_lifetime": refresh}
     _save_settings(store.db, {k: v for k, v in values.items() if v is not None})
@@ -288,8 +318,7 @@ async def _form(request: Request) -> dict[str, str]:
     """The urlencoded body (RFC 6749 §3.2); no multipart parser needed."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise OAuthError(400, "invalid_request",
-                         "body must be application/x-www-form-urlencoded")
+        raise OAuthError(400, "invalid_request", "body must be application/x-www-form-urlencoded")
     body = (await request.body()).decode("utf-8", "replace")
     return dict(parse_qsl(body, keep_blank_values=True))
 
@@ -300,23 +329,28 @@ def _issuer(request: Request) -> str:
 
 def _discovery(request: Request) -> Response:
     issuer = _issuer(request)
-    return JSONResponse({
-        "issuer": issuer,
-        "token_endpoint": f"{issuer}/token",
-        "userinfo_endpoint": f"{issuer}/userinfo",
-        "grant_types_supported": ["refresh_token"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": SCOPE.split(),
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["HS256"],
-    })
+    return JSONResponse(
+        {
+            "issuer": issuer,
+            "token_endpoint": f"{issuer}/token",
+            "userinfo_endpoint": f"{issuer}/userinfo",
+            "grant_types_supported": ["refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": SCOPE.split(),
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["HS256"],
+        }
+    )
 
 
 async def _token(request: Request, issuer: TokenIssuer) -> Response:
     if request.method != "POST":
-        return JSONResponse({"error": "invalid_request", "error_description": "use POST"}, 405,
-                            headers={"Allow": "POST"})
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": "use POST"},
+            405,
+            headers={"Allow": "POST"},
+        )
     form = await _form(request)
     client_id, secret = _client_credentials(request, form)
     if not issuer.client_ok(client_id, secret):
@@ -340,8 +374,9 @@ def _userinfo(request: Request, config: EmulatorConfig) -> Response:
         raise OAuthError(401, "invalid_token", fault.text) from None
     if user is None:
         raise OAuthError(401, "invalid_token", "a bearer token is required")
-    return JSONResponse({"sub": user.name, "preferred_username": user.name,
-                         "groups": sorted(user.groups)})
+    return JSONResponse(
+        {"sub": user.name, "preferred_username": user.name, "groups": sorted(user.groups)}
+    )
 
 
 async def _settings(request: Request, config: EmulatorConfig, issuer: TokenIssuer) -> Response:
@@ -366,7 +401,7 @@ def _relative_path(scope: Scope) -> str:
     path: str = scope.get("path", "/")
     root: str = scope.get("root_path", "")
     if root and (path == root or path.startswith(root + "/")):
-        path = path[len(root):]
+        path = path[len(root) :]
     return "/" + path.strip("/")
 
 

@@ -104,8 +104,9 @@ class _WithTLSScope:
         self.app = app
         self.tls = tls
 
-    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any,
-                       call_soon: Any) -> None:
+    async def __call__(
+        self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
+    ) -> None:
         if scope["type"] in ("http", "websocket"):
             scope.setdefault("extensions", {})["tls"] = dict(self.tls)
         await self.app(scope, receive, send, sync_spawn, call_soon)
@@ -123,8 +124,9 @@ class _WithAbort:
         self.app = app
         self.abort = abort
 
-    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any,
-                       call_soon: Any) -> None:
+    async def __call__(
+        self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
+    ) -> None:
         if scope["type"] == "http":
             scope.setdefault("extensions", {})[ABORT_EXTENSION] = self.abort
         await self.app(scope, receive, send, sync_spawn, call_soon)
@@ -178,8 +180,10 @@ async def _send_alert(stream: trio.SSLStream[Any]) -> None:
     outgoing = getattr(stream, "_outgoing", None)
     data = outgoing.read() if isinstance(outgoing, ssl.MemoryBIO) else b""
     if data:
-        with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError,
-                                                        trio.ClosedResourceError):
+        with (
+            trio.move_on_after(1),
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
             await stream.transport_stream.send_all(data)
 
 
@@ -195,8 +199,9 @@ def _reason(exc: BaseException) -> str:
     return str(cause or exc) or type(exc).__name__
 
 
-def _tls_setup(emulator: Emulator, host: str, tls: bool | ServerTLS
-               ) -> tuple[ssl.SSLContext, _TLSInfo] | None:
+def _tls_setup(
+    emulator: Emulator, host: str, tls: bool | ServerTLS
+) -> tuple[ssl.SSLContext, _TLSInfo] | None:
     """Certificates (generated or reused) and the server context; None for plain HTTP."""
     if tls is False:
         return None
@@ -220,8 +225,14 @@ async def _serve_app(
     async with trio.open_nursery() as nursery:
         await nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
-        handler = partial(_Connection, wrapped, cfg, WorkerContext(None),
-                          ConnectionState(state.copy()), tls_info=tls_info)
+        handler = partial(
+            _Connection,
+            wrapped,
+            cfg,
+            WorkerContext(None),
+            ConnectionState(state.copy()),
+            tls_info=tls_info,
+        )
         await nursery.start(trio.serve_listeners, handler, [listener])
         task_status.started()
 
@@ -246,8 +257,7 @@ async def serve_emulator(
     shown = f"[{host}]" if ":" in host else host
     url = f"{'https' if setup else 'http'}://{shown}:{sock.getsockname()[1]}"
     try:
-        listener: trio.abc.Listener[Any] = trio.SocketListener(
-            trio.socket.from_stdlib_socket(sock))
+        listener: trio.abc.Listener[Any] = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
         if setup is not None:
             listener = trio.SSLListener(listener, setup[0], https_compatible=True)
         async with trio.open_nursery() as nursery:
@@ -261,9 +271,7 @@ async def serve_emulator(
         sock.close()
 
 
-def run_emulator_command(
-    config: EmulatorConfig, host: str, port: int, *, tls: bool = False
-) -> int:
+def run_emulator_command(config: EmulatorConfig, host: str, port: int, *, tls: bool = False) -> int:
     """The ``canfarfs emulator`` command: print the URL, serve until SIGINT/SIGTERM."""
     emulator = build_emulator(config)
 
@@ -280,8 +288,9 @@ def run_emulator_command(
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(partial(serve_emulator, emulator, host, port, tls=tls,
-                                           ready=ready))
+                nursery.start_soon(
+                    partial(serve_emulator, emulator, host, port, tls=tls, ready=ready)
+                )
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
@@ -292,4 +301,3 @@ def run_emulator_command(
         emulator.close()
     print("emulator stopped", file=sys.stderr, flush=True)
     return 0
-

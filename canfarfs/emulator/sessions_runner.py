@@ -95,7 +95,10 @@ def process_env(row: SessionRow, home: Path, arc: ArcView) -> dict[str, str]:
     """A clean environment: nothing of the emulator's own but PATH, then the spec's env."""
     env = {
         "PATH": os.environ.get("PATH") or DEFAULT_PATH,
-        "HOME": str(home), "LANG": "C.UTF-8", "USER": row.userid, "LOGNAME": row.userid,
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "USER": row.userid,
+        "LOGNAME": row.userid,
         "ARC_ROOT": arc.visible,
     }
     env.update(env_mapping(row.env))
@@ -108,7 +111,7 @@ def _findable(cmd: str, env: dict[str, str], cwd: Path, arc: ArcView) -> bool:
         return bool(cmd) and shutil.which(cmd, path=env.get("PATH", "")) is not None
     path = Path(cmd)
     if arc.prefix and (cmd == "/arc" or cmd.startswith("/arc/")):
-        path = arc.host / cmd[len("/arc/"):]
+        path = arc.host / cmd[len("/arc/") :]
     elif not path.is_absolute():
         path = cwd / path
     return path.is_file() and os.access(path, os.X_OK)
@@ -140,11 +143,21 @@ async def probe_arc(root: Path, settings: SkahaSettings) -> ArcView:
         return plain
     try:
         await trio.to_thread.run_sync(lambda: Path("/arc").mkdir(mode=0o755, exist_ok=True))
-        prefix = (unshare, "--mount", "--propagation", "private", "--", sh, "-c",
-                  _NS_SCRIPT, str(host))
+        prefix = (
+            unshare,
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            sh,
+            "-c",
+            _NS_SCRIPT,
+            str(host),
+        )
         with trio.move_on_after(10):
-            done = await trio.run_process([*prefix, "true"], check=False,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            done = await trio.run_process(
+                [*prefix, "true"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             if done.returncode == 0:
                 return ArcView(host=host, visible="/arc", prefix=prefix)
     except OSError as exc:
@@ -155,8 +168,9 @@ async def probe_arc(root: Path, settings: SkahaSettings) -> ArcView:
 class SessionRunner:
     """Owns the tasks of live sessions; :meth:`run` is the service's background work."""
 
-    def __init__(self, db: SessionDB, root: Path, settings: SkahaSettings,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, db: SessionDB, root: Path, settings: SkahaSettings, clock: Callable[[], float]
+    ) -> None:
         self.db = db
         self.root = root
         self.settings = settings
@@ -211,8 +225,12 @@ class SessionRunner:
             if row.expiry is not None and row.expiry <= now:
                 self.stop(row.key)
                 self.db.update(row.key, status=FAILED, finished=now, pid=None)
-                self.event(row, "Warning", "DeadlineExceeded",
-                           "Job was active longer than specified deadline")
+                self.event(
+                    row,
+                    "Warning",
+                    "DeadlineExceeded",
+                    "Job was active longer than specified deadline",
+                )
         cut_h, cut_i = now - self.settings.headless_ttl, now - self.settings.interactive_ttl
         for row in self.db.finished_before(cut_h, cut_i):
             self.db.delete(row.key)
@@ -226,8 +244,12 @@ class SessionRunner:
     async def _task(self, row: SessionRow, scope: trio.CancelScope) -> None:
         try:
             with scope:
-                self.event(row, "Normal", "Scheduled", f"Successfully assigned "
-                           f"{NAMESPACE}/{row.pod_name} to {NODE_NAME}")
+                self.event(
+                    row,
+                    "Normal",
+                    "Scheduled",
+                    f"Successfully assigned {NAMESPACE}/{row.pod_name} to {NODE_NAME}",
+                )
                 if row.kind == HEADLESS:
                     await trio.sleep(self.settings.headless_pending_seconds)
                     await self._headless(row)
@@ -244,15 +266,21 @@ class SessionRunner:
                 with trio.CancelScope(shield=True), trio.move_on_after(30):
                     await self._remove_dir(row.id)
 
-    def _started(self, row: SessionRow, pid: int | None = None, pid_start: str | None = None,
-                 ) -> None:
+    def _started(
+        self,
+        row: SessionRow,
+        pid: int | None = None,
+        pid_start: str | None = None,
+    ) -> None:
         container = row.job_name
-        self.event(row, "Normal", "Pulled", f'Container image "{row.image}" already present '
-                   "on machine")
+        self.event(
+            row, "Normal", "Pulled", f'Container image "{row.image}" already present on machine'
+        )
         self.event(row, "Normal", "Created", f"Created container {container}")
         self.event(row, "Normal", "Started", f"Started container {container}")
-        self.db.update(row.key, status=RUNNING, start_time=int(self.clock()), pid=pid,
-                       pid_start=pid_start)
+        self.db.update(
+            row.key, status=RUNNING, start_time=int(self.clock()), pid=pid, pid_start=pid_start
+        )
 
     def _finish(self, row: SessionRow, code: int) -> None:
         status = COMPLETED if code == 0 else FAILED
@@ -261,18 +289,25 @@ class SessionRunner:
             self.event(row, "Normal", "Completed", "Job completed")
             return
         self.event(row, "Warning", "Failed", f"Container {row.job_name} exited with code {code}")
-        self.event(row, "Warning", "BackoffLimitExceeded",
-                   "Job has reached the specified backoff limit")
+        self.event(
+            row, "Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+        )
 
     def _refuse(self, row: SessionRow, problem: str) -> None:
         """The container could not start: the session fails without running anything."""
-        self.event(row, "Normal", "Pulled", f'Container image "{row.image}" already present '
-                   "on machine")
-        self.event(row, "Warning", "Failed",
-                   f'Error: failed to start container "{row.job_name}": {problem}')
+        self.event(
+            row, "Normal", "Pulled", f'Container image "{row.image}" already present on machine'
+        )
+        self.event(
+            row,
+            "Warning",
+            "Failed",
+            f'Error: failed to start container "{row.job_name}": {problem}',
+        )
         self.db.update(row.key, status=FAILED, finished=self.clock(), exit_code=128)
-        self.event(row, "Warning", "BackoffLimitExceeded",
-                   "Job has reached the specified backoff limit")
+        self.event(
+            row, "Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+        )
 
     async def _headless(self, row: SessionRow) -> None:
         home = session_dir(self.root, row.id) / "home"
@@ -301,24 +336,32 @@ class SessionRunner:
 
     async def _pretend(self, row: SessionRow, launch: Launch) -> None:
         """No command, or processes disabled: say so in the log and complete."""
-        why = ("no cmd or args were given; the image's default command is not emulated"
-               if not launch.argv else "running session processes is disabled; "
-               f"{' '.join(launch.argv)!r} was not run")
+        why = (
+            "no cmd or args were given; the image's default command is not emulated"
+            if not launch.argv
+            else f"running session processes is disabled; {' '.join(launch.argv)!r} was not run"
+        )
         await trio.to_thread.run_sync(write_note, launch.log_fd, f"canfarfs emulator: {why}\n")
         self._started(row)
         self._finish(row, 0)
 
-    async def _spawn(self, row: SessionRow, launch: Launch, env: dict[str, str]
-                     ) -> trio.Process | None:
+    async def _spawn(
+        self, row: SessionRow, launch: Launch, env: dict[str, str]
+    ) -> trio.Process | None:
         """Start the process in its own group; a refusal (ENOENT, EACCES…) fails the session."""
         await trio.lowlevel.checkpoint_if_cancelled()  # deleted meanwhile: start nothing
         proc = None
         try:
             with trio.CancelScope(shield=True):
                 proc = await trio.lowlevel.open_process(
-                    [*self.arc.prefix, *launch.argv], stdin=subprocess.DEVNULL,
-                    stdout=launch.log_fd, stderr=launch.log_fd, env=env, cwd=launch.cwd,
-                    start_new_session=True)
+                    [*self.arc.prefix, *launch.argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=launch.log_fd,
+                    stderr=launch.log_fd,
+                    env=env,
+                    cwd=launch.cwd,
+                    start_new_session=True,
+                )
         except (OSError, ValueError) as exc:
             self._refuse(row, one_line(f"exec: {exc}"))
         return proc
@@ -335,7 +378,8 @@ class SessionRunner:
 
     async def _remove_dir(self, sid: str) -> None:
         await trio.to_thread.run_sync(
-            lambda: shutil.rmtree(session_dir(self.root, sid), ignore_errors=True))
+            lambda: shutil.rmtree(session_dir(self.root, sid), ignore_errors=True)
+        )
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

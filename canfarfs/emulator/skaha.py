@@ -67,8 +67,13 @@ XML = "text/xml"
 MAX_FORM = 1024 * 1024
 _POD_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 #: connectURL path segment → session kind, for the stand-in session pages.
-_UI_KINDS = {"desktop": "desktop", "notebook": "notebook", "carta": "carta",
-             "contrib": "contributed", "firefly": "firefly"}
+_UI_KINDS = {
+    "desktop": "desktop",
+    "notebook": "notebook",
+    "carta": "carta",
+    "contrib": "contributed",
+    "firefly": "firefly",
+}
 
 
 @dataclass
@@ -105,8 +110,14 @@ def _app_name(image: str) -> str:
 class SkahaAPI:
     """The ASGI app: routing, authentication, and one method per operation."""
 
-    def __init__(self, config: EmulatorConfig, db: SessionDB, runner: SessionRunner,
-                 settings: SkahaSettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        db: SessionDB,
+        runner: SessionRunner,
+        settings: SkahaSettings,
+        clock: Clock,
+    ) -> None:
         self.config = config
         self.db = db
         self.runner = runner
@@ -207,14 +218,18 @@ class SkahaAPI:
 
     # -- GET -------------------------------------------------------------------------
 
-    async def _get(self, request: Request, user: User, sid: str | None, app: bool,
-                   appid: str | None) -> Response:
+    async def _get(
+        self, request: Request, user: User, sid: str | None, app: bool, appid: str | None
+    ) -> Response:
         q = request.query_params
         view = q.get("view")
         if app:
             if appid is None:
-                rows = [r for r in self.db.rows(None if view == "all" else user.name)
-                        if matches(r, DESKTOP_APP, q.get("status"))]
+                rows = [
+                    r
+                    for r in self.db.rows(None if view == "all" else user.name)
+                    if matches(r, DESKTOP_APP, q.get("status"))
+                ]
                 return self._listing(request, rows, public=view == "all")
             return _json(self._json(request, self._app_row(user, sid or "", appid)))
         if sid is None:
@@ -235,8 +250,11 @@ class SkahaAPI:
             mem = _host_memory()
             return _json(stats_json(self.db.rows(), os.cpu_count() or 1, mem))
         if view == "interactive":
-            rows = [r for r in self.db.rows(user.name)
-                    if r.kind != HEADLESS and matches(r, r.kind, status)]
+            rows = [
+                r
+                for r in self.db.rows(user.name)
+                if r.kind != HEADLESS and matches(r, r.kind, status)
+            ]
             return self._listing(request, rows)
         if view == "all":
             rows = [r for r in self.db.rows() if matches(r, kind, status)]
@@ -244,8 +262,7 @@ class SkahaAPI:
         rows = [r for r in self.db.rows(user.name) if matches(r, kind, status)]
         return self._listing(request, rows)
 
-    def _listing(self, request: Request, rows: list[SessionRow], public: bool = False
-                 ) -> Response:
+    def _listing(self, request: Request, rows: list[SessionRow], public: bool = False) -> Response:
         if public:
             return _json([public_json(r) for r in rows])
         return _json([self._json(request, r) for r in rows])
@@ -274,8 +291,9 @@ class SkahaAPI:
 
     # -- POST ------------------------------------------------------------------------
 
-    async def _post(self, request: Request, user: User, sid: str | None, app: bool,
-                    appid: str | None) -> Response:
+    async def _post(
+        self, request: Request, user: User, sid: str | None, app: bool, appid: str | None
+    ) -> Response:
         params = await _params(request)
         if sid is None:
             return self._create(request, user, params)
@@ -292,10 +310,16 @@ class SkahaAPI:
         return _ok()
 
     def _create(self, request: Request, user: User, params: Params) -> Response:
-        active = sum(1 for r in self.db.rows(user.name)
-                     if r.status in ACTIVE and r.kind in INTERACTIVE_KINDS)
-        spec = parse_create(params, request.headers.get("x-skaha-registry-auth"), active,
-                            self.settings.max_sessions, user.name)
+        active = sum(
+            1 for r in self.db.rows(user.name) if r.status in ACTIVE and r.kind in INTERACTIVE_KINDS
+        )
+        spec = parse_create(
+            params,
+            request.headers.get("x-skaha-registry-auth"),
+            active,
+            self.settings.max_sessions,
+            user.name,
+        )
         sid = new_session_id()
         while self.db.id_taken(sid):
             sid = new_session_id()
@@ -307,11 +331,23 @@ class SkahaAPI:
     def _new_row(self, sid: str, user: User, spec: CreateSpec) -> SessionRow:
         headless = spec.kind == HEADLESS
         return SessionRow(
-            key=sid, id=sid, userid=user.name, kind=spec.kind, name=spec.name,
-            image=spec.image, status=PENDING, created=self.clock(),
+            key=sid,
+            id=sid,
+            userid=user.name,
+            kind=spec.kind,
+            name=spec.name,
+            image=spec.image,
+            status=PENDING,
+            created=self.clock(),
             deadline=self.settings.headless_deadline if headless else self.settings.session_expiry,
-            pod=_pod_suffix(), cores=spec.cores, ram=spec.ram, gpus=spec.gpus, cmd=spec.cmd,
-            args=spec.args, env=spec.env, registry_user=spec.registry_user,
+            pod=_pod_suffix(),
+            cores=spec.cores,
+            ram=spec.ram,
+            gpus=spec.gpus,
+            cmd=spec.cmd,
+            args=spec.args,
+            env=spec.env,
+            registry_user=spec.registry_user,
         )
 
     def _attach(self, user: User, sid: str, params: Params) -> Response:
@@ -330,9 +366,20 @@ class SkahaAPI:
         while self.db.get(f"{sid}/{appid}") is not None:
             appid = new_app_id()
         row = SessionRow(
-            key=f"{sid}/{appid}", id=sid, appid=appid, userid=user.name, kind=DESKTOP_APP,
-            name=_app_name(image), image=image, status=PENDING, created=self.clock(),
-            deadline=self.settings.session_expiry, pod=_pod_suffix(), cores=cores, ram=ram)
+            key=f"{sid}/{appid}",
+            id=sid,
+            appid=appid,
+            userid=user.name,
+            kind=DESKTOP_APP,
+            name=_app_name(image),
+            image=image,
+            status=PENDING,
+            created=self.clock(),
+            deadline=self.settings.session_expiry,
+            pod=_pod_suffix(),
+            cores=cores,
+            ram=ram,
+        )
         self.db.insert(row)
         self.runner.launch(row)
         return _ok(f"{appid}\n")
@@ -353,15 +400,17 @@ class SkahaAPI:
 
     # -- DELETE ----------------------------------------------------------------------
 
-    async def _delete(self, user: User, sid: str | None, app: bool, appid: str | None
-                      ) -> Response:
+    async def _delete(self, user: User, sid: str | None, app: bool, appid: str | None) -> Response:
         """Always 200 for a session id, known or not (errors are only logged)."""
         if sid is None:
             raise unsupported("Cannot kill all sessions.")
         if app and appid is None:
             raise unsupported("Cannot kill all desktop-apps.")
-        rows = ([self._app_row(user, sid, appid)] if app and appid is not None
-                else [r for r in self.db.rows(user.name, sid) if r.appid is None])
+        rows = (
+            [self._app_row(user, sid, appid)]
+            if app and appid is not None
+            else [r for r in self.db.rows(user.name, sid) if r.appid is None]
+        )
         for row in rows:
             self.db.delete(row.key)
             await self.runner.forget(row)
@@ -380,13 +429,14 @@ class SkahaAPI:
         row = rows[0]
         e = html.escape
         body = (
-            f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
             f"<title>{e(row.kind)} session {e(row.id)}</title></head>\n<body>\n"
             f"<h1>canfarfs emulator: {e(row.kind)} session {e(row.id)}</h1>\n"
             f"<p>Name <b>{e(row.name.lower())}</b>, user {e(row.userid)}, "
             f"image {e(row.image)}, status {e(row.status)}.</p>\n"
             f"<p>This is a stand-in page: the emulator does not run {e(row.kind)} itself.</p>\n"
-            "</body></html>\n")
+            "</body></html>\n"
+        )
         return Response(body.encode(), 200, media_type="text/html")
 
 
@@ -427,7 +477,7 @@ def _relative_path(scope: Scope) -> str:
     path: str = scope.get("path", "/")
     root: str = scope.get("root_path", "")
     if root and (path == root or path.startswith(root + "/")):
-        path = path[len(root):]
+        path = path[len(root) :]
     return path
 
 

@@ -50,12 +50,35 @@ CREATE TABLE IF NOT EXISTS skaha_events (
 CREATE INDEX IF NOT EXISTS skaha_events_key ON skaha_events (key);
 """
 
-_COLUMNS = ("key", "id", "appid", "userid", "kind", "name", "image", "status", "created",
-            "deadline", "pod", "cores", "ram", "gpus", "cmd", "args", "env", "registry_user",
-            "start_time", "finished", "pid", "pid_start", "exit_code")
+_COLUMNS = (
+    "key",
+    "id",
+    "appid",
+    "userid",
+    "kind",
+    "name",
+    "image",
+    "status",
+    "created",
+    "deadline",
+    "pod",
+    "cores",
+    "ram",
+    "gpus",
+    "cmd",
+    "args",
+    "env",
+    "registry_user",
+    "start_time",
+    "finished",
+    "pid",
+    "pid_start",
+    "exit_code",
+)
 #: Columns :meth:`SessionDB.update` may change.
-_MUTABLE = frozenset({"status", "deadline", "start_time", "finished", "pid", "pid_start",
-                      "exit_code"})
+_MUTABLE = frozenset(
+    {"status", "deadline", "start_time", "finished", "pid", "pid_start", "exit_code"}
+)
 #: Job-name order, the order ``kubectl get jobs`` lists them in.
 _ORDER = " ORDER BY kind, userid, id, appid"
 
@@ -79,16 +102,21 @@ class SessionDB:
         values[_COLUMNS.index("args")] = None if row.args is None else json.dumps(row.args)
         values[_COLUMNS.index("env")] = json.dumps(row.env)
         marks = ",".join("?" * len(_COLUMNS))
-        self.db.execute(f"INSERT INTO skaha_sessions ({','.join(_COLUMNS)}) "  # noqa: S608
-                        f"VALUES ({marks})", values)
+        self.db.execute(
+            f"INSERT INTO skaha_sessions ({','.join(_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({marks})",
+            values,
+        )
 
     def get(self, key: str) -> SessionRow | None:
         r = self.db.execute("SELECT * FROM skaha_sessions WHERE key=?", (key,)).fetchone()
         return None if r is None else _to_row(r)
 
     def id_taken(self, sid: str) -> bool:
-        return self.db.execute(
-            "SELECT 1 FROM skaha_sessions WHERE id=? LIMIT 1", (sid,)).fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM skaha_sessions WHERE id=? LIMIT 1", (sid,)).fetchone()
+            is not None
+        )
 
     def rows(self, userid: str | None = None, sid: str | None = None) -> list[SessionRow]:
         """All rows, or one user's, or one session id's (with its desktop-apps)."""
@@ -107,8 +135,10 @@ class SessionDB:
 
     def finished_before(self, headless_cut: float, interactive_cut: float) -> list[SessionRow]:
         """Finished rows whose Job would have been garbage-collected by now."""
-        sql = ("SELECT * FROM skaha_sessions WHERE finished IS NOT NULL AND "
-               "((kind='headless' AND finished<=?) OR (kind!='headless' AND finished<=?))")
+        sql = (
+            "SELECT * FROM skaha_sessions WHERE finished IS NOT NULL AND "
+            "((kind='headless' AND finished<=?) OR (kind!='headless' AND finished<=?))"
+        )
         return [_to_row(r) for r in self.db.execute(sql, (headless_cut, interactive_cut))]
 
     def update(self, key: str, **changes: object) -> None:
@@ -117,8 +147,10 @@ class SessionDB:
         if bad:
             raise ValueError(f"not updatable: {sorted(bad)}")
         sets = ", ".join(f"{c}=?" for c in changes)
-        self.db.execute(f"UPDATE skaha_sessions SET {sets} WHERE key=?",  # noqa: S608
-                        [*changes.values(), key])
+        self.db.execute(
+            f"UPDATE skaha_sessions SET {sets} WHERE key=?",  # noqa: S608
+            [*changes.values(), key],
+        )
 
     def delete(self, key: str) -> None:
         self.db.execute("DELETE FROM skaha_events WHERE key=?", (key,))
@@ -136,7 +168,8 @@ class SessionDB:
     def events(self, key: str) -> list[Event]:
         cur = self.db.execute(
             "SELECT type,reason,message,first,last FROM skaha_events WHERE key=? ORDER BY seq",
-            (key,))
+            (key,),
+        )
         return [Event(*r) for r in cur]
 
     def fail_interrupted(self, when: float) -> list[SessionRow]:
@@ -144,6 +177,11 @@ class SessionDB:
         rows = self.with_status(ACTIVE)
         for row in rows:
             self.update(row.key, status=FAILED, finished=when, pid=None)
-            self.add_event(row.key, when, "Warning", "EmulatorRestarted",
-                           "The canfarfs emulator restarted; the session's process was lost")
+            self.add_event(
+                row.key,
+                when,
+                "Warning",
+                "EmulatorRestarted",
+                "The canfarfs emulator restarted; the session's process was lost",
+            )
         return rows

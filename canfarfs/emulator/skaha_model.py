@@ -46,8 +46,36 @@ SESSION_EXPIRY = 4 * 24 * 3600
 GIB = 1024**3
 
 CORE_OPTIONS = tuple(range(1, 17))
-RAM_OPTIONS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 26, 28, 30, 32, 36, 40, 44, 48, 56,
-               64, 80, 92, 112, 128, 140, 170, 192)
+RAM_OPTIONS = (
+    1,
+    2,
+    4,
+    6,
+    8,
+    10,
+    12,
+    14,
+    16,
+    20,
+    24,
+    26,
+    28,
+    30,
+    32,
+    36,
+    40,
+    44,
+    48,
+    56,
+    64,
+    80,
+    92,
+    112,
+    128,
+    140,
+    170,
+    192,
+)
 GPU_OPTIONS = tuple(range(1, 29))
 FLEX_CORES = (1, 8)  # defaultRequest, defaultLimit
 FLEX_RAM = (4, 32)
@@ -285,13 +313,20 @@ def session_json(row: SessionRow, base: str, groups: Sequence[str]) -> dict[str,
     """The session object as Gson writes it: null fields are simply absent."""
     uid = str(posix_id(row.userid))
     out: dict[str, Any] = {
-        "id": row.id, "userid": row.userid, "runAsUID": uid, "runAsGID": uid,
+        "id": row.id,
+        "userid": row.userid,
+        "runAsUID": uid,
+        "runAsGID": uid,
         "supplementalGroups": sorted(posix_id(g) for g in groups),
     }
     if row.appid is not None:
         out["appid"] = row.appid
-    out |= {"image": row.image, "type": row.kind, "status": row.status,
-            "name": row.name.lower()[:63]}
+    out |= {
+        "image": row.image,
+        "type": row.kind,
+        "status": row.status,
+        "name": row.name.lower()[:63],
+    }
     if row.start_time is not None and row.expiry is not None:
         out["startTime"] = offset_datetime_text(row.start_time)
         out["expiryTime"] = instant_text(row.expiry)
@@ -354,8 +389,7 @@ def events_table(events: Sequence[Event]) -> str:
     rows = [("TYPE", "REASON", "MESSAGE", "FIRST-TIME", "LAST-TIME")]
     rows += [(e.type, e.reason, e.message, e.first, e.last) for e in events]
     widths = [max(len(r[i]) for r in rows) + 3 for i in range(4)]
-    lines = ["".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + r[4]
-             for r in rows]
+    lines = ["".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + r[4] for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -433,8 +467,11 @@ def validate_name(name: str | None) -> str:
     if not _NAME.fullmatch(name):
         raise illegal_argument("name can only contain alpha-numeric chars and '-'")
     if len(name) > 63 or name.startswith("-") or name.endswith("-"):
-        raise Fault(400, f"session name '{name}' is not a valid host name: at most 63 "
-                         "characters, starting and ending with an alpha-numeric char")
+        raise Fault(
+            400,
+            f"session name '{name}' is not a valid host name: at most 63 "
+            "characters, starting and ending with an alpha-numeric char",
+        )
     return name
 
 
@@ -452,8 +489,13 @@ def registry_user(header: str | None) -> str:
     return parts[0]
 
 
-def parse_create(params: Params, auth_header: str | None, active_interactive: int,
-                 max_interactive: int, user: str) -> CreateSpec:
+def parse_create(
+    params: Params,
+    auth_header: str | None,
+    active_interactive: int,
+    max_interactive: int,
+    user: str,
+) -> CreateSpec:
     """Validate a create request in the real server's order (skaha-api.md §5)."""
     image, kind = validate_image(params.get("image"), params.get("type"))
     cores = parse_cores(params.get("cores"))
@@ -461,13 +503,19 @@ def parse_create(params: Params, auth_header: str | None, active_interactive: in
     name = validate_name(params.get("name"))
     if kind in INTERACTIVE_KINDS and active_interactive >= max_interactive:
         raise illegal_argument(
-            f"User {user} has reached the maximum of {max_interactive} active sessions.")
+            f"User {user} has reached the maximum of {max_interactive} active sessions."
+        )
     gpus = parse_option(params.get("gpus"), "gpus", GPU_OPTIONS) or 0
     reg_user = None if image in PUBLIC_IMAGES else registry_user(auth_header)
     headless = kind == HEADLESS
     args = params.get("args")
     return CreateSpec(
-        name=name, image=image, kind=kind, cores=cores, ram=ram, gpus=gpus,
+        name=name,
+        image=image,
+        kind=kind,
+        cores=cores,
+        ram=ram,
+        gpus=gpus,
         cmd=params.get("cmd") if headless else None,
         args=java_split(args, " ") if headless and args is not None else None,
         env=parse_env(params.getlist("env")) if headless else [],
@@ -481,10 +529,18 @@ def parse_create(params: Params, auth_header: str | None, active_interactive: in
 def context_json(max_interactive: int) -> dict[str, Any]:
     """The Helm default ``k8s-resources.json`` (maxInteractiveSessions is a string)."""
     return {
-        "cores": {"default": 2, "defaultRequest": FLEX_CORES[0], "defaultLimit": FLEX_CORES[1],
-                  "options": list(CORE_OPTIONS)},
-        "memoryGB": {"default": 8, "defaultRequest": FLEX_RAM[0], "defaultLimit": FLEX_RAM[1],
-                     "options": list(RAM_OPTIONS)},
+        "cores": {
+            "default": 2,
+            "defaultRequest": FLEX_CORES[0],
+            "defaultLimit": FLEX_CORES[1],
+            "options": list(CORE_OPTIONS),
+        },
+        "memoryGB": {
+            "default": 8,
+            "defaultRequest": FLEX_RAM[0],
+            "defaultLimit": FLEX_RAM[1],
+            "options": list(RAM_OPTIONS),
+        },
         "gpus": {"options": list(GPU_OPTIONS)},
         "maxInteractiveSessions": str(max_interactive),
     }
@@ -497,7 +553,8 @@ def images_json(kind: str | None) -> list[dict[str, Any]]:
     want = None if kind is None else kind.lower()
     return [
         {"id": i, "types": list(t), "digest": "sha256:" + hashlib.sha256(i.encode()).hexdigest()}
-        for i, t in IMAGES if want is None or want in t
+        for i, t in IMAGES
+        if want is None or want in t
     ]
 
 
@@ -512,15 +569,24 @@ def stats_json(rows: Sequence[SessionRow], cpus: int, mem_bytes: int) -> dict[st
     ram = sum(requested_ram(r) for r in running) * GIB / 1e9
     mem_gb = mem_bytes / 1e9
     return {
-        "cores": {"requestedCPUCores": round(cores, 3), "cpuCoresAvailable": float(cpus),
-                  "maxCPUCores": {"cpuCores": float(cpus), "withRam": _gb(mem_gb)}},
-        "ram": {"requestedRAM": _gb(ram), "ramAvailable": _gb(mem_gb),
-                "maxRAM": {"ram": _gb(mem_gb), "withCPUCores": float(cpus)}},
+        "cores": {
+            "requestedCPUCores": round(cores, 3),
+            "cpuCoresAvailable": float(cpus),
+            "maxCPUCores": {"cpuCores": float(cpus), "withRam": _gb(mem_gb)},
+        },
+        "ram": {
+            "requestedRAM": _gb(ram),
+            "ramAvailable": _gb(mem_gb),
+            "maxRAM": {"ram": _gb(mem_gb), "withCPUCores": float(cpus)},
+        },
     }
 
 
-_SECURITY = ("ivo://ivoa.net/sso#cookie", "ivo://ivoa.net/sso#tls-with-certificate",
-             "ivo://ivoa.net/sso#token")
+_SECURITY = (
+    "ivo://ivoa.net/sso#cookie",
+    "ivo://ivoa.net/sso#tls-with-certificate",
+    "ivo://ivoa.net/sso#token",
+)
 _SESSION_CAPS = (
     ("vos://cadc.nrc.ca~vospace/CADC/std/Proc#sessions-1.0", "v0"),
     ("http://www.opencadc.org/std/platform#session-1", "v1/session"),
@@ -539,18 +605,26 @@ def capabilities_xml(base: str) -> bytes:
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
         'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1">',
     ]
-    for std, path in (("ivo://ivoa.net/std/VOSI#capabilities", "capabilities"),
-                      ("ivo://ivoa.net/std/VOSI#availability", "availability")):
-        out += [f'  <capability standardID="{std}">',
-                '    <interface xsi:type="vs:ParamHTTP" role="std">',
-                f'      <accessURL use="full">{url}/{path}</accessURL>',
-                "    </interface>", "  </capability>"]
+    for std, path in (
+        ("ivo://ivoa.net/std/VOSI#capabilities", "capabilities"),
+        ("ivo://ivoa.net/std/VOSI#availability", "availability"),
+    ):
+        out += [
+            f'  <capability standardID="{std}">',
+            '    <interface xsi:type="vs:ParamHTTP" role="std">',
+            f'      <accessURL use="full">{url}/{path}</accessURL>',
+            "    </interface>",
+            "  </capability>",
+        ]
     for std, path in _SESSION_CAPS:
         out.append(f'  <capability standardID="{std}">')
         for method in _SECURITY:
-            out += ['    <interface xsi:type="vs:ParamHTTP" role="std" version="1.0">',
-                    f'      <accessURL use="base">{url}/{path}</accessURL>',
-                    f'      <securityMethod standardID="{method}"/>', "    </interface>"]
+            out += [
+                '    <interface xsi:type="vs:ParamHTTP" role="std" version="1.0">',
+                f'      <accessURL use="base">{url}/{path}</accessURL>',
+                f'      <securityMethod standardID="{method}"/>',
+                "    </interface>",
+            ]
         out.append("  </capability>")
     out.append("</vosi:capabilities>")
     return ("\n".join(out) + "\n").encode()

@@ -203,9 +203,19 @@ class Store:
             "INSERT INTO nodes (service,path,parent,name,type,owner,props,target,length,md5,"
             "date,content_date,blob) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                rec.service, rec.path, rec.parent, rec.name, rec.type.value, rec.owner,
-                json.dumps(rec.props), rec.target, rec.length, rec.md5, rec.date,
-                rec.content_date, rec.blob,
+                rec.service,
+                rec.path,
+                rec.parent,
+                rec.name,
+                rec.type.value,
+                rec.owner,
+                json.dumps(rec.props),
+                rec.target,
+                rec.length,
+                rec.md5,
+                rec.date,
+                rec.content_date,
+                rec.blob,
             ),
         )
 
@@ -258,7 +268,7 @@ class Store:
                 p, par = row["path"], row["parent"]
                 self.db.execute(
                     "UPDATE nodes SET path=?, parent=? WHERE service=? AND path=?",
-                    (new_path + p[len(old):], new_path + par[len(old):], rec.service, p),
+                    (new_path + p[len(old) :], new_path + par[len(old) :], rec.service, p),
                 )
             self.db.execute("COMMIT")
         except BaseException:
@@ -270,8 +280,15 @@ class Store:
 
     def new_job(self, service: str, kind: str, owner: str, request: bytes | None) -> JobRecord:
         job = JobRecord(
-            id=uuid.uuid4().hex[:16], service=service, kind=kind, owner=owner,
-            phase="PENDING", error=None, request=request, results={}, created=now_text(),
+            id=uuid.uuid4().hex[:16],
+            service=service,
+            kind=kind,
+            owner=owner,
+            phase="PENDING",
+            error=None,
+            request=request,
+            results={},
+            created=now_text(),
         )
         self.db.execute(
             "INSERT INTO jobs (id,service,kind,owner,phase,error,request,results,created) "
@@ -287,9 +304,15 @@ class Store:
         if row is None:
             return None
         return JobRecord(
-            id=row["id"], service=row["service"], kind=row["kind"], owner=row["owner"],
-            phase=row["phase"], error=row["error"], request=row["request"],
-            results=json.loads(row["results"]), created=row["created"],
+            id=row["id"],
+            service=row["service"],
+            kind=row["kind"],
+            owner=row["owner"],
+            phase=row["phase"],
+            error=row["error"],
+            request=row["request"],
+            results=json.loads(row["results"]),
+            created=row["created"],
         )
 
     def save_job(self, job: JobRecord) -> None:

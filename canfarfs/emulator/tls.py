@@ -120,8 +120,10 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, fmt: serialization.PrivateFormat
-             = serialization.PrivateFormat.PKCS8) -> bytes:
+def _key_pem(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    fmt: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8,
+) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
 
 
@@ -143,8 +145,9 @@ def _load_ca(d: Path) -> tuple[x509.Certificate, CaKey] | None:
     return cert, key
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public: object, not_before: datetime,
-             not_after: datetime) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public: object, not_before: datetime, not_after: datetime
+) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -160,19 +163,31 @@ def _builder(subject: x509.Name, issuer: x509.Name, public: object, not_before: 
 
 def _new_ca() -> tuple[x509.Certificate, CaKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "canfarfs emulator"),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"canfarfs emulator CA {secrets.token_hex(4)}"),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "canfarfs emulator"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"canfarfs emulator CA {secrets.token_hex(4)}"),
+        ]
+    )
     now = _now()
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         _builder(name, name, key.public_key(), now - timedelta(minutes=5), now + CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -192,8 +207,14 @@ def ensure_ca(root: Path) -> tuple[x509.Certificate, CaKey]:
         return cert, key
 
 
-def _issued(ca: x509.Certificate, ca_key: CaKey, subject: x509.Name, public: object,
-            not_before: datetime, not_after: datetime) -> x509.CertificateBuilder:
+def _issued(
+    ca: x509.Certificate,
+    ca_key: CaKey,
+    subject: x509.Name,
+    public: object,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.CertificateBuilder:
     """A leaf builder signed-to-be by the CA, with the extensions strict verifiers want."""
     aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
     return (
@@ -201,16 +222,25 @@ def _issued(ca: x509.Certificate, ca_key: CaKey, subject: x509.Name, public: obj
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(aki, critical=False)
         # Same narrowing as in _builder: ``public`` comes from a key we generated.
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public),  # type: ignore[arg-type]
-                       critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public),  # type: ignore[arg-type]
+            critical=False,
+        )
     )
 
 
 def _leaf_usage(*, key_encipherment: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=key_encipherment,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False)
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
@@ -241,8 +271,9 @@ def _new_server(ca: x509.Certificate, ca_key: CaKey, hosts: Sequence[str]) -> tu
     now = _now()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "canfarfs emulator")])
     cert = (
-        _issued(ca, ca_key, subject, key.public_key(), now - timedelta(minutes=5),
-                now + SERVER_LIFETIME)
+        _issued(
+            ca, ca_key, subject, key.public_key(), now - timedelta(minutes=5), now + SERVER_LIFETIME
+        )
         .add_extension(_leaf_usage(key_encipherment=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(_san(hosts), critical=False)
@@ -266,12 +297,14 @@ def ensure_server_tls(root: Path, hosts: Sequence[str] = ()) -> ServerTLS:
 
 def proxy_subject(user: str, suffix: str) -> x509.Name:
     """``CN=<user>_<suffix>,OU=cadc,O=hia,C=ca`` (RFC 4514 order), as CADC proxies carry."""
-    return x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "ca"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hia"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "cadc"),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"{user}_{suffix}"),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "ca"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hia"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "cadc"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{user}_{suffix}"),
+        ]
+    )
 
 
 def mint_proxy(
@@ -316,8 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path.home() / ".ssl" / "cadcproxy.pem")
     args = parser.parse_args(argv)
     cert = mint_proxy(args.root, args.user, args.out, lifetime=timedelta(days=args.days))
-    print(f"{args.out}: {cert.subject.rfc4514_string()}, "
-          f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    print(
+        f"{args.out}: {cert.subject.rfc4514_string()}, "
+        f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    )
     return 0
 
 

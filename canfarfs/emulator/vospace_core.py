@@ -46,10 +46,24 @@ class Flavour:
         return f"cadc.nrc.ca~{self.name}"
 
 
-ARC = Flavour("arc", ranges=False, paged=False, locks=False, files_put=True,
-              max_name_bytes=255, max_name_chars=255)
-VAULT = Flavour("vault", ranges=True, paged=True, locks=True, files_put=False,
-                max_name_bytes=4 * 512, max_name_chars=512)
+ARC = Flavour(
+    "arc",
+    ranges=False,
+    paged=False,
+    locks=False,
+    files_put=True,
+    max_name_bytes=255,
+    max_name_chars=255,
+)
+VAULT = Flavour(
+    "vault",
+    ranges=True,
+    paged=True,
+    locks=True,
+    files_put=False,
+    max_name_bytes=4 * 512,
+    max_name_chars=512,
+)
 FLAVOURS = {"arc": ARC, "vault": VAULT}
 
 
@@ -124,7 +138,8 @@ class Space:
                 if owner == ADMIN and rec.owner != ADMIN:  # made by an older emulator
                     self.store.db.execute(
                         "UPDATE nodes SET owner=? WHERE service=? AND path=?",
-                        (ADMIN, self.service, path))
+                        (ADMIN, self.service, path),
+                    )
                 return
             p = {props.ISPUBLIC: "true" if public else "false"}
             if self.service == "arc" or path:
@@ -200,8 +215,9 @@ class Space:
         for entry in entries:
             self._reconcile_entry(container, entry, known.get(entry.name))
 
-    def _reconcile_entry(self, container: NodeRecord, entry: os.DirEntry[str],
-                         rec: NodeRecord | None) -> None:
+    def _reconcile_entry(
+        self, container: NodeRecord, entry: os.DirEntry[str], rec: NodeRecord | None
+    ) -> None:
         try:
             check_name(entry.name, self.flavour)
             st = entry.stat(follow_symlinks=False)
@@ -218,11 +234,22 @@ class Space:
                 return
             alloc = self.allocation(container.path)
             owner = alloc.owner if alloc is not None else container.owner
-            self.store.insert(NodeRecord(self.service, path, kind, owner,
-                                         {props.ISPUBLIC: "false"}, length=st.st_size
-                                         if kind is NodeType.DATA else 0, date=date))
-        elif rec.type is NodeType.DATA and entry.is_file(follow_symlinks=False) and (
-                st.st_size != rec.length):
+            self.store.insert(
+                NodeRecord(
+                    self.service,
+                    path,
+                    kind,
+                    owner,
+                    {props.ISPUBLIC: "false"},
+                    length=st.st_size if kind is NodeType.DATA else 0,
+                    date=date,
+                )
+            )
+        elif (
+            rec.type is NodeType.DATA
+            and entry.is_file(follow_symlinks=False)
+            and (st.st_size != rec.length)
+        ):
             self.store.save_bytes(rec, st.st_size, None)
 
     def _refresh_from_disk(self, rec: NodeRecord) -> None:
@@ -275,8 +302,9 @@ class Space:
             if child is None and self.service == "arc":
                 self.reconcile(parent_rec)
                 child = self.store.get(self.service, current)
-            elif child is not None and last and child.type is NodeType.DATA \
-                    and self.service == "arc":
+            elif (
+                child is not None and last and child.type is NodeType.DATA and self.service == "arc"
+            ):
                 self._refresh_from_disk(child)  # a session may have appended to it
             if child is None:
                 raise errors.node_not_found(self.uri(path), not_found_target)
@@ -307,9 +335,7 @@ class Space:
 
     # -- documents -------------------------------------------------------------------
 
-    def to_node(
-        self, rec: NodeRecord, user: User | None, *, detail: str = "properties"
-    ) -> Node:
+    def to_node(self, rec: NodeRecord, user: User | None, *, detail: str = "properties") -> Node:
         """The node as the service writes it (without children)."""
         p: dict[str, str | None] = dict(rec.props)
         if not self.flavour.locks:
@@ -331,7 +357,10 @@ class Space:
             if self.can_write(rec, user) and not self.locked(rec):
                 p[props.WRITABLE] = "true"
         return Node(
-            uri=self.uri(rec.path), type=rec.type, properties=p, target=rec.target,
+            uri=self.uri(rec.path),
+            type=rec.type,
+            properties=p,
+            target=rec.target,
             children=[] if rec.type is NodeType.CONTAINER else None,
         )
 
@@ -362,8 +391,11 @@ class Space:
         if not path:
             raise errors.duplicate(self.uri(path))
         if self.path_of(node.uri) != path:
-            raise Fault(400, "InvalidURI: invalid input: vos URI mismatch: "
-                        f"doc={node.uri} and path={self.uri(path)}")
+            raise Fault(
+                400,
+                "InvalidURI: invalid input: vos URI mismatch: "
+                f"doc={node.uri} and path={self.uri(path)}",
+            )
         parent = self.resolve_parent(path, user)
         name = path.rpartition("/")[2]
         real_path = f"{parent.path}/{name}" if parent.path else name
@@ -397,14 +429,17 @@ class Space:
                 return
             if not target.startswith("vos://"):
                 raise Fault(400, "link to external resource")
-            authority = target[len("vos://"):].split("/", 1)[0].replace("!", "~")
+            authority = target[len("vos://") :].split("/", 1)[0].replace("!", "~")
             if authority != self.flavour.authority:
                 raise Fault(400, "link to external resource")
 
     def update(self, path: str, node: Node, user: User | None) -> NodeRecord:
         if self.path_of(node.uri) != path:
-            raise Fault(400, "InvalidArgument: invalid input: vos URI mismatch: "
-                        f"doc={node.uri} and path={self.uri(path)}")
+            raise Fault(
+                400,
+                "InvalidArgument: invalid input: vos URI mismatch: "
+                f"doc={node.uri} and path={self.uri(path)}",
+            )
         rec = self.resolve(path, user, not_found_target=True)
         if rec.type is not node.type:
             raise errors.invalid("cannot change type of node")
@@ -477,16 +512,22 @@ class Space:
                 container = self.resolve(parent_path, user, follow_last=True)
             except Fault as fault:
                 if fault.status == 404:
-                    raise Fault(404, "NodeNotFound: Parent directory for destination "
-                                f"{dst_path}") from None
+                    raise Fault(
+                        404, f"NodeNotFound: Parent directory for destination {dst_path}"
+                    ) from None
                 raise
             if container.type is not NodeType.CONTAINER:
                 raise Fault(404, f"NodeNotFound: Parent directory for destination {dst_path}")
         new_path = f"{container.path}/{name}" if container.path else name
         self.check_path_length(new_path)
-        deepest = self.store.db.execute(
-            "SELECT MAX(LENGTH(CAST(path AS BLOB))) FROM nodes WHERE service=? AND path>=? AND "
-            "path<?", (self.service, src.path + "/", src.path + "0")).fetchone()[0] or 0
+        deepest = (
+            self.store.db.execute(
+                "SELECT MAX(LENGTH(CAST(path AS BLOB))) FROM nodes WHERE service=? AND path>=? AND "
+                "path<?",
+                (self.service, src.path + "/", src.path + "0"),
+            ).fetchone()[0]
+            or 0
+        )
         self.check_path_length(new_path + "x" * max(0, deepest - len(src.path.encode())))
         if self.store.get(self.service, new_path) is not None:
             raise Fault(409, f"DuplicateNode: {self.uri(new_path)}")
@@ -494,7 +535,8 @@ class Space:
             new_path == src.path or new_path.startswith(src.path + "/")
         ):
             raise errors.invalid(
-                f"Cannot move container node into its descendants: {src_path} -> {new_path}")
+                f"Cannot move container node into its descendants: {src_path} -> {new_path}"
+            )
         src_parent = self.store.get(self.service, src.parent or "")
         for node in (src_parent, container):
             if node is None or not self.can_write(node, user) or self.locked(node):
@@ -502,15 +544,24 @@ class Space:
         if self.locked(src) or props.QUOTA in src.props:
             raise errors.denied(self.uri(src_path))
         src_alloc, dst_alloc = self.allocation(src.path), self.allocation(new_path)
-        if src_alloc is not dst_alloc and dst_alloc is not None and src_alloc is not None \
-                and src_alloc.path != dst_alloc.path:
-            self.check_quota(new_path, self.store.subtree_bytes(self.service, src.path)
-                             + (src.length if src.type is NodeType.DATA else 0))
+        if (
+            src_alloc is not dst_alloc
+            and dst_alloc is not None
+            and src_alloc is not None
+            and src_alloc.path != dst_alloc.path
+        ):
+            self.check_quota(
+                new_path,
+                self.store.subtree_bytes(self.service, src.path)
+                + (src.length if src.type is NodeType.DATA else 0),
+            )
         self.store.move(src, new_path)
         if self.service == "vault" and user is not None:
             src.owner = user.name
-            self.store.db.execute("UPDATE nodes SET owner=? WHERE service=? AND path=?",
-                                  (user.name, self.service, new_path))
+            self.store.db.execute(
+                "UPDATE nodes SET owner=? WHERE service=? AND path=?",
+                (user.name, self.service, new_path),
+            )
         return self.uri(new_path)
 
     # -- quota -----------------------------------------------------------------------
@@ -524,7 +575,12 @@ class Space:
         return quota - self.store.subtree_bytes(self.service, alloc.path)
 
     def check_quota(
-        self, path: str, new_bytes: int, replacing: int = 0, *, files_api: bool = False,
+        self,
+        path: str,
+        new_bytes: int,
+        replacing: int = 0,
+        *,
+        files_api: bool = False,
         left: int | None = None,
     ) -> None:
         """413 when ``new_bytes`` (replacing ``replacing``) would exceed the allocation.

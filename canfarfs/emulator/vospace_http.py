@@ -78,7 +78,8 @@ class Signer:
             return None
         try:
             claims: dict[str, str | int] = json.loads(
-                base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4)))
+                base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4))
+            )
         except ValueError:
             return None
         if int(claims.get("exp", 0)) < trio_wallclock():
@@ -113,7 +114,7 @@ def service_raw_path(request: Request) -> str:
     """The still percent-encoded path below the service's mount point."""
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
     root = request.scope.get("root_path", "")
-    return raw[len(root):] if raw.startswith(root) else raw
+    return raw[len(root) :] if raw.startswith(root) else raw
 
 
 # -- byte streaming --------------------------------------------------------------------
@@ -141,8 +142,9 @@ class FileChunks:
             self._fd = await trio.to_thread.run_sync(os.open, self._path, os.O_RDONLY)
         chunk = b""
         if self._left > 0:
-            chunk = await trio.to_thread.run_sync(os.pread, self._fd, min(CHUNK, self._left),
-                                                  self._pos)
+            chunk = await trio.to_thread.run_sync(
+                os.pread, self._fd, min(CHUNK, self._left), self._pos
+            )
         if not chunk:
             self.close()
             raise StopAsyncIteration
@@ -183,8 +185,9 @@ async def receive_body(request: Request, dest: Path, limit: int | None) -> Recei
     to_disk, disk_blocks = trio.open_memory_channel[bytes](16)
     to_hash, hash_blocks = trio.open_memory_channel[bytes](16)
 
-    async def consume(blocks: trio.MemoryReceiveChannel[bytes],
-                      work: Callable[[bytes], object]) -> None:
+    async def consume(
+        blocks: trio.MemoryReceiveChannel[bytes], work: Callable[[bytes], object]
+    ) -> None:
         async with blocks:
             async for block in blocks:
                 await trio.to_thread.run_sync(work, block)
@@ -335,11 +338,13 @@ class VOSpaceHTTP:
         head, _, rest = path.lstrip("/").partition("/")
         method = request.method
         if head == "capabilities" and method in ("GET", "HEAD"):
-            return Response(vospace_capabilities_xml(self.base(request), self.name), 200,
-                            media_type=XML)
+            return Response(
+                vospace_capabilities_xml(self.base(request), self.name), 200, media_type=XML
+            )
         if head == "availability" and method in ("GET", "HEAD"):
-            return Response(availability_xml(f"{self.name} emulator available"), 200,
-                            media_type=XML)
+            return Response(
+                availability_xml(f"{self.name} emulator available"), 200, media_type=XML
+            )
         user = identify(request, self.config)
         if head == "nodes":
             return await self._nodes(request, user, rest)
@@ -376,8 +381,9 @@ class VOSpaceHTTP:
         return PlainTextResponse(f"unsupported: HTTP {method}\n", 400)
 
     def _node_xml(self, rec: NodeRecord, user: User | None, detail: str = "properties") -> bytes:
-        return vxml.node_to_xml(self.space.to_node(rec, user, detail=detail),
-                                detail=detail != "min")
+        return vxml.node_to_xml(
+            self.space.to_node(rec, user, detail=detail), detail=detail != "min"
+        )
 
     def _get_node(self, request: Request, user: User | None, path: str) -> Response:
         q = request.query_params
@@ -411,8 +417,9 @@ class VOSpaceHTTP:
             node.children = self._children(request, user, rec, limit)
         return Response(vxml.node_to_xml(node, detail=detail != "min"), 200, media_type=XML)
 
-    def _children(self, request: Request, user: User | None, rec: NodeRecord,
-                  limit: int | None) -> list[Node]:
+    def _children(
+        self, request: Request, user: User | None, rec: NodeRecord, limit: int | None
+    ) -> list[Node]:
         q = request.query_params
         detail = q.get("detail", "properties")
         if limit == 0 or not self.space.can_read(rec, user):
@@ -420,15 +427,21 @@ class VOSpaceHTTP:
         start = None
         if "uri" in q:
             if not self.space.flavour.paged:
-                raise Fault(400, "OptionNotSupported: batch container node listing: "
-                                 "limit ignored, resume not implemented")
+                raise Fault(
+                    400,
+                    "OptionNotSupported: batch container node listing: "
+                    "limit ignored, resume not implemented",
+                )
             try:
                 child_path = self.space.path_of(q["uri"])
             except Fault:
                 child_path = None
             if child_path is None or child_path.rpartition("/")[0] != rec.path or not child_path:
-                raise Fault(400, f"InvalidURI: uri parameter ({q['uri']}) not a child of "
-                                 f"target uri ({self.space.uri(rec.path)})")
+                raise Fault(
+                    400,
+                    f"InvalidURI: uri parameter ({q['uri']}) not a child of "
+                    f"target uri ({self.space.uri(rec.path)})",
+                )
             start = child_path.rpartition("/")[2]
         if not self.space.flavour.paged:
             limit = None
@@ -440,7 +453,7 @@ class VOSpaceHTTP:
 
     async def _files(self, request: Request, user: User | None, raw: str) -> Response:
         if raw.startswith("preauth:"):
-            token, _, raw = raw[len("preauth:"):].partition("/")
+            token, _, raw = raw[len("preauth:") :].partition("/")
             claims = self.signer.verify(token)
             want = "w" if request.method == "PUT" else "r"
             if claims is None or claims.get("g") != want or claims.get("s") != self.name:
@@ -527,8 +540,16 @@ class VOSpaceHTTP:
             raise errors.denied(self.space.uri(path))
         return await self._accept_bytes(request, user, parent, real, rec, files_api=True)
 
-    async def _accept_bytes(self, request: Request, user: User, parent: NodeRecord, real: str,
-                            rec: NodeRecord | None, *, files_api: bool) -> Response:
+    async def _accept_bytes(
+        self,
+        request: Request,
+        user: User,
+        parent: NodeRecord,
+        real: str,
+        rec: NodeRecord | None,
+        *,
+        files_api: bool,
+    ) -> Response:
         """Receive a body for the data node at ``real``, check quota and Digest, store."""
         declared = request.headers.get("content-length")
         replacing = rec.length if rec is not None else 0
@@ -556,8 +577,7 @@ class VOSpaceHTTP:
         if rec is None:  # another PUT may have made it while this body arrived: it wins
             rec = self.store.get(self.name, real)
         if rec is None:
-            rec = self.space.create(
-                real, Node(uri=self.space.uri(real), type=NodeType.DATA), user)
+            rec = self.space.create(real, Node(uri=self.space.uri(real), type=NodeType.DATA), user)
         disk = self.store.data_path(rec)
         await trio.to_thread.run_sync(os.replace, tmp, disk)
         ctype = request.headers.get("content-type")
@@ -565,8 +585,9 @@ class VOSpaceHTTP:
             rec.props["ivo://ivoa.net/vospace/core#type"] = ctype.split(";")[0].strip()
             self.store.save_props(rec)
         self.store.save_bytes(rec, got.length, got.md5_hex)
-        return Response(b"", 201, headers={"Digest": digest_header(got.md5_hex),
-                                           "Content-Length": "0"})
+        return Response(
+            b"", 201, headers={"Digest": digest_header(got.md5_hex), "Content-Length": "0"}
+        )
 
     async def _truncate(self, rec: NodeRecord) -> None:
         disk = self.store.data_path(rec)
@@ -577,14 +598,26 @@ class VOSpaceHTTP:
 
     def _minoc_url(self, request: Request, rec: NodeRecord, user: User | None, grant: str) -> str:
         self.store.data_path(rec)  # assigns the blob id
-        token = self.signer.sign({"s": self.name, "b": rec.blob or "", "g": grant,
-                                  "u": user.name if user else "", "exp": trio_wallclock()
-                                  + PREAUTH_TTL})
+        token = self.signer.sign(
+            {
+                "s": self.name,
+                "b": rec.blob or "",
+                "g": grant,
+                "u": user.name if user else "",
+                "exp": trio_wallclock() + PREAUTH_TTL,
+            }
+        )
         return f"{self.site(request)}/minoc/files/preauth:{token}/cadc:vault/{rec.blob}"
 
     def _arc_preauth_url(self, request: Request, path: str, user: User | None, grant: str) -> str:
-        token = self.signer.sign({"s": self.name, "g": grant, "u": user.name if user else "",
-                                  "exp": trio_wallclock() + PREAUTH_TTL})
+        token = self.signer.sign(
+            {
+                "s": self.name,
+                "g": grant,
+                "u": user.name if user else "",
+                "exp": trio_wallclock() + PREAUTH_TTL,
+            }
+        )
         return f"{self.base(request)}/files/preauth:{token}/{quote(path)}"
 
     async def _minoc(self, request: Request) -> Response:
@@ -597,7 +630,8 @@ class VOSpaceHTTP:
         if claims is None or claims.get("g") != want or claims.get("b") != m.group(2):
             raise errors.denied("invalid or expired pre-authorisation")
         row = self.store.db.execute(
-            "SELECT path FROM nodes WHERE service='vault' AND blob=?", (m.group(2),)).fetchone()
+            "SELECT path FROM nodes WHERE service='vault' AND blob=?", (m.group(2),)
+        ).fetchone()
         rec = self.store.get("vault", row["path"]) if row else None
         if rec is None:
             raise Fault(404, f"not found: cadc:vault/{m.group(2)}")
@@ -611,8 +645,7 @@ class VOSpaceHTTP:
                 raise errors.denied("unknown user in pre-authorisation")
             parent = self.store.get("vault", rec.parent or "")
             assert parent is not None
-            return await self._accept_bytes(request, user, parent, rec.path, rec,
-                                            files_api=False)
+            return await self._accept_bytes(request, user, parent, rec.path, rec, files_api=False)
         return PlainTextResponse(f"unsupported: HTTP {request.method}\n", 400)
 
     # -- negotiation -----------------------------------------------------------------
@@ -632,7 +665,8 @@ class VOSpaceHTTP:
             existing = self.store.get(self.name, real)
             if existing is None:
                 rec = self.space.create(
-                    real, Node(uri=self.space.uri(real), type=NodeType.DATA), user)
+                    real, Node(uri=self.space.uri(real), type=NodeType.DATA), user
+                )
             else:
                 rec = existing
             if rec.type is not NodeType.DATA:
@@ -644,8 +678,9 @@ class VOSpaceHTTP:
             return self._endpoints(request, rec, user, t, "w")
         raise errors.invalid(f"unsupported direction: {t.direction}")
 
-    def _endpoints(self, request: Request, rec: NodeRecord, user: User | None, t: Transfer,
-                   grant: str) -> list[Protocol]:
+    def _endpoints(
+        self, request: Request, rec: NodeRecord, user: User | None, t: Transfer, grant: str
+    ) -> list[Protocol]:
         wanted = {HTTPS_GET, HTTP_GET} if grant == "r" else {HTTPS_PUT, HTTP_PUT}
         out: list[Protocol] = []
         for p in t.protocols or [Protocol(uri=HTTPS_GET if grant == "r" else HTTPS_PUT)]:
@@ -654,11 +689,19 @@ class VOSpaceHTTP:
             if self.name == "vault":
                 out.append(Protocol(uri=p.uri, endpoint=self._minoc_url(request, rec, user, grant)))
             elif p.security_method in (None, ""):
-                out.append(Protocol(uri=p.uri, endpoint=self._arc_preauth_url(
-                    request, rec.path, user, grant)))
+                out.append(
+                    Protocol(
+                        uri=p.uri, endpoint=self._arc_preauth_url(request, rec.path, user, grant)
+                    )
+                )
             elif p.security_method in (SM_TOKEN, SM_CERT):
-                out.append(Protocol(uri=p.uri, endpoint=self.base(request) + "/files/"
-                                    + quote(rec.path), security_method=p.security_method))
+                out.append(
+                    Protocol(
+                        uri=p.uri,
+                        endpoint=self.base(request) + "/files/" + quote(rec.path),
+                        security_method=p.security_method,
+                    )
+                )
         if not out:
             raise Fault(400, "requested transfer specs not supported")
         return out
@@ -686,15 +729,20 @@ class VOSpaceHTTP:
         job.results = {"transferDetails": vxml.transfer_to_xml(details).decode()}
         self.store.save_job(job)
         return RedirectResponse(
-            f"{self.base(request)}/transfers/{job.id}/results/transferDetails", 303)
+            f"{self.base(request)}/transfers/{job.id}/results/transferDetails", 303
+        )
 
-    def _synctrans_params(self, request: Request, user: User | None,
-                          upper: dict[str, str]) -> Response:
+    def _synctrans_params(
+        self, request: Request, user: User | None, upper: dict[str, str]
+    ) -> Response:
         direction = upper.get("DIRECTION", "")
         proto = upper.get("PROTOCOL", HTTPS_GET if direction == "pullFromVoSpace" else HTTPS_PUT)
         sm = upper.get("SECURITYMETHOD") or None
-        t = Transfer(target=upper["TARGET"], direction=direction,
-                     protocols=[Protocol(uri=proto, security_method=sm)])
+        t = Transfer(
+            target=upper["TARGET"],
+            direction=direction,
+            protocols=[Protocol(uri=proto, security_method=sm)],
+        )
         protocols = self._negotiate(request, user, t)
         return RedirectResponse(protocols[0].endpoint or "", 303)
 
@@ -719,7 +767,10 @@ class VOSpaceHTTP:
             results["transferDetails"] = f"{self.base(request)}/xfer/{job.id}"
         return vxml.job_to_xml(
             Job(job_id=job.id, phase=JobPhase(job.phase), error=job.error, results=results),
-            owner=job.owner, created=job.created, job_info=self._job_info(job))
+            owner=job.owner,
+            created=job.created,
+            job_info=self._job_info(job),
+        )
 
     @staticmethod
     def _job_info(job: JobRecord) -> bytes | None:
@@ -762,8 +813,13 @@ class VOSpaceHTTP:
             job.phase, job.error = JobPhase.ERROR.value, fault.text
         self.store.save_job(job)
 
-    async def _job_resource(self, request: Request, user: User | None, parts: list[str],
-                            run: Callable[[JobRecord, User | None], None]) -> Response:
+    async def _job_resource(
+        self,
+        request: Request,
+        user: User | None,
+        parts: list[str],
+        run: Callable[[JobRecord, User | None], None],
+    ) -> Response:
         job = self._job(parts[0], user)
         sub = parts[1] if len(parts) > 1 else ""
         if sub == "" and request.method == "GET":
@@ -817,7 +873,8 @@ class VOSpaceHTTP:
     def _run_delete(self, job: JobRecord, user: User | None) -> None:
         try:
             ok, failed = self.space.delete_tree(
-                self.space.path_of((job.request or b"").decode()), user)
+                self.space.path_of((job.request or b"").decode()), user
+            )
             job.phase = JobPhase.COMPLETED.value
             job.results = {"successcount": f"final:{ok}", "errorcount": f"final:{failed}"}
         except Fault as fault:
@@ -837,4 +894,3 @@ def _parse_form(body: bytes) -> dict[str, list[str]]:
 def build_vospace(name: str, config: EmulatorConfig, store: Store) -> VOSpaceHTTP:
     """The arc or vault service (vault's ``minoc_app`` serves its bytes)."""
     return VOSpaceHTTP(name, config, store)
-

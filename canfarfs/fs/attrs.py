@@ -84,8 +84,7 @@ def mtime_of(node: Node) -> int:
     kept = node.prop(props.MTIME)
     if kept:
         ns, _, md5 = kept.partition(" ")
-        if ns.isdigit() and (node.type is not NodeType.DATA
-                             or md5 == (node.prop(props.MD5) or "")):
+        if ns.isdigit() and (node.type is not NodeType.DATA or md5 == (node.prop(props.MD5) or "")):
             return int(ns)
     return parse_date(node.prop(props.DATE))
 
@@ -113,10 +112,17 @@ def shown_mode(node: Node) -> int:
 
 
 def attr_of(node: Node) -> Attr:
-    size = node.length if node.type is NodeType.DATA else (
-        len((node.target or "").encode()) if node.type is NodeType.LINK else 0)
-    return Attr(mode=shown_mode(node), size=size, mtime_ns=mtime_of(node),
-                nlink=2 if node.type is NodeType.CONTAINER else 1)
+    size = (
+        node.length
+        if node.type is NodeType.DATA
+        else (len((node.target or "").encode()) if node.type is NodeType.LINK else 0)
+    )
+    return Attr(
+        mode=shown_mode(node),
+        size=size,
+        mtime_ns=mtime_of(node),
+        nlink=2 if node.type is NodeType.CONTAINER else 1,
+    )
 
 
 def dir_attr(mode: int = 0o755) -> Attr:

@@ -136,8 +136,15 @@ class CacheFile:
     thread, or fail a read with EBADF.
     """
 
-    def __init__(self, path: Path, size: int, *, budget: MemoryBudget | None = None,
-                 nursery: trio.Nursery | None = None, write_to_disk: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        size: int,
+        *,
+        budget: MemoryBudget | None = None,
+        nursery: trio.Nursery | None = None,
+        write_to_disk: bool = True,
+    ) -> None:
         self.path = path
         self.size = size
         self.filled = Intervals()
@@ -193,7 +200,7 @@ class CacheFile:
             if not await self._room(s, e):
                 return False
             for s2, e2 in self.filled.missing(s, e):  # another download may have come
-                piece = data if (s2, e2) == (pos, end) else data[s2 - pos:e2 - pos]
+                piece = data if (s2, e2) == (pos, end) else data[s2 - pos : e2 - pos]
                 self._store(s2, piece)
         return not self.dropped
 
@@ -206,8 +213,11 @@ class CacheFile:
                     return True
                 await self.budget.changed()
         if not self.dropped:
-            log.info("%s: no reader made room for read-ahead in %g s; download paused",
-                     self.path.name, ROOM_WAIT)
+            log.info(
+                "%s: no reader made room for read-ahead in %g s; download paused",
+                self.path.name,
+                ROOM_WAIT,
+            )
         return False
 
     def _wanted(self, start: int, end: int) -> bool:
@@ -222,8 +232,12 @@ class CacheFile:
         self._wake()
         if self.write_to_disk and not self._writing and self.nursery is not None:
             self._writing = True
-            spawn(self.nursery, self._write_behind, what=f"caching {self.path.name}",
-                  on_error=self._write_failed)
+            spawn(
+                self.nursery,
+                self._write_behind,
+                what=f"caching {self.path.name}",
+                on_error=self._write_failed,
+            )
 
     def _free(self, piece: _Piece) -> None:
         if self._pieces.pop(piece.start, None) is None:
@@ -251,15 +265,17 @@ class CacheFile:
         """Copy pieces to the local file, oldest first, until none is left."""
         try:
             while not self.dropped and self.write_to_disk:
-                piece = next((self._pieces[s] for s in self._starts
-                              if not self._pieces[s].on_disk), None)
+                piece = next(
+                    (self._pieces[s] for s in self._starts if not self._pieces[s].on_disk), None
+                )
                 if piece is None:
                     return
                 piece.writing = True
                 try:
                     with self.held() as fd:
-                        await trio.to_thread.run_sync(os.pwrite, fd, piece.data,
-                                                      piece.start, limiter=DISK)
+                        await trio.to_thread.run_sync(
+                            os.pwrite, fd, piece.data, piece.start, limiter=DISK
+                        )
                 finally:
                     piece.writing = False
                 piece.on_disk = True
@@ -328,8 +344,11 @@ class CacheFile:
             if piece is not None and pos < piece.end:
                 stop = min(end, piece.end)
                 data = piece.data
-                parts.append(data if (pos, stop) == (piece.start, piece.end)
-                             else memoryview(data)[pos - piece.start:stop - piece.start])
+                parts.append(
+                    data
+                    if (pos, stop) == (piece.start, piece.end)
+                    else memoryview(data)[pos - piece.start : stop - piece.start]
+                )
                 if stop == piece.end:
                     self._consumed(piece)
                 pos = stop

@@ -28,8 +28,14 @@ def _handles(storage: Storage, stage: Stage) -> int:
     return f.handles if f is not None and f.stage is stage else 0
 
 
-def status_document(storage: Storage, *, mountpoint: str, open_files: int,
-                    started: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_document(
+    storage: Storage,
+    *,
+    mountpoint: str,
+    open_files: int,
+    started: float,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything ``canfarfs status`` shows; no secrets (URLs, states and counts only)."""
     services = {}
     for name, client in storage.clients.items():
@@ -42,16 +48,18 @@ def status_document(storage: Storage, *, mountpoint: str, open_files: int,
     for stage in storage.stages.values():
         if stage.discarded or not (stage.dirty or stage.uploading):
             continue
-        uploads.append({
-            "name": f"{stage.service}/{stage.path}",
-            "size": stage.size,
-            "uploaded": stage.uploaded_bytes,
-            "uploading": stage.uploading,
-            "tries": stage.tries,
-            "last_error": stage.last_error,
-            "kept_at": str(stage.data_path),
-            "open_handles": _handles(storage, stage),
-        })
+        uploads.append(
+            {
+                "name": f"{stage.service}/{stage.path}",
+                "size": stage.size,
+                "uploaded": stage.uploaded_bytes,
+                "uploading": stage.uploading,
+                "tries": stage.tries,
+                "last_error": stage.last_error,
+                "kept_at": str(stage.data_path),
+                "open_handles": _handles(storage, stage),
+            }
+        )
     used = storage.reads.used()
     doc: dict[str, Any] = {
         "mountpoint": mountpoint,
@@ -60,10 +68,16 @@ def status_document(storage: Storage, *, mountpoint: str, open_files: int,
         "services": services,
         "uploads": uploads,
         "open_files": open_files,
-        "cache": {"dir": str(storage.config.cache_dir), "used": used,
-                  "budget": storage.config.cache_size},
-        "memory": {"used": storage.reads.memory.used, "peak": storage.reads.memory.peak,
-                   "budget": storage.reads.memory.capacity},
+        "cache": {
+            "dir": str(storage.config.cache_dir),
+            "used": used,
+            "budget": storage.config.cache_size,
+        },
+        "memory": {
+            "used": storage.reads.memory.used,
+            "peak": storage.reads.memory.peak,
+            "budget": storage.reads.memory.capacity,
+        },
         "fetched": storage.reads.totals.fetched,
         "requests": next(iter(storage.clients.values())).http.sent if storage.clients else 0,
     }
@@ -82,12 +96,12 @@ class ControlHandle:
     command: bytearray = field(default_factory=bytearray)
 
     async def read(self, offset: int, size: int) -> bytes:
-        return self.snapshot[offset:offset + size]
+        return self.snapshot[offset : offset + size]
 
     async def write(self, offset: int, data: bytes) -> int:
         if offset + len(data) > MAX_COMMAND:
             raise errors.InvalidArgument("control commands are short words (sync)")
-        self.command[offset:offset + len(data)] = data
+        self.command[offset : offset + len(data)] = data
         return len(data)
 
     async def truncate(self, size: int) -> None:

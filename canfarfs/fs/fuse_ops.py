@@ -55,8 +55,9 @@ def fuse_errors(fn: F) -> F:
             # A name that does not exist is the everyday answer to lookup (every new
             # file starts with one): debug, not a log line per file at info.
             level = logging.DEBUG if exc.errno == errno.ENOENT else logging.INFO
-            log.log(level, "%s: %s (%s)", fn.__name__, exc,
-                    errno.errorcode.get(exc.errno, exc.errno))
+            log.log(
+                level, "%s: %s (%s)", fn.__name__, exc, errno.errorcode.get(exc.errno, exc.errno)
+            )
             raise pyfuse3.FUSEError(exc.errno) from None
         except KeyError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
@@ -165,11 +166,20 @@ class CanfarOps(pyfuse3.Operations):
         return e
 
     def _status(self) -> bytes:
-        open_files = sum(1 for h in self.handles.values() if isinstance(h, FileHandle)
-                         and isinstance(h.handle, StorageHandle))
-        return render(status_document(self.storage, mountpoint=self.mountpoint,
-                                      open_files=open_files, started=self.started,
-                                      extra={"fuse": dict(self.stats)}))
+        open_files = sum(
+            1
+            for h in self.handles.values()
+            if isinstance(h, FileHandle) and isinstance(h.handle, StorageHandle)
+        )
+        return render(
+            status_document(
+                self.storage,
+                mountpoint=self.mountpoint,
+                open_files=open_files,
+                started=self.started,
+                extra={"fuse": dict(self.stats)},
+            )
+        )
 
     async def _attr(self, ino: int) -> Attr:
         if ino == ROOT or (ino == TOP["sessions"] and self.sessions is None):
@@ -177,8 +187,9 @@ class CanfarOps(pyfuse3.Operations):
         if ino == TOP["sessions"]:
             return await self._tree().attr("")
         if ino == CONTROL_INO:
-            return Attr(mode=stat.S_IFREG | 0o600, size=len(self._status()),
-                        mtime_ns=time.time_ns())
+            return Attr(
+                mode=stat.S_IFREG | 0o600, size=len(self._status()), mtime_ns=time.time_ns()
+            )
         opened = self._open_storage_file(ino)
         if opened is not None and opened.file.unlinked:  # open, its name gone (unlink)
             return self.storage.file_attr(opened.file)
@@ -208,8 +219,9 @@ class CanfarOps(pyfuse3.Operations):
     # -- metadata ------------------------------------------------------------------------
 
     @fuse_errors
-    async def lookup(self, parent_inode: int, name: bytes,
-                     ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext | None = None
+    ) -> pyfuse3.EntryAttributes:
         text = self._name(name)
         if parent_inode == ROOT:
             if text == CONTROL_NAME:
@@ -232,20 +244,28 @@ class CanfarOps(pyfuse3.Operations):
         return self._entry(self.inodes.looked_up(node_key), a)
 
     @fuse_errors
-    async def getattr(self, inode: int,
-                      ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+    async def getattr(
+        self, inode: int, ctx: pyfuse3.RequestContext | None = None
+    ) -> pyfuse3.EntryAttributes:
         vpath = self._virtual_path(inode)
         if vpath is not None and self.sessions is not None:
-            return self._entry(inode, await self.sessions.attr(vpath),
-                               await self.sessions.attr_ttl(vpath))
+            return self._entry(
+                inode, await self.sessions.attr(vpath), await self.sessions.attr_ttl(vpath)
+            )
         return self._entry(inode, await self._attr(inode))
 
     @fuse_errors
-    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
-                      fields: pyfuse3.SetattrFields, fh: int | None,
-                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
         if (fields.update_uid and attr.st_uid != self.uid) or (
-                fields.update_gid and attr.st_gid != self.gid):
+            fields.update_gid and attr.st_gid != self.gid
+        ):
             raise errors.NotPermitted("VOSpace nodes are owned by the mounting user")
         if inode == CONTROL_INO:
             return self._entry(inode, await self._attr(inode))
@@ -265,12 +285,18 @@ class CanfarOps(pyfuse3.Operations):
         # atime alone: accepted without effect (VOSpace keeps no access time).
         return self._entry(inode, await self._attr(inode))
 
-    async def _setattr_virtual(self, inode: int, vpath: str, attr: pyfuse3.EntryAttributes,
-                               fields: pyfuse3.SetattrFields,
-                               fh: int | None) -> pyfuse3.EntryAttributes:
+    async def _setattr_virtual(
+        self,
+        inode: int,
+        vpath: str,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+    ) -> pyfuse3.EntryAttributes:
         tree = self._tree()
         if fields.update_mode and stat.S_IMODE(attr.st_mode) != stat.S_IMODE(
-                (await tree.attr(vpath)).mode):  # chmod to the same mode (vim, cp -p): fine
+            (await tree.attr(vpath)).mode
+        ):  # chmod to the same mode (vim, cp -p): fine
             raise errors.NotPermitted("sessions/ entries have fixed permissions")
         if fields.update_size:
             handle = self.handles.get(fh) if fh is not None else None
@@ -313,8 +339,7 @@ class CanfarOps(pyfuse3.Operations):
                 for name, a in await self.sessions.listdir(vpath):
                     key = ("sessions", f"{vpath}/{name}" if vpath else name)
                     handle.ttls[len(handle.entries)] = await self.sessions.attr_ttl(key[1])
-                    handle.entries.append((os.fsencode(name), key,
-                                           self.inodes.ino_for(key), a))
+                    handle.entries.append((os.fsencode(name), key, self.inodes.ino_for(key), a))
         else:
             key = self._storage_key(inode)
             for name, _node in await self.storage.listdir(key):
@@ -342,14 +367,16 @@ class CanfarOps(pyfuse3.Operations):
         self.handles.pop(fh, None)
 
     @fuse_errors
-    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
-                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         parent = self._writable_dir(parent_inode)
         if parent[0] == "sessions":
             path = self._join(parent, self._name(name))
             await self._tree().mkdir(path)
-            return self._entry(self.inodes.looked_up(("sessions", path)),
-                               await self._tree().attr(path))
+            return self._entry(
+                self.inodes.looked_up(("sessions", path)), await self._tree().attr(path)
+            )
         key = child_key(parent, self._name(name))
         await self.storage.mkdir(key)
         return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
@@ -390,13 +417,17 @@ class CanfarOps(pyfuse3.Operations):
         """A spec was written or removed: its ``.ids``/``.error`` may have appeared or
         gone, so drop the kernel's cached entries for them (no waiting for the TTL)."""
         parent, _, name = path.rpartition("/")
-        parent_ino = TOP["sessions"] if not parent else getattr(
-            self.inodes.by_key.get(("sessions", parent)), "ino", None)
+        parent_ino = (
+            TOP["sessions"]
+            if not parent
+            else getattr(self.inodes.by_key.get(("sessions", parent)), "ino", None)
+        )
         if parent_ino is None:
             return
         for suffix in (".ids", ".error"):
-            pyfuse3.invalidate_entry_async(pyfuse3.InodeT(parent_ino),
-                                           os.fsencode(name + suffix), ignore_enoent=True)
+            pyfuse3.invalidate_entry_async(
+                pyfuse3.InodeT(parent_ino), os.fsencode(name + suffix), ignore_enoent=True
+            )
 
     # -- files ---------------------------------------------------------------------------
 
@@ -416,18 +447,20 @@ class CanfarOps(pyfuse3.Operations):
             return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io)
         key = self._storage_key(inode)
         if flags & (os.O_WRONLY | os.O_RDWR):
-            handle = await self.storage.open_write(key, truncate=bool(flags & os.O_TRUNC),
-                                                   create=False)
+            handle = await self.storage.open_write(
+                key, truncate=bool(flags & os.O_TRUNC), create=False
+            )
         else:
             handle = await self.storage.open_read(key)
         self.inodes.opened(inode)
-        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(
-            self._new_fh(FileHandle(inode, key, handle))))
+        return pyfuse3.FileInfo(
+            fh=pyfuse3.FileHandleT(self._new_fh(FileHandle(inode, key, handle)))
+        )
 
     @fuse_errors
-    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
-                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
-                                                           pyfuse3.EntryAttributes]:
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = self._writable_dir(parent_inode)
         if parent[0] == "sessions":
             path = self._join(parent, self._name(name))
@@ -436,17 +469,21 @@ class CanfarOps(pyfuse3.Operations):
             vino = self.inodes.looked_up(vkey)
             self.inodes.opened(vino)
             vfh = self._new_fh(FileHandle(vino, vkey, vhandle))
-            return (pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io),
-                    self._entry(vino, await self._tree().attr(path),
-                                await self._tree().attr_ttl(path)))
+            return (
+                pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io),
+                self._entry(vino, await self._tree().attr(path), await self._tree().attr_ttl(path)),
+            )
         key = child_key(parent, self._name(name))
-        handle = await self.storage.open_write(key, truncate=True, create=True,
-                                               exclusive=bool(flags & os.O_EXCL))
+        handle = await self.storage.open_write(
+            key, truncate=True, create=True, exclusive=bool(flags & os.O_EXCL)
+        )
         ino = self.inodes.looked_up(key)
         self.inodes.opened(ino)
         fh = self._new_fh(FileHandle(ino, key, handle))
-        return (pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh)),
-                self._entry(ino, await self.storage.attr(key)))
+        return (
+            pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh)),
+            self._entry(ino, await self.storage.attr(key)),
+        )
 
     @fuse_errors
     # pyfuse3 takes any contiguous buffer (handlers.pxi: PyObject_GetBuffer) though its
@@ -505,8 +542,15 @@ class CanfarOps(pyfuse3.Operations):
         self.inodes.detach(key)
 
     @fuse_errors
-    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
-                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
         if flags:
             raise errors.InvalidArgument("RENAME_EXCHANGE/NOREPLACE are not supported")
         src_dir = self._writable_dir(parent_inode_old)
@@ -532,19 +576,20 @@ class CanfarOps(pyfuse3.Operations):
         self.inodes.rekey(src, dst)
 
     @fuse_errors
-    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
-                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         """A regular file is made empty (as create and close would); VOSpace holds no
         FIFOs, sockets or device nodes (EPERM)."""
         if not stat.S_ISREG(mode):
-            raise errors.NotPermitted("VOSpace holds only files, directories and links: "
-                                      "no FIFOs, sockets or device nodes")
+            raise errors.NotPermitted(
+                "VOSpace holds only files, directories and links: no FIFOs, sockets or device nodes"
+            )
         parent = self._writable_dir(parent_inode)
         if parent[0] == "sessions":
             raise errors.NotPermitted("sessions/ specs are written with open(), not mknod")
         key = child_key(parent, self._name(name))
-        handle = await self.storage.open_write(key, truncate=True, create=True,
-                                               exclusive=True)
+        handle = await self.storage.open_write(key, truncate=True, create=True, exclusive=True)
         try:
             await handle.flush()
         finally:
@@ -552,8 +597,9 @@ class CanfarOps(pyfuse3.Operations):
         return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
 
     @fuse_errors
-    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
-                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         parent = self._writable_dir(parent_inode)
         if parent[0] == "sessions":
             raise errors.NotPermitted("sessions/ holds only the server's sessions and specs")
@@ -562,8 +608,9 @@ class CanfarOps(pyfuse3.Operations):
         return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
 
     @fuse_errors
-    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
-                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         raise errors.NotPermitted("VOSpace has no hard links")
 
     # -- xattrs and statfs ---------------------------------------------------------------
@@ -573,7 +620,7 @@ class CanfarOps(pyfuse3.Operations):
         text = os.fsdecode(name)
         if not text.startswith("user."):
             raise pyfuse3.FUSEError(errno.ENOTSUP)
-        return text[len("user."):]
+        return text[len("user.") :]
 
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
@@ -605,8 +652,9 @@ class CanfarOps(pyfuse3.Operations):
         return [os.fsencode("user." + n) for n in names]
 
     @fuse_errors
-    async def setxattr(self, inode: int, name: bytes, value: bytes,
-                       ctx: pyfuse3.RequestContext) -> None:
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
         if self._virtual_path(inode) is not None:
             raise pyfuse3.FUSEError(errno.ENOTSUP)  # cp -p, vim: ACLs unsupported → fchmod
         await self.storage.setxattr(self._storage_key(inode), self._xattr_name(name), value)
@@ -616,12 +664,17 @@ class CanfarOps(pyfuse3.Operations):
         """A property behind the mode bits may have changed (user.groupread, ...): drop
         the kernel's cached attributes now instead of after the TTL. From a thread,
         after this request: the notification must not wait on the request itself."""
+
         def invalidate() -> None:
             with contextlib.suppress(OSError):
                 pyfuse3.invalidate_inode(pyfuse3.InodeT(inode), attr_only=True)
 
-        spawn(self.storage.nursery, trio.to_thread.run_sync, invalidate,
-              what=f"invalidating the attributes of inode {inode}")
+        spawn(
+            self.storage.nursery,
+            trio.to_thread.run_sync,
+            invalidate,
+            what=f"invalidating the attributes of inode {inode}",
+        )
 
     @fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:

@@ -91,14 +91,19 @@ class InodeTable:
         """A rename: move ``old`` and every key below it to ``new``."""
         service, path = old
         prefix = path + "/"
-        moved = [e for k, e in list(self.by_key.items())
-                 if isinstance(k, tuple) and len(k) == 2 and k[0] == service
-                 and (k[1] == path or str(k[1]).startswith(prefix))]
+        moved = [
+            e
+            for k, e in list(self.by_key.items())
+            if isinstance(k, tuple)
+            and len(k) == 2
+            and k[0] == service
+            and (k[1] == path or str(k[1]).startswith(prefix))
+        ]
         for entry in moved:
             del self.by_key[entry.key]
         for entry in moved:
             assert isinstance(entry.key, tuple)
-            suffix = str(entry.key[1])[len(path):]
+            suffix = str(entry.key[1])[len(path) :]
             entry.key = (new[0], new[1] + suffix)
             displaced = self.by_key.get(entry.key)
             if displaced is not None:

@@ -90,6 +90,7 @@ class MetaCache:
 
     def sweep(self, now: float) -> None:
         """Drop negative entries past their TTL and nodes older than ``keep_stale``."""
+
         def useless(entry: tuple[Node | None, float]) -> bool:
             node, stamp = entry
             age = now - stamp
@@ -123,8 +124,9 @@ class MetaCache:
             return listing.children.get(key[1].rpartition("/")[2])
         return None
 
-    def put_listing(self, key: Key, children: dict[str, Node],
-                    started: float | None = None) -> None:
+    def put_listing(
+        self, key: Key, children: dict[str, Node], started: float | None = None
+    ) -> None:
         """A listing whose request was sent at ``started`` (default: now). Names put
         since then (the mount's own changes, or fresher answers) override it, and it is
         as old as its request: an answer racing a change never brings back the past."""
@@ -141,9 +143,11 @@ class MetaCache:
 
     def forget(self, key: Key) -> None:
         """Drop what is known about ``key`` and everything below it."""
+
         def below(k: Key) -> bool:
-            return k[0] == key[0] and (not key[1] or k[1] == key[1]
-                                       or k[1].startswith(key[1] + "/"))
+            return k[0] == key[0] and (
+                not key[1] or k[1] == key[1] or k[1].startswith(key[1] + "/")
+            )
 
         for k in [k for k in self.nodes if below(k)]:
             del self.nodes[k]

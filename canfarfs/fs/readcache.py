@@ -39,8 +39,15 @@ class CachedBytes:
 class ReadCache:
     """Cached copies by name, within the disk budget and one memory budget."""
 
-    def __init__(self, data_dir: Path, *, cache_size: int, memory: int,
-                 read_timeout: float, nursery: trio.Nursery) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        cache_size: int,
+        memory: int,
+        read_timeout: float,
+        nursery: trio.Nursery,
+    ) -> None:
         self.data_dir = data_dir
         self.cache_size = cache_size
         self.read_timeout = read_timeout
@@ -57,11 +64,22 @@ class ReadCache:
             self.drop(key)
             name = hashlib.sha256(f"{key}:{version}".encode()).hexdigest()[:32]
             # A file bigger than the whole cache is streamed through memory only.
-            cache = CacheFile(self.data_dir / name, size, budget=self.memory,
-                              nursery=self.nursery, write_to_disk=size <= self.cache_size)
-            remote = RemoteFile(client, key[1], cache, self.nursery,
-                                read_timeout=self.read_timeout, version=version,
-                                totals=self.totals)
+            cache = CacheFile(
+                self.data_dir / name,
+                size,
+                budget=self.memory,
+                nursery=self.nursery,
+                write_to_disk=size <= self.cache_size,
+            )
+            remote = RemoteFile(
+                client,
+                key[1],
+                cache,
+                self.nursery,
+                read_timeout=self.read_timeout,
+                version=version,
+                totals=self.totals,
+            )
             cached = CachedBytes(remote)
             self.copies[key] = cached
             self._evict()

@@ -122,9 +122,12 @@ class RemoteFile:
         self.orphaned = True
         self._stop_stream()
         if not self.cache.complete:
-            self.cache.fail(errors.Stale(
-                f"{self.client.service}:{self.path} was replaced or deleted before all "
-                "of it was read"))
+            self.cache.fail(
+                errors.Stale(
+                    f"{self.client.service}:{self.path} was replaced or deleted before all "
+                    "of it was read"
+                )
+            )
 
     def rename(self, path: str) -> None:
         """The file moved on the server: fetch what is missing from its new path."""
@@ -145,8 +148,12 @@ class RemoteFile:
             try:
                 await self.read(start, end - start)
             except errors.CanfarfsError as exc:
-                log.info("keeping %s:%s for its open readers failed: %s",
-                         self.client.service, self.path, exc)
+                log.info(
+                    "keeping %s:%s for its open readers failed: %s",
+                    self.client.service,
+                    self.path,
+                    exc,
+                )
                 return False
             pos = end
         return self.cache.complete
@@ -176,15 +183,21 @@ class RemoteFile:
         asked = False
         while True:
             if self.cache.filled.covers(offset, end):
-                if not asked and self.location is not None and self.location.ranges \
-                        and not self.cache.complete:
+                if (
+                    not asked
+                    and self.location is not None
+                    and self.location.ranges
+                    and not self.cache.complete
+                ):
                     self._request_ranges(offset, end)  # keep the read-ahead going
                 data = self.cache.read_now(offset, end - offset)
                 if data is not None:
                     return data
             if self.orphaned:
-                raise errors.Stale(f"{self.client.service}:{self.path} was replaced or "
-                                   "deleted before these bytes were read")
+                raise errors.Stale(
+                    f"{self.client.service}:{self.path} was replaced or "
+                    "deleted before these bytes were read"
+                )
             self.cache.error = None
             loc = await self._locate()
             if loc.ranges:
@@ -197,8 +210,8 @@ class RemoteFile:
                     await self.cache.wait_for(offset, end)
             except trio.TooSlowError:
                 raise errors.Timeout(
-                    f"read {self.client.service}:{self.path}: no data for "
-                    f"{self.read_timeout:g} s") from None
+                    f"read {self.client.service}:{self.path}: no data for {self.read_timeout:g} s"
+                ) from None
             except errors.CanfarfsError:
                 raise
             except Exception as exc:
@@ -207,8 +220,9 @@ class RemoteFile:
     def prefetch_all(self) -> None:
         """Start filling the whole file (arc: the one stream; vault: the first window)."""
         if self.size and not self.cache.complete:
-            spawn(self.nursery, self.read, 0, 1,
-                  what=f"prefetch of {self.client.service}:{self.path}")
+            spawn(
+                self.nursery, self.read, 0, 1, what=f"prefetch of {self.client.service}:{self.path}"
+            )
 
     async def _accept(self, pos: int, data: bytes) -> bool:
         """Take a downloaded piece; False stops the download (nobody needs the rest)."""
@@ -250,9 +264,14 @@ class RemoteFile:
                 for part in range(gs, ge, self.part_size):
                     pe = min(part + self.part_size, ge)
                     self._pending.add(part, pe)
-                    spawn(self.nursery, self._fetch_range, part, pe,
-                          on_error=self._failed,
-                          what=f"range {part} of {self.client.service}:{self.path}")
+                    spawn(
+                        self.nursery,
+                        self._fetch_range,
+                        part,
+                        pe,
+                        on_error=self._failed,
+                        what=f"range {part} of {self.client.service}:{self.path}",
+                    )
 
     async def _fetch_range(self, start: int, end: int) -> None:
         try:
@@ -271,15 +290,21 @@ class RemoteFile:
     def _ensure_stream(self, start: int, end: int) -> None:
         """A stream is running that will bring [start, end): start one, or restart from
         0 if the running one went past some of it (those bytes were let go uncached)."""
-        if self._stream is not None \
-                and not self.cache.filled.missing(start, min(end, self._stream_pos)):
+        if self._stream is not None and not self.cache.filled.missing(
+            start, min(end, self._stream_pos)
+        ):
             return
         self._stop_stream()
         scope = trio.CancelScope()
         self._stream = scope
         self._stream_pos = 0
-        spawn(self.nursery, self._stream_whole, scope, on_error=self._failed,
-              what=f"download of {self.client.service}:{self.path}")
+        spawn(
+            self.nursery,
+            self._stream_whole,
+            scope,
+            on_error=self._failed,
+            what=f"download of {self.client.service}:{self.path}",
+        )
 
     def _stop_stream(self) -> None:
         if self._stream is not None:
@@ -296,8 +321,9 @@ class RemoteFile:
 
     # -- the one retry loop -------------------------------------------------------------
 
-    async def _with_retries(self, start: int, end: int, what: str, *,
-                            restart: bool = False) -> None:
+    async def _with_retries(
+        self, start: int, end: int, what: str, *, restart: bool = False
+    ) -> None:
         """Fetch [start, end): transient failures are retried with the client's policy
         (net.RetryPolicy, the one every request follows), resuming at the first byte
         still missing (``restart``: from 0, a body without ranges)."""
@@ -309,8 +335,13 @@ class RemoteFile:
                 await self._fetch(pos, end, restart=restart)
                 return
             except TRANSIENT as exc:
-                log.info("%s of %s:%s interrupted (%s); resuming", what,
-                         self.client.service, self.path, exc)
+                log.info(
+                    "%s of %s:%s interrupted (%s); resuming",
+                    what,
+                    self.client.service,
+                    self.path,
+                    exc,
+                )
                 gaps = self.cache.filled.missing(start, end)
                 if not gaps or self.cache.dropped or self.orphaned:
                     return
@@ -343,7 +374,8 @@ class RemoteFile:
             stopped = stopped or not more
             return more
 
-        reached = await self.client.read_into(loc, start, end, accept,
-                                              read_timeout=self.read_timeout)
+        reached = await self.client.read_into(
+            loc, start, end, accept, read_timeout=self.read_timeout
+        )
         if reached < end and not stopped and not self.cache.dropped and not self.orphaned:
             raise errors.ProtocolError(f"body ended at {reached} of {end} bytes")

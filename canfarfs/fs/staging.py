@@ -108,9 +108,15 @@ class Stage:
         with self._journal_lock:
             if not self.dirty:
                 return
-            entry = {"service": self.service, "path": self.path, "size": self.size,
-                     "dirty": self.dirty, "new": self.new, "time": time.time(),
-                     "last_error": self.last_error}
+            entry = {
+                "service": self.service,
+                "path": self.path,
+                "size": self.size,
+                "dirty": self.dirty,
+                "new": self.new,
+                "time": time.time(),
+                "last_error": self.last_error,
+            }
             tmp = self.journal_path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -183,8 +189,12 @@ class Stage:
         self._unhashed_bytes += len(piece)
         if self._hashed is None:
             self._hashed = trio.Event()
-            spawn(self.nursery, self._hash_backlog, on_error=self._hash_failed,
-                  what=f"hashing {self.service}:{self.path}")
+            spawn(
+                self.nursery,
+                self._hash_backlog,
+                on_error=self._hash_failed,
+                what=f"hashing {self.service}:{self.path}",
+            )
 
     async def _hash_backlog(self) -> None:
         def update(md5: Any, pieces: list[bytes]) -> None:
@@ -240,7 +250,8 @@ class Stage:
                 os.ftruncate(self.fd, size)
             except (OSError, OverflowError) as exc:
                 raise errors.local_disk_error(
-                    exc, f"truncate {self.service}:{self.path} to {size}") from exc
+                    exc, f"truncate {self.service}:{self.path} to {size}"
+                ) from exc
             self.end_stream("truncated")
             self.mtime = time.time()
             self.set_mtime_ns = None
@@ -259,8 +270,9 @@ class Stage:
         self._md5_upto = 0
         self._unhashed, self._unhashed_bytes = [], 0
 
-    async def fill_from(self, read: Callable[[int, int], Awaitable[bytes | memoryview]],
-                        size: int) -> None:
+    async def fill_from(
+        self, read: Callable[[int, int], Awaitable[bytes | memoryview]], size: int
+    ) -> None:
         """Start from existing content, read a piece at a time (the server's bytes);
         called again, it starts over."""
         await self._hashing_done()
@@ -270,7 +282,8 @@ class Stage:
             chunk = await read(offset, min(FILL_PIECE, size - offset))
             if not chunk:
                 raise errors.ProtocolError(
-                    f"{self.service}:{self.path}: server copy ended at {offset} of {size}")
+                    f"{self.service}:{self.path}: server copy ended at {offset} of {size}"
+                )
 
             def put(chunk: bytes | memoryview = chunk, at: int = offset) -> None:
                 os.pwrite(self.fd, chunk, at)
@@ -279,8 +292,7 @@ class Stage:
             try:
                 await trio.to_thread.run_sync(put, limiter=DISK)
             except (OSError, OverflowError) as exc:
-                raise errors.local_disk_error(exc, f"stage {self.service}:{self.path}") \
-                    from exc
+                raise errors.local_disk_error(exc, f"stage {self.service}:{self.path}") from exc
             offset += len(chunk)
         try:
             os.ftruncate(self.fd, size)

@@ -47,11 +47,20 @@ _XML_BAD = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\ufffe", "\
 
 #: xattr name (after ``user.``) → property URI, for the properties people know by name.
 XATTR_NAMES: dict[str, str] = {
-    "length": props.LENGTH, "date": props.DATE, "content-date": props.CONTENT_DATE,
-    "MD5": props.MD5, "creator": props.CREATOR, "ispublic": props.ISPUBLIC,
-    "groupread": props.GROUPREAD, "groupwrite": props.GROUPWRITE, "quota": props.QUOTA,
-    "type": props.TYPE, "encoding": props.ENCODING, "islocked": props.ISLOCKED,
-    "inheritPermissions": props.INHERIT, "mtime": props.MTIME,
+    "length": props.LENGTH,
+    "date": props.DATE,
+    "content-date": props.CONTENT_DATE,
+    "MD5": props.MD5,
+    "creator": props.CREATOR,
+    "ispublic": props.ISPUBLIC,
+    "groupread": props.GROUPREAD,
+    "groupwrite": props.GROUPWRITE,
+    "quota": props.QUOTA,
+    "type": props.TYPE,
+    "encoding": props.ENCODING,
+    "islocked": props.ISLOCKED,
+    "inheritPermissions": props.INHERIT,
+    "mtime": props.MTIME,
 }
 _URI_TO_XATTR = {v: k for k, v in XATTR_NAMES.items()}
 
@@ -98,8 +107,9 @@ def check_name(name: str) -> None:
 class Storage:
     """arc and vault through one cache, one set of staged writes."""
 
-    def __init__(self, clients: dict[str, VOSpaceClient], config: StorageConfig,
-                 nursery: trio.Nursery) -> None:
+    def __init__(
+        self, clients: dict[str, VOSpaceClient], config: StorageConfig, nursery: trio.Nursery
+    ) -> None:
         self.clients = clients
         self.config = config
         self.nursery = nursery
@@ -122,12 +132,21 @@ class Storage:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(d, 0o700)
         #: Cached copies of what was read (readcache.py), and the one memory budget.
-        self.reads = ReadCache(self.data_dir, cache_size=config.cache_size,
-                               memory=config.memory, read_timeout=config.read_timeout,
-                               nursery=nursery)
+        self.reads = ReadCache(
+            self.data_dir,
+            cache_size=config.cache_size,
+            memory=config.memory,
+            read_timeout=config.read_timeout,
+            nursery=nursery,
+        )
         #: Uploads of staged bytes (uploads.py).
-        self.uploads = Uploads(clients, nursery, read_timeout=config.read_timeout,
-                               after_upload=self._after_upload, memory=self.reads.memory)
+        self.uploads = Uploads(
+            clients,
+            nursery,
+            read_timeout=config.read_timeout,
+            after_upload=self._after_upload,
+            memory=self.reads.memory,
+        )
         self._quota: dict[str, tuple[int, int]] = {}
         self._listing_in_flight: dict[Key, trio.Event] = {}
         self.down_until: dict[str, float] = {}
@@ -142,8 +161,7 @@ class Storage:
 
     def mark_down(self, service: str, exc: BaseException) -> None:
         if not self.is_down(service):
-            log.warning("%s unreachable (%s): answering from cache where possible",
-                        service, exc)
+            log.warning("%s unreachable (%s): answering from cache where possible", service, exc)
         self.down_until[service] = trio.current_time() + DOWN_HOLD
         self.last_error[service] = str(exc)
 
@@ -219,8 +237,7 @@ class Storage:
             base[props.MTIME] = f"{stage.set_mtime_ns} {base.get(props.MD5) or ''}"
         if stage.copy_mode is not None:
             probe = Node(uri="vos://x/y", type=NodeType.DATA, properties=base)
-            base[props.MODE] = (f"{stat.S_IMODE(stage.copy_mode):o} "
-                                f"{stat.S_IMODE(mode_of(probe)):o}")
+            base[props.MODE] = f"{stat.S_IMODE(stage.copy_mode):o} {stat.S_IMODE(mode_of(probe)):o}"
         base.setdefault(props.CREATOR, self.config.user)
         return Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA, properties=base)
 
@@ -231,8 +248,7 @@ class Storage:
         if touched is not None and node.type is NodeType.CONTAINER and touched > a.mtime_ns:
             a = dataclasses.replace(a, mtime_ns=touched)
         if node.type is NodeType.LINK:
-            a = Attr(mode=a.mode, size=len(self.link_text(key, node).encode()),
-                     mtime_ns=a.mtime_ns)
+            a = Attr(mode=a.mode, size=len(self.link_text(key, node).encode()), mtime_ns=a.mtime_ns)
         return a
 
     async def listdir(self, key: Key) -> list[tuple[str, Node]]:
@@ -366,10 +382,14 @@ class Storage:
         if remote is None or remote.cache.complete:
             return
         if remote.size - remote.cache.filled.total > KEEP_FOR_READERS_MAX:
-            log.warning("%s:%s removed while open: %d bytes its open handles never read "
-                        "are not fetched first (over %d); they read as ESTALE", f.key[0],
-                        f.key[1], remote.size - remote.cache.filled.total,
-                        KEEP_FOR_READERS_MAX)
+            log.warning(
+                "%s:%s removed while open: %d bytes its open handles never read "
+                "are not fetched first (over %d); they read as ESTALE",
+                f.key[0],
+                f.key[1],
+                remote.size - remote.cache.filled.total,
+                KEEP_FOR_READERS_MAX,
+            )
             return
         remote.use()
         try:
@@ -377,8 +397,12 @@ class Storage:
         finally:
             remote.release()
         if not kept:
-            log.warning("%s:%s removed while open: the bytes not yet read are lost to its "
-                        "open handles (ESTALE)", f.key[0], f.key[1])
+            log.warning(
+                "%s:%s removed while open: the bytes not yet read are lost to its "
+                "open handles (ESTALE)",
+                f.key[0],
+                f.key[1],
+            )
 
     def _forget_file(self, key: Key) -> None:
         """``key``'s name is gone: discard its staged bytes, detach its open state."""
@@ -449,7 +473,7 @@ class Storage:
 
         def moved(k: Key) -> Key | None:
             if k[0] == src[0] and (k[1] == src[1] or k[1].startswith(src[1] + "/")):
-                return (dst[0], dst[1] + k[1][len(src[1]):])
+                return (dst[0], dst[1] + k[1][len(src[1]) :])
             return None
 
         for key in [k for k in self.stages if moved(k)]:
@@ -489,11 +513,11 @@ class Storage:
             bang = client.authority.replace("~", "!")
             for prefix in (f"vos://{client.authority}", f"vos://{bang}"):
                 if target == prefix or target.startswith(prefix + "/"):
-                    tpath = unquote(target[len(prefix):].lstrip("/"))
+                    tpath = unquote(target[len(prefix) :].lstrip("/"))
                     here = PurePosixPath(key[0], key[1]).parent
                     return os.path.relpath(PurePosixPath(service, tpath), here)
         if target.startswith("file://"):
-            return target[len("file://"):]
+            return target[len("file://") :]
         return target
 
     def _link_uri(self, key: Key, text: str) -> str:
@@ -521,7 +545,8 @@ class Storage:
         self._writable()
         check_name(key[1].rpartition("/")[2])
         node = await self.client(key).create_node(
-            key[1], NodeType.LINK, target=self._link_uri(key, text))
+            key[1], NodeType.LINK, target=self._link_uri(key, text)
+        )
         self.meta.put(key, node)
         return node
 
@@ -540,7 +565,8 @@ class Storage:
         self._writable()
         node = await self.node(key)
         if not self.config.strict_modes and (
-                self._copying(key) or self._widens_beyond_one_class(node, mode)):
+            self._copying(key) or self._widens_beyond_one_class(node, mode)
+        ):
             stage = self.stages.get(key)
             if stage is not None and stage.new and not stage.discarded:
                 stage.copy_mode = mode  # judged once the server says what it inherits
@@ -602,10 +628,15 @@ class Storage:
             changes[props.MODE] = f"{requested:o} {access:o}"
             if not self._warned_modes:
                 self._warned_modes = True
-                log.warning("%s:%s: a copy asked for mode %o; VOSpace grants %o. A copy's "
-                            "mode is recorded and shown, never applied (nothing is "
-                            "published by a copy; chmod o+r publishes). Said once.",
-                            key[0], key[1], requested, access)
+                log.warning(
+                    "%s:%s: a copy asked for mode %o; VOSpace grants %o. A copy's "
+                    "mode is recorded and shown, never applied (nothing is "
+                    "published by a copy; chmod o+r publishes). Said once.",
+                    key[0],
+                    key[1],
+                    requested,
+                    access,
+                )
         elif node.prop(props.MODE):
             changes[props.MODE] = None
         return changes
@@ -613,8 +644,9 @@ class Storage:
     async def _chmod_exactly(self, key: Key, node: Node, mode: int) -> Node:
         """An explicit chmod: all of it, or EPERM."""
         if mode & (stat.S_IWOTH | stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
-            raise errors.NotPermitted("VOSpace cannot make a node world-writable or "
-                                      "set setuid/setgid/sticky bits")
+            raise errors.NotPermitted(
+                "VOSpace cannot make a node world-writable or set setuid/setgid/sticky bits"
+            )
         if node.type is not NodeType.LINK and not mode & stat.S_IRUSR:
             raise errors.NotPermitted("the owner always has read access on VOSpace")
         changes: dict[str, str | None] = {}
@@ -629,7 +661,8 @@ class Storage:
                 if not inherited:
                     raise errors.NotPermitted(
                         "no group to grant: set one first with "
-                        f"setfattr -n user.{_URI_TO_XATTR[key_uri]} -v GROUP")
+                        f"setfattr -n user.{_URI_TO_XATTR[key_uri]} -v GROUP"
+                    )
                 changes[key_uri] = inherited
             elif has and not want:
                 changes[key_uri] = None
@@ -675,8 +708,7 @@ class Storage:
 
     async def listxattr(self, key: Key) -> list[str]:
         node = await self.node(key)
-        return sorted(_URI_TO_XATTR.get(k, k) for k, v in node.properties.items()
-                      if v is not None)
+        return sorted(_URI_TO_XATTR.get(k, k) for k, v in node.properties.items() if v is not None)
 
     async def setxattr(self, key: Key, name: str, value: bytes) -> None:
         self._writable()
@@ -777,8 +809,7 @@ class Storage:
                 return b""
         return await self._read_remote(f, remote, offset, size)
 
-    async def _read_remote(self, f: OpenFile, remote: RemoteFile, offset: int,
-                           size: int) -> Data:
+    async def _read_remote(self, f: OpenFile, remote: RemoteFile, offset: int, size: int) -> Data:
         """Read the server's bytes; if they turn out to have changed under the copy
         (a body shorter than the node said, a range past its end, the path gone: the
         file was replaced, or renamed while the request was under way), ask the server
@@ -812,8 +843,7 @@ class Storage:
                 if f.unlinked:
                     break
                 self.meta.put(key, None, started=started)
-                raise errors.Stale(f"{key[0]}:{key[1]} was deleted elsewhere while open") \
-                    from None
+                raise errors.Stale(f"{key[0]}:{key[1]} was deleted elsewhere while open") from None
             if f.key != key:
                 continue
             node.children = None
@@ -823,8 +853,11 @@ class Storage:
             remote = f.remote
             newer = self._use_version(f, node)
             if newer is not remote:
-                log.info("%s:%s changed on the server while open: reading the new "
-                         "version", key[0], key[1])
+                log.info(
+                    "%s:%s changed on the server while open: reading the new version",
+                    key[0],
+                    key[1],
+                )
             return newer
         raise errors.Stale(f"{f.key[0]}:{f.key[1]} was removed while open")
 
@@ -866,8 +899,9 @@ class Storage:
 
     # -- writing -----------------------------------------------------------------------
 
-    async def open_write(self, key: Key, *, truncate: bool, create: bool,
-                         exclusive: bool = False) -> StorageHandle:
+    async def open_write(
+        self, key: Key, *, truncate: bool, create: bool, exclusive: bool = False
+    ) -> StorageHandle:
         """Open for writing: every writer of a file shares its one staged copy, made
         (from the server's bytes unless truncating) by the first."""
         self._writable()
@@ -881,8 +915,9 @@ class Storage:
                     if truncate:
                         await stage.truncate(0)
                 else:
-                    f.stage = await self._new_stage(f, truncate=truncate, create=create,
-                                                    exclusive=exclusive)
+                    f.stage = await self._new_stage(
+                        f, truncate=truncate, create=create, exclusive=exclusive
+                    )
                     self.stages[key] = f.stage
             except BaseException:
                 await self.release_file(f)
@@ -890,8 +925,9 @@ class Storage:
             f.writers += 1
         return StorageHandle(self, f, writable=True)
 
-    async def _new_stage(self, f: OpenFile, *, truncate: bool, create: bool,
-                         exclusive: bool) -> Stage:
+    async def _new_stage(
+        self, f: OpenFile, *, truncate: bool, create: bool, exclusive: bool
+    ) -> Stage:
         key = f.key
         try:
             node: Node | None = await self.node(key)
@@ -909,8 +945,7 @@ class Storage:
             if parent.type is not NodeType.CONTAINER:
                 raise errors.NotADirectory(f"{key[0]}:{parent_key(key)[1]} is not a directory")
         f.node = node
-        stage = Stage(self.staging_dir, key[0], key[1], new=node is None,
-                      nursery=self.nursery)
+        stage = Stage(self.staging_dir, key[0], key[1], new=node is None, nursery=self.nursery)
         try:
             if node is not None and node.length and not truncate:
                 await self._download_into(f, node, stage)
@@ -1011,8 +1046,7 @@ class Storage:
         stage.uploaded_md5 = md5
         await self._cache_uploaded_node(key, stage, md5, was_new)
 
-    async def _cache_uploaded_node(self, key: Key, stage: Stage, md5: str,
-                                   was_new: bool) -> None:
+    async def _cache_uploaded_node(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
         """Update the cached node without asking the server again.
 
         An overwrite keeps the node's properties with the new length, MD5 and date. A new
@@ -1044,9 +1078,13 @@ class Storage:
             return
         # The creator is the caller's server identity, which the mount does not otherwise
         # learn; the parent's creator is that identity in one's own tree.
-        p = {props.LENGTH: str(stage.size), props.MD5: md5, props.DATE: now,
-             props.CREATOR: parent.prop(props.CREATOR) or self.config.user,
-             props.ISPUBLIC: "false"}
+        p = {
+            props.LENGTH: str(stage.size),
+            props.MD5: md5,
+            props.DATE: now,
+            props.CREATOR: parent.prop(props.CREATOR) or self.config.user,
+            props.ISPUBLIC: "false",
+        }
         if (parent.prop(props.INHERIT) or "").lower() == "true":
             for name in (props.ISPUBLIC, props.GROUPREAD, props.GROUPWRITE):
                 value = parent.prop(name)
@@ -1054,8 +1092,7 @@ class Storage:
                     p[name] = value
         if key[0] == "arc":
             p[props.TYPE] = "application/octet-stream"
-        self.meta.put(key, Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA,
-                                properties=p))
+        self.meta.put(key, Node(uri=self.client(key).uri(key[1]), type=NodeType.DATA, properties=p))
 
     async def truncate(self, key: Key, size: int) -> None:
         """truncate(2) without an open handle: stage, cut, upload at once."""
@@ -1080,8 +1117,7 @@ class Storage:
             try:
                 await self.flush(stage)
                 key = (stage.service, stage.path)
-                if key not in self.files and not stage.dirty and \
-                        self.stages.get(key) is stage:
+                if key not in self.files and not stage.dirty and self.stages.get(key) is stage:
                     del self.stages[key]
                     stage.dispose()
             except errors.CanfarfsError as exc:
@@ -1103,8 +1139,9 @@ class Storage:
                 md5 = await trio.to_thread.run_sync(_md5_file, data)
                 await self.clients[service].upload(path, data, size, md5)
             except errors.CanfarfsError as exc:
-                report.append(f"still pending: {service}:{path} ({size} bytes) kept at "
-                              f"{data}: {exc}")
+                report.append(
+                    f"still pending: {service}:{path} ({size} bytes) kept at {data}: {exc}"
+                )
                 self._adopt(service, path, data, entry, size, str(exc))
                 continue
             data.unlink(missing_ok=True)
@@ -1136,17 +1173,26 @@ class Storage:
             stage.dispose()
         self.reads.close()
 
-
-    def _adopt(self, service: str, path: str, data: Path, entry: dict[str, object],
-               size: int, error: str) -> None:
+    def _adopt(
+        self, service: str, path: str, data: Path, entry: dict[str, object], size: int, error: str
+    ) -> None:
         """Make a recovered file that could not be uploaded yet a pending upload of this
         mount: ``status`` lists it, ``sync`` and ``umount`` retry it, reads see it."""
         key = (service, path)
         if key in self.stages:
             return
-        stage = Stage(self.staging_dir, service, path, id=data.stem, size=size, dirty=True,
-                      new=bool(entry.get("new")), tries=1, last_error=error,
-                      nursery=self.nursery)
+        stage = Stage(
+            self.staging_dir,
+            service,
+            path,
+            id=data.stem,
+            size=size,
+            dirty=True,
+            new=bool(entry.get("new")),
+            tries=1,
+            last_error=error,
+            nursery=self.nursery,
+        )
         self.stages[key] = stage
 
 

@@ -36,9 +36,15 @@ AfterUpload = Callable[[Key, Stage, str, bool], Awaitable[None]]
 class Uploads:
     """Uploads of staged files through the service clients."""
 
-    def __init__(self, clients: dict[str, VOSpaceClient], nursery: trio.Nursery, *,
-                 read_timeout: float, after_upload: AfterUpload,
-                 memory: MemoryBudget) -> None:
+    def __init__(
+        self,
+        clients: dict[str, VOSpaceClient],
+        nursery: trio.Nursery,
+        *,
+        read_timeout: float,
+        after_upload: AfterUpload,
+        memory: MemoryBudget,
+    ) -> None:
         self.clients = clients
         self.nursery = nursery
         self.read_timeout = read_timeout
@@ -56,16 +62,28 @@ class Uploads:
             client = self.clients[stage.service]
             path = stage.path
             stage.stream = UploadStream.start(
-                lambda body: client.upload_stream(path, body), stage.data_path, stage.size,
-                self.read_timeout, self.nursery, self.memory)
+                lambda body: client.upload_stream(path, body),
+                stage.data_path,
+                stage.size,
+                self.read_timeout,
+                self.nursery,
+                self.memory,
+            )
             stage.streamed = stage.stream is not None
         return n
 
     def _may_stream(self, stage: Stage, end: int) -> bool:
         """A new arc file, written in order up to here, past STREAM_AFTER, never streamed."""
-        return (stage.service == "arc" and stage.new and not stage.streamed
-                and not stage.discarded and not stage.uploading and end == stage.size
-                and stage.size >= STREAM_AFTER and stage.in_order)
+        return (
+            stage.service == "arc"
+            and stage.new
+            and not stage.streamed
+            and not stage.discarded
+            and not stage.uploading
+            and end == stage.size
+            and stage.size >= STREAM_AFTER
+            and stage.in_order
+        )
 
     async def _finish_stream(self, stage: Stage, md5: str) -> bool:
         """Complete the streaming upload if it holds exactly the staged bytes.
@@ -82,8 +100,12 @@ class Uploads:
         try:
             server_md5 = await stream.finish()
         except errors.CanfarfsError as exc:
-            log.info("streaming upload of %s:%s failed, uploading the staged copy: %s",
-                     stage.service, stage.path, exc)
+            log.info(
+                "streaming upload of %s:%s failed, uploading the staged copy: %s",
+                stage.service,
+                stage.path,
+                exc,
+            )
             return False
         if server_md5 is None:
             try:
@@ -92,9 +114,14 @@ class Uploads:
                 return False
             server_md5 = node.prop(props.MD5) if node.length == stage.size else None
         if server_md5 != md5:
-            log.warning("streaming upload of %s:%s: server holds MD5 %s, ours is %s; "
-                        "uploading the staged copy", stage.service, stage.path,
-                        server_md5, md5)
+            log.warning(
+                "streaming upload of %s:%s: server holds MD5 %s, ours is %s; "
+                "uploading the staged copy",
+                stage.service,
+                stage.path,
+                server_md5,
+                md5,
+            )
             return False
         stage.uploaded_bytes = stage.size
         return True
@@ -129,8 +156,11 @@ class Uploads:
             except errors.IntegrityError:
                 if stage.generation == generation:
                     raise
-                log.info("%s:%s was written during its upload: uploading it again with "
-                         "writes held", stage.service, stage.path)
+                log.info(
+                    "%s:%s was written during its upload: uploading it again with writes held",
+                    stage.service,
+                    stage.path,
+                )
                 async with stage.writes_held():
                     generation = stage.generation
                     md5 = await self._upload_staged(stage, await stage.md5())
@@ -148,12 +178,14 @@ class Uploads:
 
         try:
             await self.clients[stage.service].upload(
-                stage.path, stage.data_path, stage.size, md5, progress=progress)
+                stage.path, stage.data_path, stage.size, md5, progress=progress
+            )
         except errors.CanfarfsError as exc:
             stage.last_error = str(exc)
             await trio.to_thread.run_sync(stage.journal)
-            log.warning("upload of %s:%s failed (try %d): %s", stage.service, stage.path,
-                        stage.tries, exc)
+            log.warning(
+                "upload of %s:%s failed (try %d): %s", stage.service, stage.path, stage.tries, exc
+            )
             raise
         finally:
             stage.uploading = False
@@ -166,4 +198,3 @@ class Uploads:
             stage.uploaded()
         else:
             stage.last_error = None
-

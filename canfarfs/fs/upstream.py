@@ -43,9 +43,16 @@ Put = Callable[[AsyncIterator[bytes]], Awaitable[str | None]]
 class UploadStream:
     """One chunked PUT fed by a file's in-order writes; see the module docstring."""
 
-    def __init__(self, put: Put, staged: Path, prefix: int, timeout: float,
-                 nursery: trio.Nursery, slot: object | None = None,
-                 budget: MemoryBudget | None = None) -> None:
+    def __init__(
+        self,
+        put: Put,
+        staged: Path,
+        prefix: int,
+        timeout: float,
+        nursery: trio.Nursery,
+        slot: object | None = None,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         #: Bytes handed to the stream so far (the staged prefix included).
         self.upto = prefix
         self.broken: str | None = None
@@ -65,9 +72,15 @@ class UploadStream:
         nursery.start_soon(self._run)
 
     @classmethod
-    def start(cls, put: Put, staged: Path, prefix: int, timeout: float,
-              nursery: trio.Nursery, budget: MemoryBudget | None = None,
-              ) -> UploadStream | None:
+    def start(
+        cls,
+        put: Put,
+        staged: Path,
+        prefix: int,
+        timeout: float,
+        nursery: trio.Nursery,
+        budget: MemoryBudget | None = None,
+    ) -> UploadStream | None:
         """A stream, or None when :data:`MAX_STREAMS` are already running."""
         token = object()
         try:

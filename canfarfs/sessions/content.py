@@ -75,11 +75,13 @@ class ContentCache:
     def prune(self, keep: set[str], older_than: float) -> None:
         """Forget entries of sessions not in ``keep`` and any not fetched since
         ``older_than`` (open handles keep their own snapshots)."""
-        for key in [k for k, s in self._snaps.items()
-                    if (k[0] and k[0] not in keep) or s.at < older_than]:
+        for key in [
+            k for k, s in self._snaps.items() if (k[0] and k[0] not in keep) or s.at < older_than
+        ]:
             del self._snaps[key]
-        for key in [k for k, lock in self._locks.items()
-                    if k not in self._snaps and not lock.locked()]:
+        for key in [
+            k for k, lock in self._locks.items() if k not in self._snaps and not lock.locked()
+        ]:
             del self._locks[key]
 
 
@@ -92,7 +94,7 @@ class SnapshotHandle:
         self.data = data
 
     async def read(self, offset: int, size: int) -> bytes:
-        return self.data[offset:offset + size]
+        return self.data[offset : offset + size]
 
     async def write(self, offset: int, data: bytes) -> int:
         raise errors.NotPermitted("read-only file")
@@ -111,17 +113,18 @@ class LogHandle(SnapshotHandle):
     """``logs`` while open: a read reaching past the snapshot fetches newer output
     (at most every ``min_age`` seconds), so readers that follow see it grow."""
 
-    def __init__(self, snap: Snap, refresh: Callable[[], Awaitable[Snap]],
-                 min_age: float) -> None:
+    def __init__(self, snap: Snap, refresh: Callable[[], Awaitable[Snap]], min_age: float) -> None:
         super().__init__(snap.data)
         self.snap = snap
         self.refresh = refresh
         self.min_age = min_age
 
     async def read(self, offset: int, size: int) -> bytes:
-        if offset + size > len(self.snap.data) and \
-                trio.current_time() - self.snap.at >= self.min_age:
+        if (
+            offset + size > len(self.snap.data)
+            and trio.current_time() - self.snap.at >= self.min_age
+        ):
             newer = await self.refresh()
             if len(newer.data) >= len(self.snap.data):
                 self.snap = newer
-        return self.snap.data[offset:offset + size]
+        return self.snap.data[offset : offset + size]

@@ -71,16 +71,19 @@ class Launcher:
                 first = result.failures[min(result.failures)]
                 if not result.ids:
                     f.failed_errno = first.errno
-                raise type(first)(f"{name}: {len(result.failures)} of {spec.replicas} "
-                                  f"replicas not launched: {first.message}",
-                                  status=first.status)
+                raise type(first)(
+                    f"{name}: {len(result.failures)} of {spec.replicas} "
+                    f"replicas not launched: {first.message}",
+                    status=first.status,
+                )
             log.info("launched %s: %s", name, " ".join(result.ids))
 
     def _record(self, spec_name: str, text: bytes, spec: SessionSpec, result: Launch) -> None:
         now = trio.current_time()
         for replica, sid in result.by_replica.items():
-            self.launched[sid] = Launched(spec_name, text, result.names[replica - 1].lower(),
-                                          spec.kind, now)
+            self.launched[sid] = Launched(
+                spec_name, text, result.names[replica - 1].lower(), spec.kind, now
+            )
 
     def forget(self, keep: set[str], older_than: float) -> None:
         """Drop records of sessions no longer listed (launched before ``older_than``)."""
@@ -102,15 +105,19 @@ def _lines(message: str) -> str:
 
 def _failure_text(name: str, spec: SessionSpec, result: Launch) -> str:
     n = spec.replicas
-    head = (f"{name} was not launched: the server refused it." if not result.by_replica else
-            f"{name}: {len(result.failures)} of {n} replicas were not launched "
-            f"({len(result.by_replica)} launched, listed in {name}.ids).")
+    head = (
+        f"{name} was not launched: the server refused it."
+        if not result.by_replica
+        else f"{name}: {len(result.failures)} of {n} replicas were not launched "
+        f"({len(result.by_replica)} launched, listed in {name}.ids)."
+    )
     lines = [head]
     for replica in sorted(result.failures):
         exc = result.failures[replica]
         who = f"replica {replica} ({result.names[replica - 1]})" if n > 1 else spec.name
         lines.append(f"{who}: {exc.message} [{errno.errorcode.get(exc.errno, exc.errno)}]")
     if any(isinstance(e, errors.Timeout) for e in result.failures.values()):
-        lines.append("A replica that timed out may still have started; see "
-                     f"by-name/{spec.name.lower()}*.")
+        lines.append(
+            f"A replica that timed out may still have started; see by-name/{spec.name.lower()}*."
+        )
     return "\n".join(lines) + "\n"

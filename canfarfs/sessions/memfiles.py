@@ -132,8 +132,9 @@ class MemHandle:
 
     direct_io = True
 
-    def __init__(self, files: MemFiles, f: MemFile, *, writable: bool, append: bool,
-                 wrote: bool = False) -> None:
+    def __init__(
+        self, files: MemFiles, f: MemFile, *, writable: bool, append: bool, wrote: bool = False
+    ) -> None:
         self.files = files
         self.file = f
         self.writable = writable
@@ -142,7 +143,7 @@ class MemHandle:
         self.outcome: errors.CanfarfsError | None = None
 
     async def read(self, offset: int, size: int) -> bytes:
-        return bytes(self.file.data[offset:offset + size])
+        return bytes(self.file.data[offset : offset + size])
 
     async def write(self, offset: int, data: bytes) -> int:
         if not self.writable:

@@ -36,15 +36,20 @@ class SpecError(errors.InvalidArgument):
 def is_spec_name(name: str) -> bool:
     """``*.yaml``, ``*.yml``, ``*.json``, not hidden: writing one launches."""
     return not name.startswith(".") and any(
-        name.endswith(s) and len(name) > len(s) for s in SPEC_SUFFIXES)
+        name.endswith(s) and len(name) > len(s) for s in SPEC_SUFFIXES
+    )
 
 
 def is_scratch_name(name: str) -> bool:
     """Editor side files kept in memory that never launch: hidden files (vim's
     ``.x.yaml.swp``, nano's ``.x.yaml.swp``, ``.goutputstream-…``), backups (``x.yaml~``),
     Emacs auto-saves (``#x.yaml#``) and vim's all-digit probe file (``4913``)."""
-    return (name.startswith(".") or name.endswith("~") or name.isdigit()
-            or (len(name) > 1 and name.startswith("#") and name.endswith("#")))
+    return (
+        name.startswith(".")
+        or name.endswith("~")
+        or name.isdigit()
+        or (len(name) > 1 and name.startswith("#") and name.endswith("#"))
+    )
 
 
 def outcome_parts(name: str) -> tuple[str, str] | None:
@@ -64,8 +69,11 @@ class _NoAliasLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML's stub lacks it
             raise yaml.constructor.ConstructorError(
-                None, None, "anchors and aliases (*name) are not supported in specs",
-                event.start_mark)
+                None,
+                None,
+                "anchors and aliases (*name) are not supported in specs",
+                event.start_mark,
+            )
         return super().compose_node(parent, index)
 
 
@@ -87,15 +95,17 @@ def load(data: bytes, name: str) -> tuple[str, dict[str, Any]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"the spec is not UTF-8 text (bad byte at offset {exc.start})") \
-            from None
+        raise SpecError(f"the spec is not UTF-8 text (bad byte at offset {exc.start})") from None
     document = _parse_json(text) if name.endswith(".json") else _parse_yaml(text)
     if not isinstance(document, dict):
-        raise SpecError("the spec must be a mapping of fields (name: …, image: …), "
-                        f"not {_kind_of(document)}")
+        raise SpecError(
+            f"the spec must be a mapping of fields (name: …, image: …), not {_kind_of(document)}"
+        )
     if _has_surrogate(document):
-        raise SpecError("the spec holds an escaped surrogate (\\ud800 to \\udfff), which is "
-                        "not a character; write the character itself")
+        raise SpecError(
+            "the spec holds an escaped surrogate (\\ud800 to \\udfff), which is "
+            "not a character; write the character itself"
+        )
     return text, document
 
 
@@ -123,8 +133,9 @@ def _parse_json(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SpecError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") \
-            from None
+        raise SpecError(
+            f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
     except RecursionError:
         raise SpecError("invalid JSON: nested too deeply") from None
     except ValueError:  # e.g. an integer beyond Python's 4300-digit conversion limit
@@ -148,15 +159,22 @@ def _parse_yaml(text: str) -> Any:
         # tagged as a type but are not one: 2001-13-01, a time zone beyond ±24 h, a number
         # past the 4300-digit conversion limit, `!!float abc`, `!!int ''`, `!!bool maybe`,
         # `!!timestamp x`. (The value may be a secret, so it is not quoted.)
-        raise SpecError("invalid YAML: a value is not the date, number or true/false it "
-                        "looks like or is tagged as (quote it to make it text)") from None
+        raise SpecError(
+            "invalid YAML: a value is not the date, number or true/false it "
+            "looks like or is tagged as (quote it to make it text)"
+        ) from None
 
 
 def _kind_of(value: Any) -> str:
     if value is None:
         return "nothing"
-    return {list: "a list", str: "a string", int: "a number", float: "a number",
-            bool: "true/false"}.get(type(value), type(value).__name__)
+    return {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+    }.get(type(value), type(value).__name__)
 
 
 def registry_secret(document: dict[str, Any]) -> str | None:
@@ -185,8 +203,10 @@ def describe(exc: ValidationError) -> str:
         elif kind == "missing":
             msg = "required field missing"
         elif kind == "string_type":
-            msg = ("must be text (quote it: YAML reads true, yes, no, numbers and dates "
-                   "as other types)")
+            msg = (
+                "must be text (quote it: YAML reads true, yes, no, numbers and dates "
+                "as other types)"
+            )
         else:
             msg = str(e["msg"]).removeprefix("Value error, ")
         lines.append(f"{loc}: {msg}" if loc else msg)
@@ -196,8 +216,9 @@ def describe(exc: ValidationError) -> str:
 def mask_secret(text: str, name: str, secret: str) -> str:
     """``text`` with the registry secret's value written as ``***`` (located as the
     ``registry.secret`` scalar when possible, else every occurrence is masked)."""
-    span = _yaml_secret_span(text) if not name.endswith(".json") else _json_secret_span(
-        text, secret)
+    span = (
+        _yaml_secret_span(text) if not name.endswith(".json") else _json_secret_span(text, secret)
+    )
     if span is not None:
         start, end = span  # always quoted: a plain *** would read as a YAML alias
         return text[:start] + f'"{MASK}"' + text[end:]
@@ -243,10 +264,15 @@ def read_spec(data: bytes, name: str, known: dict[str, str]) -> tuple[SessionSpe
     """
     text, document = load(data, name)
     reg = document.get("registry")
-    if isinstance(reg, dict) and reg.get("secret") is not None and \
-            not isinstance(reg["secret"], str):  # (it could not be masked: !!binary, 1234)
-        raise SpecError("registry.secret: must be text (quote it: YAML reads numbers, "
-                        "dates, true/false and !!binary as other types)")
+    if (
+        isinstance(reg, dict)
+        and reg.get("secret") is not None
+        and not isinstance(reg["secret"], str)
+    ):  # (it could not be masked: !!binary, 1234)
+        raise SpecError(
+            "registry.secret: must be text (quote it: YAML reads numbers, "
+            "dates, true/false and !!binary as other types)"
+        )
     secret = registry_secret(document)
     parsed = Parsed(mask_secret(text, name, secret) if secret else text)
     try:
@@ -254,8 +280,10 @@ def read_spec(data: bytes, name: str, known: dict[str, str]) -> tuple[SessionSpe
             reg = document["registry"]
             user = reg.get("username")
             if not isinstance(user, str) or user not in known:
-                raise SpecError(f"registry.secret is {MASK}, but this mount holds no secret "
-                                f"for username {user!r}; write the secret itself")
+                raise SpecError(
+                    f"registry.secret is {MASK}, but this mount holds no secret "
+                    f"for username {user!r}; write the secret itself"
+                )
             document = {**document, "registry": {**reg, "secret": known[user]}}
         spec = validate(document)
     except SpecError as exc:

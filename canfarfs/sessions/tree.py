@@ -62,8 +62,9 @@ SESSION_FILE_MODE = stat.S_IFREG | 0o644
 PLATFORM_MODE = stat.S_IFREG | 0o444
 MEM_MODE = stat.S_IFREG | 0o644
 
-What = Literal["root", "index", "indexdir", "link", "session", "sfile", "platform", "mem",
-               "outcome"]
+What = Literal[
+    "root", "index", "indexdir", "link", "session", "sfile", "platform", "mem", "outcome"
+]
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,12 @@ class Entry:
 def _safe_component(text: str | None) -> bool:
     if not text:
         return False
-    return text not in (".", "..") and "/" not in text and "\0" not in text \
+    return (
+        text not in (".", "..")
+        and "/" not in text
+        and "\0" not in text
         and len(text.encode()) <= 255
+    )
 
 
 #: How recent the reads of all of a session's files make an rmdir a move's (EBUSY once).
@@ -94,7 +99,8 @@ def _check_name_length(path: str) -> None:
     if size > SPEC_NAME_MAX:
         raise errors.NameTooLong(
             f"sessions/: a name of {size} bytes leaves no room for its .ids and .error "
-            f"(at most {SPEC_NAME_MAX} bytes)")
+            f"(at most {SPEC_NAME_MAX} bytes)"
+        )
 
 
 class LaunchFailed(errors.CanfarfsError):
@@ -113,8 +119,14 @@ class SessionsTree:
     its own.
     """
 
-    def __init__(self, client: SkahaClient, *, user: str,
-                 registry: tuple[str, str] | None = None, list_ttl: float = 2.0) -> None:
+    def __init__(
+        self,
+        client: SkahaClient,
+        *,
+        user: str,
+        registry: tuple[str, str] | None = None,
+        list_ttl: float = 2.0,
+    ) -> None:
         self._read_at: dict[tuple[str, str], float] = {}
         self._removed_at: dict[tuple[str, str], float] = {}
         self._armed: dict[str, float] = {}
@@ -124,11 +136,11 @@ class SessionsTree:
         auth = None
         if registry is not None:
             try:
-                auth = RegistryAuth.model_validate({"username": registry[0],
-                                                    "secret": registry[1]})
+                auth = RegistryAuth.model_validate({"username": registry[0], "secret": registry[1]})
             except ValidationError as exc:
                 raise errors.InvalidArgument(
-                    f"configured registry credentials: {describe(exc)}") from None
+                    f"configured registry credentials: {describe(exc)}"
+                ) from None
         self.launcher = Launcher(client, auth)
         self.files = MemFiles(self._launch)
         self.content = ContentCache(self._fetch)
@@ -164,10 +176,15 @@ class SessionsTree:
         view = {sid: s for sid, s in self._listing.items() if sid not in self._hidden}
         for sid, at in self._awaiting.items():
             rec = self.launcher.launched.get(sid)
-            if rec is not None and sid not in view and sid not in self._hidden \
-                    and now - at < FRESH_FOR:
+            if (
+                rec is not None
+                and sid not in view
+                and sid not in self._hidden
+                and now - at < FRESH_FOR
+            ):
                 view[sid] = Session.model_validate(
-                    {"id": sid, "name": rec.name, "type": rec.kind, "status": "Pending"})
+                    {"id": sid, "name": rec.name, "type": rec.kind, "status": "Pending"}
+                )
         return view
 
     async def _refresh_list(self) -> None:
@@ -282,8 +299,11 @@ class SessionsTree:
                         self._listing[sid] = Session.from_json(raw)
                 status = raw.get("status") or "Unknown"
                 url = raw.get("connectURL") or ""
-                return {(sid, "info"): _pretty(raw), (sid, "status"): f"{status}\n".encode(),
-                        (sid, "url"): f"{url}\n".encode() if url else b""}
+                return {
+                    (sid, "info"): _pretty(raw),
+                    (sid, "status"): f"{status}\n".encode(),
+                    (sid, "url"): f"{url}\n".encode() if url else b"",
+                }
             if name == "events":
                 return {key: (await self.client.events(sid)).encode()}
             if name == "logs":
@@ -322,8 +342,11 @@ class SessionsTree:
                 out[name] = await self._platform_attr(name)
                 return
             snap = self.content.peek(("", name))
-            out[name] = Attr(mode=PLATFORM_MODE, size=len(snap.data) if snap else 0,
-                             mtime_ns=snap.mtime_ns if snap else self._born)
+            out[name] = Attr(
+                mode=PLATFORM_MODE,
+                size=len(snap.data) if snap else 0,
+                mtime_ns=snap.mtime_ns if snap else self._born,
+            )
 
         async with trio.open_nursery() as nursery:
             for name in PLATFORM:
@@ -342,8 +365,7 @@ class SessionsTree:
         if e.what == "session":
             return self._session_attr(e.sid, (await self.sessions()).get(e.sid))
         if e.what == "link":
-            return Attr(mode=stat.S_IFLNK | 0o777, size=len(f"../../{e.sid}"),
-                        mtime_ns=self._born)
+            return Attr(mode=stat.S_IFLNK | 0o777, size=len(f"../../{e.sid}"), mtime_ns=self._born)
         if e.what == "sfile":
             return await self._file_attr(e.sid, e.name, SESSION_FILE_MODE)
         if e.what == "platform":
@@ -353,13 +375,13 @@ class SessionsTree:
             return Attr(mode=MEM_MODE, size=len(f.data), mtime_ns=f.mtime_ns)
         base, suffix = outcome_parts(e.name) or ("", "")
         f = self.files.files[base]
-        return Attr(mode=MEM_MODE, size=len(self._outcome_text(f, suffix) or b""),
-                    mtime_ns=f.mtime_ns)
+        return Attr(
+            mode=MEM_MODE, size=len(self._outcome_text(f, suffix) or b""), mtime_ns=f.mtime_ns
+        )
 
     def _session_attr(self, sid: str, session: Session | None) -> Attr:
         started = session.start_time if session is not None else None
-        mtime = int(started.timestamp() * 1e9) if started else \
-            self._first_seen.get(sid, self._born)
+        mtime = int(started.timestamp() * 1e9) if started else self._first_seen.get(sid, self._born)
         return Attr(mode=DIR_MODE, size=0, mtime_ns=mtime, nlink=2)
 
     async def attr_ttl(self, path: str) -> float:
@@ -378,23 +400,26 @@ class SessionsTree:
             return await self._list_root()
         if e.what == "index":
             idx = self.index(await self.sessions(), e.name)
-            return [(k, Attr(mode=DIR_MODE, size=0, mtime_ns=self._born, nlink=2))
-                    for k in sorted(idx)]
+            return [
+                (k, Attr(mode=DIR_MODE, size=0, mtime_ns=self._born, nlink=2)) for k in sorted(idx)
+            ]
         if e.what == "indexdir":
             which, key = e.name.split("/", 1)
             ids = self.index(await self.sessions(), which).get(key, [])
             return [(sid, await self._attr_of(Entry("link", sid=sid), "")) for sid in sorted(ids)]
         if e.what == "session":
             view = await self.sessions()
-            return [(n, await self._file_attr(e.sid, n, SESSION_FILE_MODE))
-                    for n in self._session_files(e.sid, view[e.sid])]
+            return [
+                (n, await self._file_attr(e.sid, n, SESSION_FILE_MODE))
+                for n in self._session_files(e.sid, view[e.sid])
+            ]
         raise errors.NotADirectory(f"sessions/{path}")
 
     async def _list_root(self) -> list[tuple[str, Attr]]:
         view = await self.sessions()
         out: list[tuple[str, Attr]] = [
-            (name, Attr(mode=DIR_MODE, size=0, mtime_ns=self._born, nlink=2))
-            for name in INDEXES]
+            (name, Attr(mode=DIR_MODE, size=0, mtime_ns=self._born, nlink=2)) for name in INDEXES
+        ]
         platform = await self._platform_attrs()
         out += [(name, platform[name]) for name in PLATFORM]
         for sid in sorted(view):
@@ -406,8 +431,12 @@ class SessionsTree:
                 for suffix in (".ids", ".error"):
                     text = self._outcome_text(f, suffix)
                     if text is not None:
-                        out.append((name + suffix, Attr(mode=MEM_MODE, size=len(text),
-                                                        mtime_ns=f.mtime_ns)))
+                        out.append(
+                            (
+                                name + suffix,
+                                Attr(mode=MEM_MODE, size=len(text), mtime_ns=f.mtime_ns),
+                            )
+                        )
         return out
 
     async def readlink(self, path: str) -> str:
@@ -421,8 +450,7 @@ class SessionsTree:
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY
         if e.what == "mem":
             f = self.files.files[e.name]
-            handle = MemHandle(self.files, f, writable=writing,
-                               append=bool(flags & os.O_APPEND))
+            handle = MemHandle(self.files, f, writable=writing, append=bool(flags & os.O_APPEND))
             if writing and flags & os.O_TRUNC:
                 await handle.truncate(0)
             return handle
@@ -434,8 +462,10 @@ class SessionsTree:
             base, suffix = outcome_parts(e.name) or ("", "")
             f = self.files.files[base]
             if suffix == ".ids" and not f.ids and f.failed_errno is not None and f.error:
-                raise LaunchFailed(f"sessions/{base} was not launched: see "
-                                   f"sessions/{base}.error", errno=f.failed_errno)
+                raise LaunchFailed(
+                    f"sessions/{base} was not launched: see sessions/{base}.error",
+                    errno=f.failed_errno,
+                )
             return SnapshotHandle(self._outcome_text(f, suffix) or b"")
         if e.what == "platform":
             return SnapshotHandle((await self.content.get(("", e.name), CONTENT_AGE)).data)
@@ -466,11 +496,13 @@ class SessionsTree:
         _check_name_length(path)
         if "/" in path or not self.files.acceptable(path) or path in RESERVED:
             raise errors.NotPermitted(
-                f"sessions/{path}: only spec files (*.yaml, *.yml, *.json) can be created here")
+                f"sessions/{path}: only spec files (*.yaml, *.yml, *.json) can be created here"
+            )
         f = self.files.create(path, exclusive=bool(flags & os.O_EXCL))
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY
-        return MemHandle(self.files, f, writable=writing, append=bool(flags & os.O_APPEND),
-                         wrote=True)
+        return MemHandle(
+            self.files, f, writable=writing, append=bool(flags & os.O_APPEND), wrote=True
+        )
 
     async def unlink(self, path: str) -> None:
         e = await self._resolve(path)
@@ -526,13 +558,16 @@ class SessionsTree:
         if sid not in view:
             return
         names = self._session_files(sid, view[sid])
+
         def recent(times: dict[tuple[str, str], float]) -> bool:
             return all(now - times.get((sid, n), -MOVE_WINDOW) < MOVE_WINDOW for n in names)
 
         if recent(self._read_at) and recent(self._removed_at):
             self._armed[sid] = now
-            raise errors.Busy(f"sessions/{sid} was just copied (mv?), so it was not ended: "
-                              f"rmdir it again to end it")
+            raise errors.Busy(
+                f"sessions/{sid} was just copied (mv?), so it was not ended: "
+                f"rmdir it again to end it"
+            )
 
     @staticmethod
     def _note(times: dict[tuple[str, str], float], sid: str, name: str) -> None:
@@ -559,8 +594,10 @@ class SessionsTree:
             raise errors.NotPermitted(f"sessions/{src} cannot be renamed")
         _check_name_length(dst)
         if "/" in dst or not self.files.acceptable(dst) or dst in RESERVED:
-            raise errors.NotPermitted(f"sessions/{dst}: only spec files (*.yaml, *.yml, "
-                                      "*.json) and editor files can be named so")
+            raise errors.NotPermitted(
+                f"sessions/{dst}: only spec files (*.yaml, *.yml, "
+                "*.json) and editor files can be named so"
+            )
         if src == dst:
             return
         f = self.files.rename(src, dst)

@@ -49,8 +49,9 @@ def server_text(r: httpx2.Response) -> str:
     return " ".join(text.split())[:500]
 
 
-def error_from_response(r: httpx2.Response, what: str,
-                        secrets: tuple[str, ...] = ()) -> errors.CanfarfsError:
+def error_from_response(
+    r: httpx2.Response, what: str, secrets: tuple[str, ...] = ()
+) -> errors.CanfarfsError:
     """The domain error for a failed Skaha answer; ``secrets`` are masked out of it."""
     text = server_text(r)
     for secret in secrets:
@@ -65,9 +66,14 @@ def error_from_response(r: httpx2.Response, what: str,
             return errors.PermissionDenied(message, status=status)
         return errors.InvalidArgument(message, status=status)
     table: dict[int, type[errors.CanfarfsError]] = {
-        401: errors.AuthExpired, 403: errors.PermissionDenied, 404: errors.NotFound,
-        405: errors.InvalidArgument, 409: errors.AlreadyExists, 413: errors.InvalidArgument,
-        422: errors.InvalidArgument, 429: errors.Unavailable,
+        401: errors.AuthExpired,
+        403: errors.PermissionDenied,
+        404: errors.NotFound,
+        405: errors.InvalidArgument,
+        409: errors.AlreadyExists,
+        413: errors.InvalidArgument,
+        422: errors.InvalidArgument,
+        429: errors.Unavailable,
     }
     if status in table:
         return table[status](message, status=status)
@@ -106,8 +112,9 @@ class SkahaClient:
         url = f"{self.base}/session"
         return f"{url}/{quote(sid, safe='')}" if sid else url
 
-    async def _get(self, url: str, what: str, params: dict[str, str] | None = None
-                   ) -> httpx2.Response:
+    async def _get(
+        self, url: str, what: str, params: dict[str, str] | None = None
+    ) -> httpx2.Response:
         r = await self.http.request("GET", url, params=params or None)
         if r.status_code != 200:
             raise error_from_response(r, what)
@@ -120,13 +127,13 @@ class SkahaClient:
         try:
             return json.loads(r.content)
         except ValueError as exc:
-            raise errors.ProtocolError(f"{what}: the server's answer is not JSON ({exc})") \
-                from None
+            raise errors.ProtocolError(f"{what}: the server's answer is not JSON ({exc})") from None
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def list_raw(self, kind: str | None = None, status: str | None = None
-                       ) -> builtins.list[dict[str, Any]]:
+    async def list_raw(
+        self, kind: str | None = None, status: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
         """``GET session`` as the JSON objects received (desktop-apps only when asked)."""
         params = {k: v for k, v in (("type", kind), ("status", status)) if v}
         data = await self._json(self._session_url(), "list sessions", params)
@@ -155,15 +162,13 @@ class SkahaClient:
         return r.content
 
     async def events(self, sid: str) -> str:
-        return (await self._get(self._session_url(sid), f"events {sid}",
-                                {"view": "events"})).text
+        return (await self._get(self._session_url(sid), f"events {sid}", {"view": "events"})).text
 
     async def stats(self) -> Any:
         return await self._json(self._session_url(), "stats", {"view": "stats"})
 
     async def images(self, kind: str | None = None) -> Any:
-        return await self._json(f"{self.base}/image", "images",
-                                {"type": kind} if kind else None)
+        return await self._json(f"{self.base}/image", "images", {"type": kind} if kind else None)
 
     async def context(self) -> Any:
         return await self._json(f"{self.base}/context", "context")
@@ -188,7 +193,8 @@ class SkahaClient:
             async with self._limit:
                 try:
                     launch.by_replica[replica] = await self._create_one(
-                        params, headers, launch.names[replica - 1], secrets)
+                        params, headers, launch.names[replica - 1], secrets
+                    )
                 except errors.CanfarfsError as exc:
                     launch.failures[replica] = exc
 
@@ -196,16 +202,24 @@ class SkahaClient:
             for replica, params in enumerate(payloads, start=1):
                 nursery.start_soon(one, replica, params)
         if launch.failures:
-            log.info("create %s: %d of %d replicas failed", spec.name, len(launch.failures),
-                     len(payloads))
+            log.info(
+                "create %s: %d of %d replicas failed",
+                spec.name,
+                len(launch.failures),
+                len(payloads),
+            )
         return launch
 
-    async def _create_one(self, params: builtins.list[tuple[str, str]], headers: dict[str, str],
-                          name: str, secrets: tuple[str, ...]) -> str:
+    async def _create_one(
+        self,
+        params: builtins.list[tuple[str, str]],
+        headers: dict[str, str],
+        name: str,
+        secrets: tuple[str, ...],
+    ) -> str:
         what = f"create {name}"
         url = f"{self._session_url()}?{urlencode(params)}"
-        r = await self.http.request("POST", url, content=b"", headers=headers,
-                                    idempotent=False)
+        r = await self.http.request("POST", url, content=b"", headers=headers, idempotent=False)
         if r.status_code != 200:
             raise error_from_response(r, what, secrets)
         sid = r.text.strip()
@@ -215,9 +229,13 @@ class SkahaClient:
 
     async def renew(self, sid: str) -> None:
         """Extend the session's expiry (400 from the server if it is not active)."""
-        r = await self.http.request("POST", self._session_url(sid), params={"action": "renew"},
-                                    headers={"Content-Type": "application/x-www-form-urlencoded"},
-                                    idempotent=True)
+        r = await self.http.request(
+            "POST",
+            self._session_url(sid),
+            params={"action": "renew"},
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            idempotent=True,
+        )
         if r.status_code != 200:
             raise error_from_response(r, f"renew {sid}")
 
@@ -227,8 +245,9 @@ class SkahaClient:
         if r.status_code != 200:
             raise error_from_response(r, f"destroy {sid}")
 
-    async def destroy_with(self, prefix: str, *, kind: str = "headless",
-                           status: str = "Completed") -> dict[str, bool]:
+    async def destroy_with(
+        self, prefix: str, *, kind: str = "headless", status: str = "Completed"
+    ) -> dict[str, bool]:
         """canfar's bulk destroy: sessions of ``kind`` and ``status`` whose name starts
         with ``prefix`` (a regex, searched, if it holds regex metacharacters)."""
         if any(c in _REGEX_META for c in prefix):
@@ -238,8 +257,11 @@ class SkahaClient:
                 raise errors.InvalidArgument(f"invalid pattern {prefix!r}: {exc}") from None
         else:
             pattern = re.compile("^" + re.escape(prefix))
-        targets = [s.id for s in await self.list(kind, status)
-                   if s.name is not None and pattern.search(s.name)]
+        targets = [
+            s.id
+            for s in await self.list(kind, status)
+            if s.name is not None and pattern.search(s.name)
+        ]
         results: dict[str, bool] = {}
 
         async def one(sid: str) -> None:

@@ -27,16 +27,35 @@ from pydantic import (
     model_validator,
 )
 
-Kind = Literal["desktop", "notebook", "carta", "headless", "firefly", "desktop-app",
-               "contributed"]
-KINDS: tuple[str, ...] = ("desktop", "notebook", "carta", "headless", "firefly",
-                          "desktop-app", "contributed")
+Kind = Literal["desktop", "notebook", "carta", "headless", "firefly", "desktop-app", "contributed"]
+KINDS: tuple[str, ...] = (
+    "desktop",
+    "notebook",
+    "carta",
+    "headless",
+    "firefly",
+    "desktop-app",
+    "contributed",
+)
 #: Kinds ``POST session`` launches (desktop-apps attach to a desktop instead).
-LAUNCH_KINDS: tuple[str, ...] = ("desktop", "notebook", "carta", "headless", "firefly",
-                                 "contributed")
+LAUNCH_KINDS: tuple[str, ...] = (
+    "desktop",
+    "notebook",
+    "carta",
+    "headless",
+    "firefly",
+    "contributed",
+)
 #: The canfar client's status vocabulary (current servers use Completed, legacy Succeeded).
-STATUSES: tuple[str, ...] = ("Pending", "Running", "Completed", "Failed", "Terminating",
-                             "Succeeded", "Error")
+STATUSES: tuple[str, ...] = (
+    "Pending",
+    "Running",
+    "Completed",
+    "Failed",
+    "Terminating",
+    "Succeeded",
+    "Error",
+)
 #: A session name the server keeps intact and Kubernetes accepts as a host name.
 NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 NAME_MAX = 63
@@ -48,8 +67,10 @@ def normalize_image(value: str) -> str:
     ``:latest`` (so ``skaha/astroml`` → ``images.canfar.net/skaha/astroml:latest``)."""
     parts = value.split("/")
     if not 2 <= len(parts) <= 3 or any(not p for p in parts):
-        raise ValueError("must look like [registry/]project/image[:tag], "
-                         "e.g. images.canfar.net/skaha/astroml:latest")
+        raise ValueError(
+            "must look like [registry/]project/image[:tag], "
+            "e.g. images.canfar.net/skaha/astroml:latest"
+        )
     if any(c.isspace() for c in value):
         raise ValueError("must not contain spaces")
     if len(parts) == 2:
@@ -125,16 +146,20 @@ class SessionSpec(BaseModel):
             return None
         if isinstance(value, str):
             if not value or value != value.strip(" ") or "  " in value:
-                raise ValueError("as one string, args are split on single spaces: no "
-                                 "leading, trailing or double spaces (or give a list)")
+                raise ValueError(
+                    "as one string, args are split on single spaces: no "
+                    "leading, trailing or double spaces (or give a list)"
+                )
             return value
         if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
             raise ValueError("must be a list of strings or one string")
         for i, arg in enumerate(value):
             if not arg or " " in arg:
-                raise ValueError(f"argument {i + 1} ({arg!r}) would be split or dropped by the "
-                                 "server, which splits args on spaces; give one word per "
-                                 "argument")
+                raise ValueError(
+                    f"argument {i + 1} ({arg!r}) would be split or dropped by the "
+                    "server, which splits args on spaces; give one word per "
+                    "argument"
+                )
         return value
 
     @field_validator("env", mode="before")
@@ -152,8 +177,10 @@ class SessionSpec(BaseModel):
                 raise ValueError(f"{key}: the value must be text or a number")
             text = str(raw)
             if "=" in text:
-                raise ValueError(f"{key}: the value holds '=', which the server drops "
-                                 "silently (it keeps only NAME=VALUE with one '=')")
+                raise ValueError(
+                    f"{key}: the value holds '=', which the server drops "
+                    "silently (it keeps only NAME=VALUE with one '=')"
+                )
             if not text or "\0" in text:
                 raise ValueError(f"{key}: an empty value is dropped by the server")
             out[key] = text
@@ -164,8 +191,10 @@ class SessionSpec(BaseModel):
         suffix = len(f"-{self.replicas}") if self.replicas > 1 else 0
         if not NAME_RE.fullmatch(self.name) or len(self.name) + suffix > NAME_MAX:
             room = NAME_MAX - suffix
-            raise ValueError(f"name {self.name!r}: 1–{room} letters, digits and '-', starting "
-                             "and ending with a letter or digit")
+            raise ValueError(
+                f"name {self.name!r}: 1–{room} letters, digits and '-', starting "
+                "and ending with a letter or digit"
+            )
         if (self.cmd or self.args or self.env) and self.kind != "headless":
             raise ValueError(f"cmd, args and env are only for headless sessions, not {self.kind}")
         if self.replicas > 1 and self.kind in ("desktop", "firefly"):
@@ -190,14 +219,19 @@ class SessionSpec(BaseModel):
         in canfar's order, then user env, then ``REPLICA_ID``/``REPLICA_COUNT`` (which
         override user variables of the same name)."""
         base: list[tuple[str, str]] = [("image", self.image)]
-        for key, value in (("cores", self.cores), ("ram", self.ram), ("type", self.kind),
-                           ("gpus", self.gpus), ("cmd", self.cmd), ("args", self.args_text)):
+        for key, value in (
+            ("cores", self.cores),
+            ("ram", self.ram),
+            ("type", self.kind),
+            ("gpus", self.gpus),
+            ("cmd", self.cmd),
+            ("args", self.args_text),
+        ):
             if value is not None:
                 base.append((key, str(value)))
         out = []
         for i, name in enumerate(self.names(), start=1):
-            env = dict(self.env or {}) | {"REPLICA_ID": str(i),
-                                          "REPLICA_COUNT": str(self.replicas)}
+            env = dict(self.env or {}) | {"REPLICA_ID": str(i), "REPLICA_COUNT": str(self.replicas)}
             out.append([("name", name), *base, *(("env", f"{k}={v}") for k, v in env.items())])
         return out
 
@@ -261,11 +295,15 @@ class Session(BaseModel):
             if key in ("startTime", "expiryTime"):
                 out[key] = parse_time(value)
             elif key == "supplementalGroups":
-                out[key] = [int(g) for g in value if _int_like(g)] \
-                    if isinstance(value, list) else []
+                out[key] = (
+                    [int(g) for g in value if _int_like(g)] if isinstance(value, list) else []
+                )
             elif key == "isFixedResources":
-                out[key] = value if isinstance(value, bool) else (
-                    str(value).lower() == "true" if _text(value) else None)
+                out[key] = (
+                    value
+                    if isinstance(value, bool)
+                    else (str(value).lower() == "true" if _text(value) else None)
+                )
             elif key in _STRING_KEYS:
                 out[key] = _text(value)
             else:
@@ -294,8 +332,24 @@ def _int_like(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lstrip("+-").isdigit()
 
 
-_STRING_KEYS = frozenset({
-    "id", "userid", "runAsUID", "runAsGID", "appid", "image", "type", "status", "name",
-    "connectURL", "requestedRAM", "requestedCPUCores", "requestedGPUCores", "ramInUse",
-    "cpuCoresInUse", "gpuRAMInUse", "gpuUtilization",
-})
+_STRING_KEYS = frozenset(
+    {
+        "id",
+        "userid",
+        "runAsUID",
+        "runAsGID",
+        "appid",
+        "image",
+        "type",
+        "status",
+        "name",
+        "connectURL",
+        "requestedRAM",
+        "requestedCPUCores",
+        "requestedGPUCores",
+        "ramInUse",
+        "cpuCoresInUse",
+        "gpuRAMInUse",
+        "gpuUtilization",
+    }
+)

@@ -22,8 +22,17 @@ MiB = 1024 * 1024
 BATCH = 1 * MiB
 
 
-async def read_into(http: HTTP, url: str, *, ranged: bool, needs_auth: bool, start: int,
-                    end: int, accept: Accept, read_timeout: float) -> int:
+async def read_into(
+    http: HTTP,
+    url: str,
+    *,
+    ranged: bool,
+    needs_auth: bool,
+    start: int,
+    end: int,
+    accept: Accept,
+    read_timeout: float,
+) -> int:
     """Read [start, end) of the body at ``url`` into ``accept``; the offset reached.
 
     Without ranges the body always starts at 0 (``start`` must be 0). Returns early,
@@ -48,8 +57,15 @@ async def read_into(http: HTTP, url: str, *, ranged: bool, needs_auth: bool, sta
     return await _read_async(http, url, headers, needs_auth, start, accept, read_timeout)
 
 
-async def _read_async(http: HTTP, url: str, headers: dict[str, str], needs_auth: bool,
-                      start: int, accept: Accept, read_timeout: float) -> int:
+async def _read_async(
+    http: HTTP,
+    url: str,
+    headers: dict[str, str],
+    needs_auth: bool,
+    start: int,
+    accept: Accept,
+    read_timeout: float,
+) -> int:
     pos = start
     batch: list[bytes] = []
     batch_len = 0

@@ -70,7 +70,12 @@ class VOSpaceClient:
     """One VOSpace service (arc or vault) at ``base_url``."""
 
     def __init__(
-        self, http: HTTP, base_url: str, service: str, *, authority: str | None = None,
+        self,
+        http: HTTP,
+        base_url: str,
+        service: str,
+        *,
+        authority: str | None = None,
         page_size: int = 1000,
     ) -> None:
         if service not in ("arc", "vault"):
@@ -88,13 +93,18 @@ class VOSpaceClient:
 
     def _url(self, endpoint: str, path: str) -> str:
         path = path.strip("/")
-        return f"{self.base}/{endpoint}/{quote(path, safe='/')}" if path else \
-            f"{self.base}/{endpoint}"
+        return (
+            f"{self.base}/{endpoint}/{quote(path, safe='/')}" if path else f"{self.base}/{endpoint}"
+        )
 
     # -- nodes -------------------------------------------------------------------------
 
     async def get_node(
-        self, path: str, *, limit: int | None = 0, detail: str | None = None,
+        self,
+        path: str,
+        *,
+        limit: int | None = 0,
+        detail: str | None = None,
         cursor: str | None = None,
     ) -> Node:
         """One node document (``limit=0``: no children; ``None``: the server's default)."""
@@ -140,26 +150,50 @@ class VOSpaceClient:
                 return
             cursor = children[-1].uri
 
-    async def create_node(self, path: str, kind: NodeType, *, target: str | None = None,
-                          properties: dict[str, str | None] | None = None) -> Node:
-        node = Node(uri=self.uri(path), type=kind, properties=properties or {}, target=target,
-                    children=[] if kind is NodeType.CONTAINER else None)
+    async def create_node(
+        self,
+        path: str,
+        kind: NodeType,
+        *,
+        target: str | None = None,
+        properties: dict[str, str | None] | None = None,
+    ) -> Node:
+        node = Node(
+            uri=self.uri(path),
+            type=kind,
+            properties=properties or {},
+            target=target,
+            children=[] if kind is NodeType.CONTAINER else None,
+        )
         r = await self.http.request(
-            "PUT", self._url("nodes", path), content=vxml.node_to_xml(node),
-            headers={"Content-Type": "text/xml"}, idempotent=False)
+            "PUT",
+            self._url("nodes", path),
+            content=vxml.node_to_xml(node),
+            headers={"Content-Type": "text/xml"},
+            idempotent=False,
+        )
         if r.status_code not in (200, 201):
             raise error_from_response(r, f"create {self.service}:{path}")
         return self._parse(r, path)
 
-    async def update_node(self, path: str, kind: NodeType,
-                          properties: dict[str, str | None]) -> Node:
+    async def update_node(
+        self, path: str, kind: NodeType, properties: dict[str, str | None]
+    ) -> Node:
         """Set (value) or delete (None) properties; others are kept."""
-        node = Node(uri=self.uri(path), type=kind, properties=properties,
-                    target="vos://x" if kind is NodeType.LINK else None,
-                    children=[] if kind is NodeType.CONTAINER else None)
+        node = Node(
+            uri=self.uri(path),
+            type=kind,
+            properties=properties,
+            target="vos://x" if kind is NodeType.LINK else None,
+            children=[] if kind is NodeType.CONTAINER else None,
+        )
         r = await self.http.request(
-            "POST", self._url("nodes", path), content=vxml.node_to_xml(node),
-            headers={"Content-Type": "text/xml"}, idempotent=True)
+            "POST",
+            self._url("nodes", path),
+            content=vxml.node_to_xml(node),
+            headers={"Content-Type": "text/xml"},
+            idempotent=True,
+        )
         if r.status_code != 200:
             raise error_from_response(r, f"update {self.service}:{path}")
         return self._parse(r, path)
@@ -176,8 +210,13 @@ class VOSpaceClient:
         t = Transfer(target=self.uri(src), direction=self.uri(dst), keep_bytes=False)
         what = f"move {self.service}:{src} -> {dst}"
         r = await self.http.request(
-            "POST", f"{self.base}/transfers", content=vxml.transfer_to_xml(t),
-            headers={"Content-Type": "text/xml"}, params={"PHASE": "RUN"}, idempotent=False)
+            "POST",
+            f"{self.base}/transfers",
+            content=vxml.transfer_to_xml(t),
+            headers={"Content-Type": "text/xml"},
+            params={"PHASE": "RUN"},
+            idempotent=False,
+        )
         if r.status_code != 303:
             raise error_from_response(r, what)
         job_url = r.headers["location"]
@@ -198,7 +237,8 @@ class VOSpaceClient:
                         raise errors.ProtocolError(f"{what}: bad job document: {exc}") from exc
                     if job.phase.value == "PENDING":
                         run = await self.http.request(
-                            "POST", f"{job_url}/phase", data={"PHASE": "RUN"}, idempotent=True)
+                            "POST", f"{job_url}/phase", data={"PHASE": "RUN"}, idempotent=True
+                        )
                         if run.status_code not in (200, 303):
                             raise error_from_response(run, what)
                         continue
@@ -224,22 +264,23 @@ class VOSpaceClient:
         if r.status_code == 204:
             return None
         if r.status_code in (302, 303, 307):
-            return DataLocation(url=r.headers["location"], size=size_hint or 0, ranges=True,
-                                needs_auth=False)
+            return DataLocation(
+                url=r.headers["location"], size=size_hint or 0, ranges=True, needs_auth=False
+            )
         if r.status_code == 200:  # a server that answers bytes directly
             return DataLocation(url=url, size=len(r.content), ranges=False, needs_auth=True)
         raise error_from_response(r, f"read {self.service}:{path}")
 
     @asynccontextmanager
-    async def open_bytes(self, loc: DataLocation, start: int = 0,
-                         end: int | None = None) -> AsyncIterator[httpx2.Response]:
+    async def open_bytes(
+        self, loc: DataLocation, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[httpx2.Response]:
         """A streamed GET of ``loc`` from ``start`` (to ``end`` exclusive, if ranged)."""
         headers = {"Accept-Encoding": "identity"}
         if loc.ranges and (start or end is not None):
             last = "" if end is None else str(end - 1)
             headers["Range"] = f"bytes={start}-{last}"
-        async with self.http.stream("GET", loc.url, headers=headers,
-                                    auth=loc.needs_auth) as r:
+        async with self.http.stream("GET", loc.url, headers=headers, auth=loc.needs_auth) as r:
             if r.status_code == 204:
                 yield r
                 return
@@ -250,34 +291,60 @@ class VOSpaceClient:
                 raise errors.ProtocolError("server ignored a byte range")
             yield r
 
-    async def read_into(self, loc: DataLocation, start: int, end: int, accept: Accept,
-                        *, read_timeout: float | None = None) -> int:
+    async def read_into(
+        self,
+        loc: DataLocation,
+        start: int,
+        end: int,
+        accept: Accept,
+        *,
+        read_timeout: float | None = None,
+    ) -> int:
         """Hand [start, end) of ``loc``'s bytes to ``accept`` (a body without ranges
         from 0); the offset reached (short of ``end`` when ``accept`` said stop)."""
         return await read_into(
-            self.http, loc.url, ranged=loc.ranges, needs_auth=loc.needs_auth, start=start,
-            end=end, accept=accept,
-            read_timeout=read_timeout if read_timeout is not None else self.http.timeouts.read)
+            self.http,
+            loc.url,
+            ranged=loc.ranges,
+            needs_auth=loc.needs_auth,
+            start=start,
+            end=end,
+            accept=accept,
+            read_timeout=read_timeout if read_timeout is not None else self.http.timeouts.read,
+        )
 
     # -- writing -----------------------------------------------------------------------
 
-    async def upload(self, path: str, source: Path, size: int, md5_hex: str,
-                     content_type: str | None = None,
-                     progress: Callable[[int], None] | None = None) -> None:
+    async def upload(
+        self,
+        path: str,
+        source: Path,
+        size: int,
+        md5_hex: str,
+        content_type: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         """Put ``source``'s bytes at ``path``; return only once the server's MD5 matches."""
         if size == 0:
             await self._ensure_empty(path)
             return
         what = f"upload {self.service}:{path}"
-        url = self._url("files", path) if self.service == "arc" else \
-            await self._negotiate_put(path, size)
-        headers = {"Content-Length": str(size), "Digest": f"md5={md5_b64(md5_hex)}",
-                   "Content-Type": content_type or "application/octet-stream"}
+        url = (
+            self._url("files", path)
+            if self.service == "arc"
+            else await self._negotiate_put(path, size)
+        )
+        headers = {
+            "Content-Length": str(size),
+            "Digest": f"md5={md5_b64(md5_hex)}",
+            "Content-Type": content_type or "application/octet-stream",
+        }
         attempts = self.http.retry.attempts
         for attempt in range(attempts):
             try:
-                r = await self._put_file(url, source, headers, auth=self.service == "arc",
-                                         progress=progress)
+                r = await self._put_file(
+                    url, source, headers, auth=self.service == "arc", progress=progress
+                )
             except (errors.Unavailable, errors.Timeout):
                 if attempt == attempts - 1:
                     raise
@@ -285,7 +352,8 @@ class VOSpaceClient:
                 continue
             if r.status_code in (500, 502, 503, 504) and attempt < attempts - 1:
                 await self.http.retry.sleep(
-                    self.http.retry.delay(attempt, r.headers.get("retry-after")))
+                    self.http.retry.delay(attempt, r.headers.get("retry-after"))
+                )
                 continue
             break
         if r.status_code not in (200, 201):
@@ -307,9 +375,13 @@ class VOSpaceClient:
         if self.service != "arc":
             raise ValueError("streaming uploads go to arc's /files only")
         what = f"upload {self.service}:{path}"
-        async with self.http.stream("PUT", self._url("files", path), content=body,
-                                    headers={"Content-Type": "application/octet-stream"},
-                                    bound=math.inf) as r:
+        async with self.http.stream(
+            "PUT",
+            self._url("files", path),
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+            bound=math.inf,
+        ) as r:
             await r.aread()
         if r.status_code not in (200, 201):
             raise error_from_response(r, what)
@@ -326,8 +398,9 @@ class VOSpaceClient:
         if not node.length:
             return
         if self.service == "arc":  # arc's /files PUT truncates in place
-            r = await self.http.request("PUT", self._url("files", path), content=b"",
-                                        headers={"Content-Length": "0"})
+            r = await self.http.request(
+                "PUT", self._url("files", path), content=b"", headers={"Content-Length": "0"}
+            )
             if r.status_code not in (200, 201):
                 raise error_from_response(r, f"truncate {self.service}:{path}")
             return
@@ -337,12 +410,20 @@ class VOSpaceClient:
         await self.create_node(path, NodeType.DATA, properties=dict(node.properties))
 
     async def _negotiate_put(self, path: str, size: int) -> str:
-        t = Transfer(target=self.uri(path), direction="pushToVoSpace",
-                     protocols=[Protocol(uri=HTTPS_PUT)], length=size)
+        t = Transfer(
+            target=self.uri(path),
+            direction="pushToVoSpace",
+            protocols=[Protocol(uri=HTTPS_PUT)],
+            length=size,
+        )
         what = f"negotiate upload {self.service}:{path}"
         r = await self.http.request(
-            "POST", f"{self.base}/synctrans", content=vxml.transfer_to_xml(t),
-            headers={"Content-Type": "text/xml"}, idempotent=True)
+            "POST",
+            f"{self.base}/synctrans",
+            content=vxml.transfer_to_xml(t),
+            headers={"Content-Type": "text/xml"},
+            idempotent=True,
+        )
         hops = 0
         while r.status_code in (302, 303) and hops < 5:
             hops += 1
@@ -360,9 +441,14 @@ class VOSpaceClient:
             raise error_from_job(err.text if err.status_code == 200 else "TransferFailed", what)
         return endpoints[0]
 
-    async def _put_file(self, url: str, source: Path, headers: dict[str, str],
-                        auth: bool, progress: Callable[[int], None] | None = None,
-                        ) -> httpx2.Response:
+    async def _put_file(
+        self,
+        url: str,
+        source: Path,
+        headers: dict[str, str],
+        auth: bool,
+        progress: Callable[[int], None] | None = None,
+    ) -> httpx2.Response:
         length = int(headers["Content-Length"])
 
         async def body() -> AsyncIterator[bytes]:
@@ -386,8 +472,9 @@ class VOSpaceClient:
 
         # No overall bound: a large upload may take long, but every wait inside it (each
         # chunk written, the answer after the last one) is bounded by httpx's timeouts.
-        async with self.http.stream("PUT", url, headers=headers, auth=auth,
-                                    content=body(), bound=math.inf) as r:
+        async with self.http.stream(
+            "PUT", url, headers=headers, auth=auth, content=body(), bound=math.inf
+        ) as r:
             await r.aread()
             return r
 
@@ -399,4 +486,3 @@ def md5_of_file(path: Path) -> str:
         while chunk := f.read(UPLOAD_CHUNK):
             h.update(chunk)
     return h.hexdigest()
-

@@ -39,8 +39,19 @@ IMMUTABLE = frozenset(
 )
 
 _DUBLIN_CORE = [
-    "title", "subject", "description", "publisher", "contributor", "format", "identifier",
-    "source", "language", "relation", "coverage", "rights", "runid",
+    "title",
+    "subject",
+    "description",
+    "publisher",
+    "contributor",
+    "format",
+    "identifier",
+    "source",
+    "language",
+    "relation",
+    "coverage",
+    "rights",
+    "runid",
 ]
 
 #: Every key accepted under the core namespace; any other core key is a 400.

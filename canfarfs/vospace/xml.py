@@ -108,8 +108,16 @@ class _NodeRec:
     """A ``vos:node`` as read; checked and turned into a Node once the document is parsed
     (``xsi:type`` needs every namespace declaration, and errors keep the tree-walk order)."""
 
-    __slots__ = ("attrs", "bad_property", "children", "depth", "has_nodes", "has_props",
-                 "properties", "target")
+    __slots__ = (
+        "attrs",
+        "bad_property",
+        "children",
+        "depth",
+        "has_nodes",
+        "has_props",
+        "properties",
+        "target",
+    )
 
     def __init__(self, attrs: dict[str, str], depth: int) -> None:
         self.attrs = attrs
@@ -127,8 +135,18 @@ class _NodeBuilder:
     ``target`` and ``nodes`` child of each node, the direct children of those, and the
     text before an element's first child (ElementTree's ``.text``)."""
 
-    __slots__ = ("key", "kind", "nsmap", "parts", "rec", "root", "root_name", "skip", "stack",
-                 "text")
+    __slots__ = (
+        "key",
+        "kind",
+        "nsmap",
+        "parts",
+        "rec",
+        "root",
+        "root_name",
+        "skip",
+        "stack",
+        "text",
+    )
 
     def __init__(self) -> None:
         self.nsmap: dict[str, str] = {}  # first declaration of each prefix anywhere
@@ -222,18 +240,25 @@ def _forbid_dtd(name: str, sysid: str | None, pubid: str | None, internal: int) 
     raise DTDForbidden(name, sysid, pubid)
 
 
-def _forbid_entity(name: str, _param: int, value: str | None, base: str | None,
-                   sysid: str | None, pubid: str | None, notation: str | None) -> None:
+def _forbid_entity(
+    name: str,
+    _param: int,
+    value: str | None,
+    base: str | None,
+    sysid: str | None,
+    pubid: str | None,
+    notation: str | None,
+) -> None:
     raise EntitiesForbidden(name, value, base, sysid, pubid, notation)
 
 
-def _forbid_unparsed(name: str, base: str | None, sysid: str | None, pubid: str | None,
-                     notation: str | None) -> None:
+def _forbid_unparsed(
+    name: str, base: str | None, sysid: str | None, pubid: str | None, notation: str | None
+) -> None:
     raise EntitiesForbidden(name, None, base, sysid, pubid, notation)
 
 
-def _forbid_external(context: str, base: str | None, sysid: str | None,
-                     pubid: str | None) -> int:
+def _forbid_external(context: str, base: str | None, sysid: str | None, pubid: str | None) -> int:
     raise ExternalReferenceForbidden(context, base, sysid, pubid)
 
 
@@ -256,8 +281,14 @@ def _node_from(rec: _NodeRec, nsmap: dict[str, str]) -> Node:
         raise XMLError("LinkNode without target")
     children = [_node_from(c, nsmap) for c in rec.children] if rec.has_nodes else None
     busy = (rec.attrs.get("busy") or "false").lower() == "true"
-    return Node(uri=uri, type=kind, properties=rec.properties, busy=busy, target=rec.target,
-                children=children)
+    return Node(
+        uri=uri,
+        type=kind,
+        properties=rec.properties,
+        busy=busy,
+        target=rec.target,
+        children=children,
+    )
 
 
 def parse_node(data: bytes, max_size: int | None = None) -> Node:
@@ -302,7 +333,7 @@ def _prop_lines(properties: dict[str, str | None], indent: str) -> Iterable[str]
 
 def _node_lines(node: Node, indent: str, top: bool, detail: bool) -> Iterable[str]:
     ns = f' xmlns:vos="{VOS_NS}" xmlns:xsi="{XSI_NS}"' if top else ""
-    attrs = f"{ns} uri={quoteattr(node.uri)} xsi:type=\"vos:{node.type.value}\""
+    attrs = f'{ns} uri={quoteattr(node.uri)} xsi:type="vos:{node.type.value}"'
     if node.type is NodeType.DATA:
         attrs += f' busy="{"true" if node.busy else "false"}"'
     yield f"{indent}<vos:node{attrs}>"
@@ -410,21 +441,20 @@ def job_to_xml(
         "  <uws:runId />",
         f"  <uws:ownerId>{escape(owner)}</uws:ownerId>",
         f"  <uws:phase>{job.phase.value}</uws:phase>",
-        "  <uws:quote xsi:nil=\"true\" />",
+        '  <uws:quote xsi:nil="true" />',
         f"  <uws:creationTime>{created}Z</uws:creationTime>",
         f"  <uws:startTime>{created}Z</uws:startTime>",
-        f"  <uws:endTime>{created}Z</uws:endTime>" if not job.phase.active else
-        "  <uws:endTime xsi:nil=\"true\" />",
+        f"  <uws:endTime>{created}Z</uws:endTime>"
+        if not job.phase.active
+        else '  <uws:endTime xsi:nil="true" />',
         "  <uws:executionDuration>0</uws:executionDuration>",
-        "  <uws:destruction xsi:nil=\"true\" />",
+        '  <uws:destruction xsi:nil="true" />',
         "  <uws:parameters />",
     ]
     if job.results:
         out.append("  <uws:results>")
         for rid, href in job.results.items():
-            out.append(
-                f"    <uws:result id={quoteattr(rid)} xlink:href={quoteattr(href)} />"
-            )
+            out.append(f"    <uws:result id={quoteattr(rid)} xlink:href={quoteattr(href)} />")
         out.append("  </uws:results>")
     else:
         out.append("  <uws:results />")
