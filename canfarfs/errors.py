@@ -1,8 +1,10 @@
 """One error vocabulary for the clients and the file system, and one errno table.
 
-Clients raise :class:`RemoteError` subclasses that carry their meaning; the FUSE adapter
-turns any exception into an errno with :func:`errno_for`. An unknown exception is EIO
-(and is logged with its traceback by the adapter) — never a guessed errno.
+Clients and the core raise :class:`CanfarfsError` subclasses that carry their meaning;
+the failures that may pass when tried again share the :class:`Transient` base, which
+retries and outage handling catch. The FUSE adapter turns any exception into an errno
+with :func:`errno_for`. An unknown exception is EIO (and is logged with its traceback
+by the adapter) — never a guessed errno.
 """
 
 from __future__ import annotations
@@ -99,13 +101,18 @@ class Busy(CanfarfsError):
     errno = errno.EBUSY
 
 
-class Timeout(CanfarfsError):
+class Transient(CanfarfsError):
+    """A failure that may pass if the same request is made again (a slow or unreachable
+    server, a connection cut): what retries and outage handling catch."""
+
+
+class Timeout(Transient):
     """A bounded wait ran out (the server is slow or unreachable)."""
 
     errno = errno.ETIMEDOUT
 
 
-class Unavailable(CanfarfsError):
+class Unavailable(Transient):
     """The server could not be reached or kept failing (after retries)."""
 
     errno = errno.EIO

@@ -29,8 +29,9 @@ from canfarfs.vospace.client import DataLocation, VOSpaceClient
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-#: Errors after which a download tries again (with backoff), resuming where it was.
-TRANSIENT = (errors.Unavailable, errors.Timeout, errors.ProtocolError)
+#: Errors after which a download tries again (with backoff), resuming where it was: a
+#: body shorter than asked (ProtocolError) is one more way for a transfer to break off.
+TRANSIENT = (errors.Transient, errors.ProtocolError)
 
 
 @dataclass

@@ -202,7 +202,7 @@ class Storage:
             fetched: Node | None = await self.client(key).get_node(key[1])
         except errors.NotFound:
             fetched = None
-        except (errors.Timeout, errors.Unavailable) as exc:
+        except errors.Transient as exc:
             self.mark_down(key[0], exc)
             if stale is None:
                 raise
@@ -260,7 +260,7 @@ class Storage:
             started = trio.current_time()
             try:
                 children = await self._fetch_listing(key)
-            except (errors.Timeout, errors.Unavailable) as exc:
+            except errors.Transient as exc:
                 self.mark_down(key[0], exc)
                 listing = self.meta.stale_listing(key)
                 if listing is None:

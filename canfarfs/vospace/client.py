@@ -345,7 +345,7 @@ class VOSpaceClient:
                 r = await self._put_file(
                     url, source, headers, auth=self.service == "arc", progress=progress
                 )
-            except (errors.Unavailable, errors.Timeout):
+            except errors.Transient:
                 if attempt == attempts - 1:
                     raise
                 await self.http.retry.sleep(self.http.retry.delay(attempt))
