@@ -18,6 +18,7 @@ from canfarfs.emulator.app import Emulator, build_emulator
 from canfarfs.emulator.config import add_user, load_config
 
 if TYPE_CHECKING:
+    from canfarfs.skaha import SkahaClient
     from tests.mount_util import Rig
 
 TOKEN = "test-token-alice"
@@ -147,3 +148,31 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     r.clear()
     r.mount.unmount()
     r.live.stop()
+
+
+@pytest.fixture
+async def skaha(emulator: Emulator) -> AsyncIterator[SkahaClient]:
+    """A client on the emulator, with its sessions running (headless = local processes)."""
+    from canfarfs.skaha import SkahaClient
+    from tests.skaha_util import make_http, running  # skaha_util imports us
+
+    async with running(emulator):
+        http = make_http(emulator)
+        try:
+            yield SkahaClient(http, f"{BASE}/skaha/v1")
+        finally:
+            await http.aclose()
+
+
+@pytest.fixture
+def live(live_emulator: LiveEmulator) -> Iterator[LiveEmulator]:
+    """``live_emulator``, with its stdout/stderr pipes closed after it stops.
+
+    conftest's ``LiveEmulator.stop`` leaves both pipes open; under ``filterwarnings =
+    error`` the resulting ResourceWarning fails whichever test runs next.
+    """
+    yield live_emulator
+    live_emulator.stop()
+    for pipe in (live_emulator.proc.stdout, live_emulator.proc.stderr):
+        if pipe is not None:
+            pipe.close()

@@ -30,15 +30,15 @@ from canfarfs import errors
 from canfarfs.sessions.specs import FIELDS, MASK, MAX_SPEC, SpecError, read_spec
 from canfarfs.vospace.xml import (
     MAX_NODE_DOC,
-    UWS_NS,
-    VOS_NS,
-    XSI_NS,
     XMLError,
     parse_job,
     parse_node,
     parse_transfer,
 )
-from tests.test_emulator_bad_input import FRAGMENTS, bodies, transfer_documents
+from tests.fuzz_util import (
+    nested_listing,
+    xml_cases,
+)
 
 CI_EXAMPLES = 300
 LONG_EXAMPLES = int(os.environ.get("CANFARFS_FUZZ_EXAMPLES", "100000"))
@@ -399,119 +399,6 @@ def test_spec_parser_fuzz(case: tuple[bytes, str, str | None]) -> None:
 # ---------------------------------------------------------------------------------------
 # VOSpace XML (node, transfer and job documents)
 
-UWS_FRAGMENTS = [
-    f'<uws:job xmlns:uws="{UWS_NS}">',
-    "</uws:job>",
-    "<uws:phase>",
-    "</uws:phase>",
-    "COMPLETED",
-    "EXECUTING",
-    "ERROR",
-    "BOGUS",
-    "<uws:jobId>",
-    "</uws:jobId>",
-    "<uws:errorSummary><uws:message>",
-    "</uws:message></uws:errorSummary>",
-    '<uws:results><uws:result id="r" xlink:href="h"/></uws:results>',
-    ' xmlns:xlink="http://www.w3.org/1999/xlink"',
-    "<uws:results>",
-]
-XML_EXTRA = [
-    '<?xml version="1.0" encoding="UTF-8"?>',
-    '<?xml version="1.0" encoding="bogus"?>',
-    '<?xml version="1.0" encoding="UTF-16"?>',
-    '<?xml version="1.1"?>',
-    '<!DOCTYPE x [<!ENTITY a "aaaa">]>',
-    "&a;",
-    "&amp;",
-    "&#0;",
-    "&#x1F600;",
-    "<![CDATA[",
-    "]]>",
-    "<!-- c -->",
-    "<?pi x?>",
-    f' xmlns:xsi="{XSI_NS}"',
-    ' xsi:type="vos:ContainerNode"',
-    ' xsi:type="DataNode"',
-    ' xsi:type=":x"',
-    ' xsi:type="other:LinkNode"',
-    ' xmlns:other="urn:o"',
-    ' busy="true"',
-    "<vos:node>",
-    ' uri=""',
-]
-XML_FRAGMENTS = [*FRAGMENTS, *UWS_FRAGMENTS, *XML_EXTRA]
-xml_soup = st.lists(
-    st.one_of(st.sampled_from(XML_FRAGMENTS), st.text(max_size=10)), max_size=50
-).map("".join)
-
-
-@st.composite
-def listings(draw: st.DrawFn) -> str:
-    """A container listing with odd children (kinds, properties, nesting up to 4)."""
-
-    def node(depth: int) -> str:
-        kind = draw(
-            st.sampled_from(
-                ["ContainerNode", "DataNode", "LinkNode", "StructuredDataNode", "Bogus", ""]
-            )
-        )
-        attrs = "" if draw(st.integers(0, 9)) == 0 else ' uri="vos://cadc.nrc.ca~arc/x"'
-        if kind:
-            attrs += f' xsi:type="vos:{kind}"'
-        inner = draw(
-            st.sampled_from(
-                [
-                    "",
-                    "<vos:properties/>",
-                    "<vos:target>t</vos:target>",
-                    '<vos:properties><vos:property uri="u" xsi:nil="true"/></vos:properties>',
-                    "<vos:properties><vos:property>v</vos:property></vos:properties>",
-                ]
-            )
-        )
-        if depth < 4 and draw(st.booleans()):
-            inner += (
-                "<vos:nodes>"
-                + "".join(node(depth + 1) for _ in range(draw(st.integers(0, 3))))
-                + "</vos:nodes>"
-            )
-        return f"<vos:node{attrs}>{inner}</vos:node>"
-
-    doc = node(0)
-    return doc.replace("<vos:node", f'<vos:node xmlns:vos="{VOS_NS}" xmlns:xsi="{XSI_NS}"', 1)
-
-
-@st.composite
-def xml_cases(draw: st.DrawFn) -> bytes:
-    how = draw(st.sampled_from(["bodies", "soup", "listing", "transfer", "mutated"]))
-    if how == "bodies":  # bytes, fragment soup and plausible node documents
-        data = draw(bodies)
-    elif how == "soup":
-        data = draw(xml_soup).encode("utf-8", "surrogatepass")
-    elif how == "listing":
-        data = draw(listings()).encode()
-    elif how == "transfer":
-        data = draw(transfer_documents(moves=draw(st.booleans())))[1]
-    else:  # a plausible document cut, spliced or with a byte flipped
-        base = draw(
-            st.one_of(
-                listings().map(str.encode), transfer_documents(moves=False).map(lambda t: t[1])
-            )
-        )
-        i = draw(st.integers(0, len(base)))
-        data = draw(
-            st.sampled_from(
-                [
-                    base[:i],
-                    base[:i] + draw(st.binary(max_size=8)) + base[i:],
-                    base[:i] + base[i + 1 :],
-                ]
-            )
-        )
-    event(f"xml input: {how}")
-    return data
-
 
 def check_xml(data: bytes) -> str:
     """All three parsers, as the client and the emulator call them."""
@@ -536,17 +423,6 @@ def check_xml(data: bytes) -> str:
 @given(xml_cases())
 def test_xml_parser_fuzz(data: bytes) -> None:
     check_xml(data)
-
-
-def nested_listing(depth: int) -> bytes:
-    open_ = '<vos:node uri="vos://a~arc/x" xsi:type="vos:ContainerNode"><vos:nodes>'
-    close = "</vos:nodes></vos:node>"
-    return (
-        open_.replace("<vos:node", f'<vos:node xmlns:vos="{VOS_NS}" xmlns:xsi="{XSI_NS}"', 1)
-        + open_ * depth
-        + close * depth
-        + close
-    ).encode()
 
 
 def test_deeply_nested_listing_is_refused_cleanly() -> None:

@@ -10,60 +10,16 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from canfarfs.emulator.tls import mint_proxy
 from tests.conftest import LiveEmulator
+from tests.login_util import canfar_config
 from tests.mount_util import needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
-
-
-def canfar_config(url: str, grant: dict[str, str], access: str = "expired") -> dict[str, Any]:
-    """A canfar v2 configuration (skaha-api.md §11) for the live emulator."""
-    return {
-        "version": 2,
-        "active": {"authentication": "srcnet", "server": "local"},
-        "authentication": {
-            "srcnet": {
-                "mode": "oidc",
-                "idp": "srcnet",
-                "endpoints": {
-                    "discovery": f"{url}/oidc/.well-known/openid-configuration",
-                    "token": f"{url}/oidc/token",
-                },
-                "client": {
-                    "identity": grant["client_id"],
-                    "secret": grant["client_secret"],
-                    "secret_expires_at": 0,
-                },
-                "token": {
-                    "access": access,
-                    "refresh": grant["refresh_token"],
-                    "token_type": "Bearer",
-                    "scope": "openid offline_access",
-                },
-                "expiry": {"access": 1000.0},
-            }
-        },
-        "servers": {
-            "local": {
-                "name": "local",
-                "idp": "srcnet",
-                "uri": "ivo://cadc.nrc.ca/skaha",
-                "url": f"{url}/skaha",
-                "version": "v1",
-                "auths": ["oidc"],
-                "storage": {
-                    "arc": {"uri": "ivo://cadc.nrc.ca/arc", "url": f"{url}/arc"},
-                    "vault": {"uri": "ivo://cadc.nrc.ca/vault", "url": f"{url}/vault"},
-                },
-            }
-        },
-    }
 
 
 def canfarfs(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

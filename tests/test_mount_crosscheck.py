@@ -15,15 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_emulator_vos as vos_tests
+from tests.conftest import LiveEmulator
 from tests.mount_util import Mount, needs_fuse, start_mount
-from tests.test_emulator_vos import VosRig
+from tests.vos_util import SERVICES, VosRig, vos_rig
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
-# The vos rig (an emulator plus the vos CLI pointed at it), reused as fixtures here.
-rig = vos_tests.rig
-live = vos_tests.live
 META_TTL = 1.0
+
+
+@pytest.fixture(params=sorted(SERVICES))
+def rig(request: pytest.FixtureRequest, live: LiveEmulator, tmp_path: Path) -> Iterator[VosRig]:
+    """The vos CLI pointed at an emulator (tests/vos_util.py), for each service."""
+    with vos_rig(SERVICES[request.param], live, tmp_path) as r:
+        yield r
 
 
 @pytest.fixture

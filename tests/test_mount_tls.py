@@ -205,7 +205,7 @@ def test_the_canfar_source_with_an_x509_login(
 ) -> None:
     """Source ``canfar``: URLs and the proxy certificate from ~/.canfar/config.yaml
     (``mode: x509``), the CA from ``-o ca_file``."""
-    from tests.test_login import canfar_config
+    from tests.login_util import canfar_config
 
     config = Path(env["HOME"]) / ".canfar" / "config.yaml"
     config.parent.mkdir()

@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from tests.conftest import TOKEN, LiveEmulator
+from tests.login_util import canfar_config
 from tests.mount_util import Mount, needs_fuse, start_mount
-from tests.test_login import canfar_config
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 #: Access-token lifetime at the emulator, seconds.

@@ -5,52 +5,20 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx2
 import pytest
-import trio
-import trio.lowlevel
 from pydantic import ValidationError
 
 from canfarfs import errors
 from canfarfs.emulator.app import Emulator
 from canfarfs.emulator.faults import FaultPlan
-from canfarfs.net import HTTP, Credentials, RetryPolicy, make_client
+from canfarfs.net import HTTP, Credentials, make_client
 from canfarfs.skaha import RegistryAuth, Session, SessionSpec, SkahaClient, api_base
 from tests.conftest import BASE, TOKEN
-from tests.test_emulator_skaha import running, until
-
-TERMINAL = "images.canfar.net/skaha/terminal:1.1.1"
-ASTROML = "images.canfar.net/skaha/astroml:latest"
-PRIVATE = "images.canfar.net/your/private-image:latest"
-SECRET = "s3cret-VALUE-42"
-
-
-def make_http(emulator: Emulator, token: str = TOKEN) -> HTTP:
-    """HTTP into the emulator's ASGI app; retries are instant."""
-
-    async def no_wait(_: float) -> None:
-        await trio.lowlevel.checkpoint()
-
-    return HTTP(
-        make_client(transport=httpx2.ASGITransport(app=emulator.app)),
-        Credentials(token=token),
-        retry=RetryPolicy(attempts=2, sleep=no_wait),
-    )
-
-
-@pytest.fixture
-async def skaha(emulator: Emulator) -> AsyncIterator[SkahaClient]:
-    """A client on the emulator, with its sessions running (headless = local processes)."""
-    async with running(emulator):
-        http = make_http(emulator)
-        try:
-            yield SkahaClient(http, f"{BASE}/skaha/v1")
-        finally:
-            await http.aclose()
+from tests.skaha_util import ASTROML, PRIVATE, SECRET, TERMINAL, make_http, until
 
 
 def spec(**fields: Any) -> SessionSpec:

@@ -6,9 +6,6 @@ are done the way the kernel sends them (create or open+O_TRUNC, write, flush, re
 
 from __future__ import annotations
 
-# The skaha fixture comes from test_sessions_client (imported below): its parameters
-# redefine that import by design.
-# ruff: noqa: F811
 import errno
 import json
 import logging
@@ -28,8 +25,7 @@ from canfarfs.sessions.memfiles import FileTooLarge
 from canfarfs.sessions.tree import CONTENT_AGE
 from canfarfs.skaha import SessionSpec, SkahaClient
 from tests.conftest import USER
-from tests.test_emulator_skaha import until
-from tests.test_sessions_client import ASTROML, PRIVATE, SECRET, TERMINAL, skaha  # noqa: F401
+from tests.skaha_util import ASTROML, PRIVATE, SECRET, TERMINAL, until
 
 W = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 HELLO = (f"name: hello\nimage: {TERMINAL}\ncmd: echo\nargs: Hello, World!\n").encode()

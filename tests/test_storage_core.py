@@ -16,7 +16,7 @@ from canfarfs.fs import readcache
 from canfarfs.fs.meta import MetaCache
 from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.vospace.model import Node, NodeType
-from tests.test_vospace_client import client_for
+from tests.vospace_util import client_for
 
 
 async def test_the_metadata_cache_forgets_deleted_paths() -> None:

@@ -607,7 +607,7 @@ def test_user_unit_runs_as_systemd_would(
 ) -> None:
     """ExecStartPre, ExecStart (Type=notify: READY=1 once mounted), ExecStop — with a
     canfar login in HOME whose access token has expired (refreshed at the first use)."""
-    from tests.test_login import canfar_config
+    from tests.login_util import canfar_config
 
     unit = doc_files()["~/.config/systemd/user/canfarfs@.service"]
     home = tmp_path / "home"

@@ -5,24 +5,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from canfarfs import errors
 from canfarfs.emulator.app import Emulator
-from canfarfs.net import HTTP, Credentials, RetryPolicy
-from canfarfs.vospace.client import VOSpaceClient
 from canfarfs.vospace.model import NodeType
-from tests.conftest import BASE, TOKEN
-
-
-def client_for(emulator: Emulator, service: str, page_size: int = 1000) -> VOSpaceClient:
-    http = HTTP(
-        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=emulator.app)),
-        Credentials(token=TOKEN),
-        retry=RetryPolicy(base_delay=0.001),
-    )
-    return VOSpaceClient(http, f"{BASE}/{service}", service, page_size=page_size)
+from tests.vospace_util import client_for
 
 
 async def test_vault_listing_pages_without_repeats(emulator: Emulator) -> None:

@@ -31,7 +31,7 @@ from canfarfs.vospace.xml import (
     XMLError,
     parse_node,
 )
-from tests.test_fuzz_parsers import listings, nested_listing, xml_cases
+from tests.fuzz_util import listings, nested_listing, xml_cases
 
 CI_EXAMPLES = 200
 LONG_EXAMPLES = int(os.environ.get("CANFARFS_FUZZ_EXAMPLES", "20000"))
