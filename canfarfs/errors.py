@@ -95,6 +95,16 @@ class Stale(CanfarfsError):
     errno = errno.ESTALE
 
 
+class NoAttribute(CanfarfsError):
+    """No extended attribute of that name (ENODATA, which is ENOATTR on Linux)."""
+
+    errno = errno.ENODATA
+
+
+class StaleInode(NotFound):
+    """An inode number the table does not know (the kernel forgot it, or never had it)."""
+
+
 class Busy(CanfarfsError):
     """Refused for now, for a reason that passes (a session just copied out by mv)."""
 

@@ -59,8 +59,6 @@ def fuse_errors(fn: F) -> F:
                 level, "%s: %s (%s)", fn.__name__, exc, errno.errorcode.get(exc.errno, exc.errno)
             )
             raise pyfuse3.FUSEError(exc.errno) from None
-        except KeyError:
-            raise pyfuse3.FUSEError(errno.ENOENT) from None
         except trio.Cancelled:
             raise
         except Exception:
@@ -639,10 +637,6 @@ class CanfarOps(pyfuse3.Operations):
             if exc.errno == errno.ENOTSUP:
                 raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
             raise
-        except errors.CanfarfsError as exc:
-            if type(exc) is errors.CanfarfsError:
-                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
-            raise
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
@@ -678,12 +672,7 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        try:
-            await self.storage.removexattr(self._storage_key(inode), self._xattr_name(name))
-        except errors.CanfarfsError as exc:
-            if type(exc) is errors.CanfarfsError:
-                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
-            raise
+        await self.storage.removexattr(self._storage_key(inode), self._xattr_name(name))
         self._invalidate_attrs(inode)
 
     @fuse_errors

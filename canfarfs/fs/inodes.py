@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from canfarfs import errors
+
 ROOT = 1
 
 
@@ -62,7 +64,7 @@ class InodeTable:
     def key(self, ino: int) -> Hashable:
         entry = self.by_ino.get(ino)
         if entry is None:
-            raise KeyError(ino)
+            raise errors.StaleInode(f"inode {ino} is not known")
         return entry.key
 
     def forget(self, ino: int, n: int) -> None:

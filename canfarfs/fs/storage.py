@@ -701,7 +701,7 @@ class Storage:
         uri = XATTR_NAMES.get(name, name)
         value = node.prop(uri)
         if value is None:
-            raise errors.CanfarfsError(f"no attribute {name}")
+            raise errors.NoAttribute(f"no attribute {name}")
         if uri in (props.GROUPREAD, props.GROUPWRITE):
             value = " ".join(props.value_to_groups(value))
         return value.encode()
@@ -737,7 +737,7 @@ class Storage:
         if uri in props.IMMUTABLE:
             raise errors.NotPermitted(f"{name} is maintained by the server (read-only)")
         if node.prop(uri) is None:
-            raise errors.CanfarfsError(f"no attribute {name}")
+            raise errors.NoAttribute(f"no attribute {name}")
         await self._update(key, node, {uri: None})
 
     async def statfs(self, service: str) -> tuple[int, int]:
