@@ -1,15 +1,21 @@
-"""Cache files in process: bytes readable from memory as they arrive, written behind to
-disk, within one memory budget (docs/architecture.md, "Reading a file")."""
+"""Cache files and downloads in process: bytes readable from memory as they arrive,
+written behind to disk, within one memory budget (docs/architecture.md, "Reading a
+file")."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 import trio
 
+from canfarfs.emulator.app import Emulator
+from canfarfs.emulator.faults import FaultPlan
 from canfarfs.fs.cachefile import CacheFile, Intervals
 from canfarfs.fs.membudget import MemoryBudget
+from canfarfs.fs.remote_file import RemoteFile
+from tests.vospace_util import client_for
 
 MiB = 1024 * 1024
 
@@ -166,3 +172,32 @@ async def test_a_read_across_pieces_and_disk_is_joined(tmp_path: Path, size: int
         assert bytes(got) == whole[start : start + size]
         nursery.cancel_scope.cancel()
     cache.close()
+
+
+async def test_a_download_follows_a_rename_made_while_it_was_asked(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The GET for the old name arrives after the rename (404): the download asks again
+    at the new name instead of failing its readers."""
+    client = client_for(emulator, "arc")
+    data = bytes(range(256)) * 4096
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    await client.upload("home/alice/old.bin", src, len(data), hashlib.md5(data).hexdigest())  # noqa: S324
+    emulator.faults.plan = FaultPlan(latency=0.3, methods=frozenset({"GET"}))
+    async with trio.open_nursery() as nursery:
+        cache = CacheFile(tmp_path / "c", len(data), nursery=nursery)
+        remote = RemoteFile(client, "home/alice/old.bin", cache, nursery)
+        got: list[bytes] = []
+
+        async def read() -> None:
+            got.append(bytes(await remote.read(0, len(data))))
+
+        nursery.start_soon(read)
+        await trio.sleep(0.1)  # the GET of old.bin is on its way, held by the latency
+        emulator.faults.plan = FaultPlan()
+        await client.move("home/alice/old.bin", "home/alice/new.bin")
+        remote.rename("home/alice/new.bin")
+    assert got == [data]
+    cache.close()
+    await client.http.aclose()

@@ -32,6 +32,8 @@ MiB = 1024 * 1024
 #: Errors after which a download tries again (with backoff), resuming where it was: a
 #: body shorter than asked (ProtocolError) is one more way for a transfer to break off.
 TRANSIENT = (errors.Transient, errors.ProtocolError)
+#: Renames followed by one download before it gives up.
+MAX_RENAMES = 8
 
 
 @dataclass
@@ -331,10 +333,21 @@ class RemoteFile:
         policy = self.client.http.retry
         attempts = self.attempts or policy.attempts
         pos = start
-        for attempt in range(attempts):
+        renames = 0
+        attempt = 0
+        while attempt < attempts:
+            path = self.path
             try:
                 await self._fetch(pos, end, restart=restart)
                 return
+            except errors.NotFound as exc:
+                # Renamed while the request was under way (the old name is gone): the
+                # same bytes are at the new name. Anything else not found is final.
+                if self.path == path or self.orphaned or renames >= MAX_RENAMES:
+                    self._give_up(exc)
+                    return
+                renames += 1
+                continue
             except TRANSIENT as exc:
                 log.info(
                     "%s of %s:%s interrupted (%s); resuming",
@@ -351,6 +364,7 @@ class RemoteFile:
                     self._give_up(exc)
                     return
                 await policy.sleep(policy.delay(attempt))
+                attempt += 1
             except errors.CanfarfsError as exc:
                 self._give_up(exc)
                 return
