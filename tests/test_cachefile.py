@@ -201,3 +201,51 @@ async def test_a_download_follows_a_rename_made_while_it_was_asked(
     assert got == [data]
     cache.close()
     await client.http.aclose()
+
+
+async def test_overlapping_downloads_give_back_what_they_did_not_store(tmp_path: Path) -> None:
+    """A piece that waited for room while another download brought part of its range
+    stores only the rest, and gives the budget back the difference (else the budget
+    would shrink for good)."""
+    budget = MemoryBudget(2 * MiB)
+    cache = CacheFile(tmp_path / "c", 3 * MiB, budget=budget)  # memory only
+    assert await cache.accept(0, piece(0))
+    async with trio.open_nursery() as nursery:
+        got: list[bytes] = []
+
+        async def big() -> None:  # [1, 3) MiB does not fit beside [0, 1)
+            assert await cache.accept(MiB, piece(1) + piece(2))
+
+        async def reader() -> None:
+            got.append(bytes(await cache.read(MiB, MiB)))
+
+        nursery.start_soon(big)
+        await trio.sleep(0.05)
+        assert await cache.accept(2 * MiB, piece(2))  # the other download: it fits
+        nursery.start_soon(reader)  # now [1, 2) is wanted: the big piece is let in
+    assert got == [piece(1)]
+    for offset in (0, 2 * MiB):  # read the rest: memory only, so each piece goes
+        assert cache.read_now(offset, MiB) is not None
+    assert budget.used == 0
+    cache.close()
+
+
+async def test_a_memory_only_copy_gives_its_read_ahead_back_when_its_last_reader_goes(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A file bigger than the cache, read ahead and then closed unread: its pieces
+    would hold the mount's budget until eviction; they are let go at once."""
+    budget = MemoryBudget(8 * MiB)
+    client = client_for(emulator, "arc")
+    async with trio.open_nursery() as nursery:
+        cache = CacheFile(tmp_path / "c", 4 * MiB, budget=budget, write_to_disk=False)
+        remote = RemoteFile(client, "home/alice/none.bin", cache, nursery).use()
+        assert await cache.accept(0, piece(0))
+        assert await cache.accept(MiB, piece(1))
+        assert budget.used == 2 * MiB
+        remote.release()
+        assert budget.used == 0
+        assert not cache.filled.covers(0, 1)  # asked for again by a later reader
+        nursery.cancel_scope.cancel()
+    cache.close()
+    await client.http.aclose()

@@ -199,9 +199,13 @@ class CacheFile:
         for s, e in self.filled.missing(pos, end):
             if not await self._room(s, e):
                 return False
+            stored = 0
             for s2, e2 in self.filled.missing(s, e):  # another download may have come
                 piece = data if (s2, e2) == (pos, end) else data[s2 - pos : e2 - pos]
                 self._store(s2, piece)
+                stored += e2 - s2
+            if stored < e - s:  # the rest came meanwhile: give back what it took
+                self.budget.give(e - s - stored)
         return not self.dropped
 
     async def _room(self, start: int, end: int) -> bool:
@@ -276,6 +280,9 @@ class CacheFile:
                         await trio.to_thread.run_sync(
                             os.pwrite, fd, piece.data, piece.start, limiter=DISK
                         )
+                except (OSError, OverflowError) as exc:  # full or gone: memory only now
+                    self._write_failed(errors.local_disk_error(exc, f"cache {self.path.name}"))
+                    return
                 finally:
                     piece.writing = False
                 piece.on_disk = True
@@ -287,6 +294,13 @@ class CacheFile:
                     self.budget.poke()  # reclaimable now
         finally:
             self._writing = False
+
+    def forget_unread(self) -> None:
+        """Nobody reads on and nothing more is cached: let go of every piece in memory
+        (those on disk stay readable from there; the rest would be fetched again)."""
+        for piece in [self._pieces[s] for s in self._starts]:
+            if not piece.writing and not self.keep:
+                self._free(piece)
 
     def _write_failed(self, exc: BaseException) -> None:
         """The cache disk failed (full, gone): serve from memory, cache nothing more."""

@@ -106,7 +106,10 @@ class RemoteFile:
     def release(self) -> None:
         self.users -= 1
         if self.users <= 0 and not self.cache.write_to_disk and not self.cache.keep:
-            self._stop_stream()  # nobody reads on, and nothing of it is being cached
+            # Nobody reads on, and nothing of it is being cached: stop, and give its
+            # read-ahead back to the budget (else it would hold memory until evicted).
+            self._stop_stream()
+            self.cache.forget_unread()
         self._close_if_done()
 
     def retire(self) -> None:
