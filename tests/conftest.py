@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
@@ -72,6 +72,36 @@ class LiveEmulator:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None and not pipe.closed:
                 pipe.close()
+
+    # The emulator's token-protected control endpoint (faults, request counts).
+
+    def _control(
+        self, method: str, name: str, plan: dict[str, object] | None = None, check: bool = True
+    ) -> Any:
+        r = httpx2.request(
+            method,
+            f"{self.url}/_emulator/{name}",
+            json=plan,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
+        if check:
+            assert r.status_code == 200, r.text
+        return r.json() if name == "stats" and method == "GET" else None
+
+    def faults(self, **plan: object) -> None:
+        self._control("POST", "faults", plan)
+
+    def clear_faults(self) -> None:
+        """Best effort (teardown): the answer is not checked."""
+        self._control("DELETE", "faults", check=False)
+
+    def stats(self) -> dict[str, Any]:
+        got: dict[str, Any] = self._control("GET", "stats")
+        return got
+
+    def reset_stats(self) -> None:
+        self._control("DELETE", "stats")
 
 
 def start_live_emulator(root: Path, port: int = 0, extra: list[str] | None = None) -> LiveEmulator:

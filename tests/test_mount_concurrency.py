@@ -55,20 +55,10 @@ class Rig:
         return r.content
 
     def faults(self, **plan: object) -> None:
-        r = httpx2.post(
-            f"{self.live.url}/_emulator/faults",
-            json=plan,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10,
-        )
-        assert r.status_code == 200, r.text
+        self.live.faults(**plan)
 
     def clear(self) -> None:
-        httpx2.delete(
-            f"{self.live.url}/_emulator/faults",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10,
-        )
+        self.live.clear_faults()
 
     def alive(self) -> bool:
         return (

@@ -24,16 +24,7 @@ MiB = 1024 * 1024
 
 
 def stats(r: Rig) -> dict[str, int]:
-    got = httpx2.get(
-        f"{r.live.url}/_emulator/stats", timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
-    ).json()
-    return dict(got["by_method"])
-
-
-def reset_stats(r: Rig) -> None:
-    httpx2.delete(
-        f"{r.live.url}/_emulator/stats", timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
-    )
+    return dict(r.live.stats()["by_method"])
 
 
 def on_server(r: Rig, name: str) -> bytes | None:
@@ -57,7 +48,7 @@ def write_chunks(f: BinaryIO, payload: bytes, start: int = 0, end: int | None = 
 def test_a_large_new_file_streams_while_written_in_one_put(rig: Rig) -> None:
     payload = data(24 * MiB)
     target = home(rig, "arc") / "streamed.bin"
-    reset_stats(rig)
+    rig.live.reset_stats()
     with open(target, "wb") as f:
         write_chunks(f, payload, 0, 16 * MiB)
         f.flush()
@@ -72,7 +63,7 @@ def test_a_large_new_file_streams_while_written_in_one_put(rig: Rig) -> None:
 
 def test_small_files_do_not_stream(rig: Rig) -> None:
     payload = data(3 * MiB)
-    reset_stats(rig)
+    rig.live.reset_stats()
     (home(rig, "arc") / "small.bin").write_bytes(payload)
     assert stats(rig).get("PUT") == 1
     assert on_server(rig, "small.bin") == payload
@@ -81,7 +72,7 @@ def test_small_files_do_not_stream(rig: Rig) -> None:
 def test_a_write_out_of_order_falls_back_to_the_staged_copy(rig: Rig) -> None:
     payload = bytearray(data(12 * MiB))
     target = home(rig, "arc") / "rewritten.bin"
-    reset_stats(rig)
+    rig.live.reset_stats()
     with open(target, "wb") as f:
         write_chunks(f, bytes(payload), 0, 10 * MiB)
         f.flush()
@@ -98,7 +89,7 @@ def test_a_stream_refused_by_the_server_falls_back(rig: Rig) -> None:
     payload = data(12 * MiB)
     rig.faults(fail_next=1, fail_status=503, methods=["PUT"])
     target = home(rig, "arc") / "refused.bin"
-    reset_stats(rig)
+    rig.live.reset_stats()
     with open(target, "wb") as f:
         write_chunks(f, payload)
     assert stats(rig).get("PUT") == 2  # the refused stream, then the staged copy
