@@ -31,6 +31,7 @@ from canfarfs.authinfo import AuthInfo
 from canfarfs.bulk import BulkGetter, tls_context
 from canfarfs.fs.control import render
 from canfarfs.fs.fuse_ops import CanfarOps
+from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.net import HTTP, Credentials, Timeouts, make_client
 from canfarfs.sessions.tree import SessionsTree
@@ -66,7 +67,7 @@ class MountOptions:
     debug: bool = False
     cache_size: int = 10 * 1024**3
     #: File bytes held in memory at once (``--memory``).
-    memory: int = 48 * 1024**2
+    memory: int = DEFAULT_MEMORY
     fuse_options: list[str] = field(default_factory=list)
     meta_ttl: float = 5.0
     timeout: float = 30.0
