@@ -2,7 +2,7 @@
 lockstep; after every step both must agree (outcome and contents).
 
 CI runs STEPS (10,000 by default) steps per service; the long run is marked slow:
-``CANFARFS_STATEFUL_STEPS=100000 pytest -m slow tests/test_mount_stateful.py``.
+``CANFARFS_STATEFUL_STEPS=100000 pytest -m slow tests/mount/test_mount_stateful.py``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ refusal, and that every hardening handler is wired, not only the DTD one.
 
 CI runs ``CI_EXAMPLES`` examples; the long run is marked slow::
 
-    CANFARFS_FUZZ_EXAMPLES=20000 pytest -m slow tests/test_xml_listing_parser.py
+    CANFARFS_FUZZ_EXAMPLES=20000 pytest -m slow tests/unit/test_xml_listing_parser.py
 """
 
 from __future__ import annotations

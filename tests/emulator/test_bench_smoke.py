@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import have_tool
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_emulator.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_emulator.py"
 
 
 @pytest.mark.skipif(not have_tool("curl"), reason="the benchmark drives curl")

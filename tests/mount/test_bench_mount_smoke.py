@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import have_tool
 from tests.mount_util import needs_fuse
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mount.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mount.py"
 WORKLOADS = {
     "limits",
     "read_arc_full_cache",

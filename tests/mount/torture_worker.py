@@ -1,4 +1,4 @@
-"""One process of the concurrency torture test (tests/test_mount_torture.py).
+"""One process of the concurrency torture test (tests/mount/test_mount_torture.py).
 
 Run as ``python torture_worker.py DIR WORKER SEED OPS TIMEOUT``. It does ``OPS`` random
 operations on a handful of shared files in ``DIR`` with the system calls tools use, and

@@ -1,7 +1,7 @@
 """The soak script (benchmarks/soak.py): a short CI run checks that it works and samples;
 the 10-minute run is marked slow and asserts that memory and open files stay flat.
 
-    pytest -m slow tests/test_soak.py -s          # CANFARFS_SOAK_MINUTES=10 by default
+    pytest -m slow tests/mount/test_soak.py -s          # CANFARFS_SOAK_MINUTES=10 by default
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from tests.mount_util import needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
 
 
 def run_soak(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:

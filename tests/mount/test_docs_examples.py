@@ -81,7 +81,7 @@ import pytest
 
 from tests.mount_util import FUSE_OK, is_mounted
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Pages whose examples must all be marked, in the order they run.
 PAGES = [
     "README.md",

@@ -2,7 +2,7 @@
 runs with ``--tls`` (its own CA), the mount trusts that CA with ``-o ca_file=`` and
 presents a CADC-style proxy PEM with ``-o cert_file=`` — no token anywhere.
 
-(An expired certificate from the canfar login is refused in tests/test_login.py; here
+(An expired certificate from the canfar login is refused in tests/mount/test_login.py; here
 the same for ``--cert-file``, and the other ways a certificate or CA file can be wrong.)
 """
 

@@ -7,7 +7,7 @@ turn it into EIO with a traceback instead of a clear message).
 CI runs ``CI_EXAMPLES`` examples per parser. The long runs are marked slow and take their
 count from ``CANFARFS_FUZZ_EXAMPLES`` (docs/reliability.md has the figures)::
 
-    CANFARFS_FUZZ_EXAMPLES=100000 pytest -m slow tests/test_fuzz_parsers.py -s
+    CANFARFS_FUZZ_EXAMPLES=100000 pytest -m slow tests/unit/test_fuzz_parsers.py -s
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from canfarfs.usage import UsageError
 from tests.conftest import LiveEmulator
 from tests.mount_util import is_mounted, needs_fuse
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "system-mounts.md"
 CANFARFS_BIN = Path(sys.executable).parent / "canfarfs"
 MOUNT_HELPER = next(

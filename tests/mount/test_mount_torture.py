@@ -1,7 +1,7 @@
 """The concurrency torture test: several processes, a handful of files, a few thousand
 operations through a real mount, on arc and on vault (docs/reliability.md).
 
-Six worker processes (tests/torture_worker.py), 500 operations each, open, append,
+Six worker processes (tests/mount/torture_worker.py), 500 operations each, open, append,
 pwrite, truncate, rename over open files, unlink open files and read, at random.
 Afterwards:
 
@@ -28,8 +28,8 @@ import httpx2
 import pytest
 
 from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
+from tests.mount.torture_worker import CHAOS, REGION, bad_records
 from tests.mount_util import Mount, emulator_mount, is_mounted, needs_fuse
-from tests.torture_worker import CHAOS, REGION, bad_records
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 TIMEOUT = 5.0
