@@ -1,30 +1,56 @@
-"""Shared fixtures: the emulator in-process (ASGI) and over a socket (subprocess)."""
+"""What the layers share: the emulator in-process (core, emulator) and over a socket
+(emulator, mount), and the check that keeps each layer to what it may need.
+
+The layers, from the bottom: ``tests/unit`` (no emulator, no network), ``tests/core`` (the
+FUSE-free core against the in-process emulator), ``tests/emulator`` (the emulator over a
+socket, and CADC's clients against it), ``tests/mount`` (real mounts: /dev/fuse). Each
+layer's own fixtures are in its ``conftest.py``; helpers are the ``tests/*_util.py``
+modules.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import httpx2
 import pytest
 
 from canfarfs.emulator.app import Emulator, build_emulator
 from canfarfs.emulator.config import add_user, load_config
+from tests.emulator_util import BOB_TOKEN, TOKEN, USER, LiveEmulator, start_live_emulator
 
-if TYPE_CHECKING:
-    from canfarfs.skaha import SkahaClient
-    from tests.mount_util import Rig
+#: The shared fixtures below and the layers allowed to use them; a test that asks for one
+#: from a layer not listed (or is marked ``fuse`` outside tests/mount) is a collection
+#: error, so ``pytest tests/unit tests/core`` stays free of sockets and /dev/fuse.
+LAYER_FIXTURES = {
+    "emulator": {"core", "emulator", "mount"},
+    "live_emulator": {"emulator", "mount"},
+    "live": {"emulator", "mount"},
+    "tls_live": {"emulator", "mount"},
+}
+LAYERS = ("unit", "core", "emulator", "mount")
 
-TOKEN = "test-token-alice"
-BOB_TOKEN = "test-token-bob"
-USER = "alice"
-BASE = "http://emu.invalid"
+
+def _layer(item: pytest.Item) -> str | None:
+    parts = item.path.relative_to(Path(__file__).parent).parts
+    return parts[0] if len(parts) > 1 and parts[0] in LAYERS else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    wrong: list[str] = []
+    for item in items:
+        layer = _layer(item)
+        if layer is None:  # a new file not yet placed in a layer
+            continue
+        if layer != "mount" and item.get_closest_marker("fuse") is not None:
+            wrong.append(f"{item.nodeid}: marked fuse, belongs in tests/mount")
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        for name, allowed in LAYER_FIXTURES.items():
+            used = defs.get(name)
+            if used and used[-1].func.__module__ == __name__ and layer not in allowed:
+                wrong.append(f"{item.nodeid}: uses {name}, which {layer} may not")
+    if wrong:
+        raise pytest.UsageError("tests in the wrong layer:\n  " + "\n  ".join(wrong))
 
 
 @pytest.fixture
@@ -39,99 +65,9 @@ def emulator(tmp_path: Path) -> Iterator[Emulator]:
     emu.close()
 
 
-def make_client(emulator: Emulator, token: str | None = TOKEN) -> httpx2.AsyncClient:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=emulator.app), base_url=BASE, headers=headers
-    )
-
-
-@pytest.fixture
-async def client(emulator: Emulator) -> AsyncIterator[httpx2.AsyncClient]:
-    async with make_client(emulator) as c:
-        yield c
-
-
-@dataclass
-class LiveEmulator:
-    """A ``canfarfs emulator`` subprocess on a free loopback port."""
-
-    url: str
-    token: str
-    root: Path
-    proc: subprocess.Popen[str]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None and not pipe.closed:
-                pipe.close()
-
-    # The emulator's token-protected control endpoint (faults, request counts).
-
-    def _control(
-        self, method: str, name: str, plan: dict[str, object] | None = None, check: bool = True
-    ) -> Any:
-        r = httpx2.request(
-            method,
-            f"{self.url}/_emulator/{name}",
-            json=plan,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=10,
-        )
-        if check:
-            assert r.status_code == 200, r.text
-        return r.json() if name == "stats" and method == "GET" else None
-
-    def faults(self, **plan: object) -> None:
-        self._control("POST", "faults", plan)
-
-    def clear_faults(self) -> None:
-        """Best effort (teardown): the answer is not checked."""
-        self._control("DELETE", "faults", check=False)
-
-    def stats(self) -> dict[str, Any]:
-        got: dict[str, Any] = self._control("GET", "stats")
-        return got
-
-    def reset_stats(self) -> None:
-        self._control("DELETE", "stats")
-
-
-def start_live_emulator(root: Path, port: int = 0, extra: list[str] | None = None) -> LiveEmulator:
-    cmd = [
-        sys.executable,
-        "-m",
-        "canfarfs",
-        "emulator",
-        "--root",
-        str(root),
-        "--port",
-        str(port),
-        "--user",
-        USER,
-        "--token",
-        TOKEN,
-        *(extra or []),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise RuntimeError(f"emulator did not start: {url!r} {err}")
-    return LiveEmulator(url=url, token=TOKEN, root=root, proc=proc)
-
-
 @pytest.fixture
 def live_emulator(tmp_path: Path) -> Iterator[LiveEmulator]:
+    """``canfarfs emulator`` on a free loopback port, alice and bob as its users."""
     root = tmp_path / "live"
     root.mkdir()
     add_user(root, "bob", BOB_TOKEN, ["survey-team"])
@@ -140,15 +76,10 @@ def live_emulator(tmp_path: Path) -> Iterator[LiveEmulator]:
     live.stop()
 
 
-def have_tool(name: str) -> bool:
-    return shutil.which(name) is not None
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """An environment with a throw-away HOME, so no real client config is read or written."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CANFAR_", "VOSPACE_"))}
-    env["HOME"] = str(home)
-    return env
+@pytest.fixture
+def live(live_emulator: LiveEmulator) -> LiveEmulator:
+    """``live_emulator`` under a shorter name (tests and local fixtures use both)."""
+    return live_emulator
 
 
 @pytest.fixture(scope="module")
@@ -160,49 +91,3 @@ def tls_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEmulator]
     yield live
     live.stop()
     live.proc.communicate(timeout=10)  # close the pipes
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    """An emulator on a socket (faults injectable over HTTP) and a mount of it."""
-    from tests.mount_util import Rig, mount_args, start_mount  # mount_util imports us
-
-    root = tmp_path / "emu"
-    root.mkdir()
-    live = start_live_emulator(root)
-    args = mount_args(live.url, tmp_path)
-    env = dict(os.environ, CANFARFS_USER="alice")
-    m = start_mount(tmp_path / "mnt", args, env=env)
-    r = Rig(live, m, tmp_path, args)
-    yield r
-    r.clear()
-    r.mount.unmount()
-    r.live.stop()
-
-
-@pytest.fixture
-async def skaha(emulator: Emulator) -> AsyncIterator[SkahaClient]:
-    """A client on the emulator, with its sessions running (headless = local processes)."""
-    from canfarfs.skaha import SkahaClient
-    from tests.skaha_util import make_http, running  # skaha_util imports us
-
-    async with running(emulator):
-        http = make_http(emulator)
-        try:
-            yield SkahaClient(http, f"{BASE}/skaha/v1")
-        finally:
-            await http.aclose()
-
-
-@pytest.fixture
-def live(live_emulator: LiveEmulator) -> Iterator[LiveEmulator]:
-    """``live_emulator``, with its stdout/stderr pipes closed after it stops.
-
-    conftest's ``LiveEmulator.stop`` leaves both pipes open; under ``filterwarnings =
-    error`` the resulting ResourceWarning fails whichever test runs next.
-    """
-    yield live_emulator
-    live_emulator.stop()
-    for pipe in (live_emulator.proc.stdout, live_emulator.proc.stderr):
-        if pipe is not None:
-            pipe.close()

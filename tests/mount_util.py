@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
+from tests.emulator_util import TOKEN, LiveEmulator, start_live_emulator
 
 FUSE_OK = Path("/dev/fuse").exists() and shutil.which("fusermount3") is not None
 needs_fuse = pytest.mark.skipif(not FUSE_OK, reason="needs /dev/fuse and fusermount3")

@@ -12,7 +12,7 @@ import trio
 from canfarfs.emulator.app import Emulator
 from canfarfs.emulator.skaha import SkahaService
 from canfarfs.net import HTTP, Credentials, RetryPolicy, make_client
-from tests.conftest import TOKEN
+from tests.emulator_util import TOKEN
 
 V1 = "/skaha/v1/session"
 TERMINAL = "images.canfar.net/skaha/terminal:1.1.1"

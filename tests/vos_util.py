@@ -13,7 +13,7 @@ import httpx2
 
 from canfarfs.vospace.model import Node
 from canfarfs.vospace.xml import parse_node
-from tests.conftest import LiveEmulator, clean_env
+from tests.emulator_util import LiveEmulator, clean_env
 
 VOS_BIN = Path(sys.executable).parent
 

@@ -7,7 +7,7 @@ import httpx2
 from canfarfs.emulator.app import Emulator
 from canfarfs.net import HTTP, Credentials, RetryPolicy
 from canfarfs.vospace.client import VOSpaceClient
-from tests.conftest import BASE, TOKEN
+from tests.emulator_util import BASE, TOKEN
 
 
 def client_for(emulator: Emulator, service: str, page_size: int = 1000) -> VOSpaceClient:

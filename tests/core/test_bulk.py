@@ -22,7 +22,7 @@ from canfarfs.fs.cachefile import CacheFile
 from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.net import HTTP, Credentials, RetryPolicy
 from canfarfs.vospace.client import VOSpaceClient
-from tests.conftest import TOKEN
+from tests.emulator_util import TOKEN
 
 MiB = 1024 * 1024
 Getters = Callable[..., BulkGetter]

@@ -23,7 +23,7 @@ from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.net import HTTP, Credentials, RetryPolicy
 from canfarfs.tasks import spawn
 from canfarfs.vospace.client import VOSpaceClient
-from tests.conftest import BASE, TOKEN
+from tests.emulator_util import BASE, TOKEN
 
 
 def key(name: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from canfarfs.emulator.app import Emulator
 from canfarfs.emulator.faults import FaultPlan
 from canfarfs.net import HTTP, Credentials, make_client
 from canfarfs.skaha import RegistryAuth, Session, SessionSpec, SkahaClient, api_base
-from tests.conftest import BASE, TOKEN
+from tests.emulator_util import BASE, TOKEN
 from tests.skaha_util import ASTROML, PRIVATE, SECRET, TERMINAL, make_http, until
 
 

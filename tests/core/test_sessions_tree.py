@@ -24,7 +24,7 @@ from canfarfs.sessions import SessionsTree
 from canfarfs.sessions.memfiles import FileTooLarge
 from canfarfs.sessions.tree import CONTENT_AGE
 from canfarfs.skaha import SessionSpec, SkahaClient
-from tests.conftest import USER
+from tests.emulator_util import USER
 from tests.skaha_util import ASTROML, PRIVATE, SECRET, TERMINAL, until
 
 W = os.O_WRONLY | os.O_CREAT | os.O_TRUNC

@@ -20,7 +20,7 @@ from canfarfs.emulator.app import Emulator
 from canfarfs.emulator.auth import cert_user_name, identify, sign_access_token
 from canfarfs.emulator.errors import Fault
 from canfarfs.emulator.oidc import TokenIssuer
-from tests.conftest import BASE, BOB_TOKEN, TOKEN, USER
+from tests.emulator_util import BASE, BOB_TOKEN, TOKEN, USER
 
 STATS = "/_emulator/stats"
 

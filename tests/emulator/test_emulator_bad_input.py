@@ -16,7 +16,7 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
@@ -38,7 +38,7 @@ from canfarfs.vospace.xml import (
     parse_node,
     parse_transfer,
 )
-from tests.conftest import BASE, TOKEN, LiveEmulator
+from tests.emulator_util import BASE, TOKEN, LiveEmulator
 from tests.fuzz_util import (
     HOMES,
     HTTPS_PUT,
@@ -782,16 +782,6 @@ def reverse_move(request: bytes, job_document: bytes) -> bytes:
 
 
 # -- over a real socket ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def live(live_emulator: LiveEmulator) -> Iterator[LiveEmulator]:
-    """``live_emulator`` with its pipes closed after it stops (see test_emulator_vos)."""
-    yield live_emulator
-    live_emulator.stop()
-    for pipe in (live_emulator.proc.stdout, live_emulator.proc.stderr):
-        if pipe is not None:
-            pipe.close()
 
 
 def raw_exchange(url: str, payload: bytes, timeout: float = 5.0) -> bytes:

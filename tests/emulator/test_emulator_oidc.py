@@ -26,7 +26,7 @@ from canfarfs.emulator.app import Emulator, build_emulator
 from canfarfs.emulator.config import load_config
 from canfarfs.emulator.oidc import OIDC_FILE, Grant, TokenIssuer, oidc_app, set_lifetimes
 from canfarfs.emulator.server import serve_emulator
-from tests.conftest import BASE, TOKEN, USER, clean_env
+from tests.emulator_util import BASE, TOKEN, USER, clean_env
 
 STATS = "/_emulator/stats"
 

@@ -18,7 +18,7 @@ from canfarfs.emulator.skaha_model import (
     parse_env,
     posix_id,
 )
-from tests.conftest import BOB_TOKEN, USER, make_client
+from tests.emulator_util import BOB_TOKEN, USER, make_client
 from tests.skaha_util import (
     ASTROML,
     TERMINAL,

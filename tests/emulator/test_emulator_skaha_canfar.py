@@ -12,14 +12,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
-from tests.conftest import LiveEmulator, clean_env
+from tests.emulator_util import LiveEmulator, clean_env
 
 pytest.importorskip("canfar")
 
@@ -153,19 +152,6 @@ ASYNC = COMMON + textwrap.dedent("""
 
     asyncio.run(main())
 """)
-
-
-@pytest.fixture
-def live(live_emulator: LiveEmulator) -> Iterator[LiveEmulator]:
-    """``live_emulator`` with its stdout/stderr pipes closed after it stops.
-
-    (conftest's ``LiveEmulator.stop`` leaves them open: a ResourceWarning, an error here.)
-    """
-    yield live_emulator
-    live_emulator.stop()
-    for pipe in (live_emulator.proc.stdout, live_emulator.proc.stderr):
-        if pipe is not None:
-            pipe.close()
 
 
 def run_script(live: LiveEmulator, tmp_path: Path, text: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from canfarfs.emulator.app import Emulator, build_emulator
 from canfarfs.emulator.sessions_runner import probe_arc, session_dir
 from canfarfs.emulator.skaha_model import SkahaSettings
-from tests.conftest import TOKEN, USER, make_client
+from tests.emulator_util import TOKEN, USER, make_client
 from tests.skaha_util import (
     V1,
     create,

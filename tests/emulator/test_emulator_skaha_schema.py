@@ -8,14 +8,13 @@ off (``CANFARFS_SKAHA_RUN=0``) so generated ``cmd``/``args`` never execute.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import canfarfs
-from tests.conftest import LiveEmulator
+from tests.emulator_util import LiveEmulator
 
 schemathesis = pytest.importorskip("schemathesis")
 requests = pytest.importorskip("requests")
@@ -36,15 +35,6 @@ def no_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Set before ``live_emulator`` starts: the subprocess inherits the environment."""
     monkeypatch.setenv("CANFARFS_SKAHA_RUN", "0")
     monkeypatch.setenv("CANFARFS_SKAHA_PENDING_SECONDS", "0.1")
-
-
-@pytest.fixture
-def live(live_emulator: LiveEmulator) -> Iterator[LiveEmulator]:
-    yield live_emulator
-    live_emulator.stop()
-    for pipe in (live_emulator.proc.stdout, live_emulator.proc.stderr):
-        if pipe is not None:
-            pipe.close()
 
 
 #: Requests the client library itself refuses to send (not the server's doing).

@@ -22,7 +22,7 @@ import trio
 from canfarfs.emulator.app import Emulator
 from canfarfs.emulator.server import serve_emulator
 from canfarfs.emulator.tls import PROXY_LIFETIME, ServerTLS, ensure_server_tls, mint_proxy
-from tests.conftest import TOKEN, USER, LiveEmulator
+from tests.emulator_util import TOKEN, USER, LiveEmulator
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import pytest
 
 from canfarfs.vospace import props
 from canfarfs.vospace.model import NodeType
-from tests.conftest import BOB_TOKEN, LiveEmulator
+from tests.emulator_util import BOB_TOKEN, LiveEmulator
 from tests.vos_util import SERVICES, VosRig, vos_rig
 
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()  # noqa: S324 - the protocol's checksum

@@ -16,7 +16,7 @@ from canfarfs.emulator.app import Emulator, build_emulator
 from canfarfs.vospace import props
 from canfarfs.vospace import xml as vxml
 from canfarfs.vospace.model import Node, NodeType, Protocol, Transfer
-from tests.conftest import BOB_TOKEN, TOKEN, LiveEmulator, make_client
+from tests.emulator_util import BOB_TOKEN, TOKEN, LiveEmulator, make_client
 
 ARC_HOME = "/arc/nodes/home/alice"
 VAULT_HOME = "/vault/nodes/alice"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import have_tool
+from tests.emulator_util import have_tool
 from tests.mount_util import needs_fuse
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mount.py"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from canfarfs.emulator.tls import mint_proxy
-from tests.conftest import LiveEmulator
+from tests.emulator_util import LiveEmulator
 from tests.login_util import canfar_config
 from tests.mount_util import needs_fuse
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
+from tests.emulator_util import TOKEN, LiveEmulator, start_live_emulator
 from tests.mount_util import Mount, emulator_mount, errno_of, is_mounted, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveEmulator
+from tests.emulator_util import LiveEmulator
 from tests.mount_util import Mount, needs_fuse, start_mount
 from tests.vos_util import SERVICES, VosRig, vos_rig
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.conftest import TOKEN, start_live_emulator
+from tests.emulator_util import TOKEN, start_live_emulator
 from tests.mount_util import Mount, emulator_mount, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.conftest import TOKEN
+from tests.emulator_util import TOKEN
 from tests.mount_util import RIG_TIMEOUT as TIMEOUT
 from tests.mount_util import Rig, data, home, is_mounted, needs_fuse, start_mount
 

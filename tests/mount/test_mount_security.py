@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
+from tests.emulator_util import TOKEN, LiveEmulator, start_live_emulator
 from tests.mount_util import Mount, needs_fuse, start_mount
 
 pytestmark = [needs_fuse, pytest.mark.fuse]

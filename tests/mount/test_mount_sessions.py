@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import clean_env
+from tests.emulator_util import clean_env
 from tests.mount_util import Mount, needs_fuse, start_mount
 
 pytestmark = [needs_fuse, pytest.mark.fuse]

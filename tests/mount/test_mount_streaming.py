@@ -16,7 +16,7 @@ from typing import BinaryIO
 import httpx2
 import pytest
 
-from tests.conftest import TOKEN
+from tests.emulator_util import TOKEN
 from tests.mount_util import Rig, data, home, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from canfarfs.emulator.tls import mint_proxy
-from tests.conftest import TOKEN, USER, LiveEmulator
+from tests.emulator_util import TOKEN, USER, LiveEmulator
 from tests.mount_util import is_mounted, needs_fuse
 
 pytestmark = [needs_fuse, pytest.mark.fuse]

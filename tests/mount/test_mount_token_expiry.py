@@ -26,7 +26,7 @@ import httpx2
 import pytest
 import yaml
 
-from tests.conftest import TOKEN, LiveEmulator
+from tests.emulator_util import TOKEN, LiveEmulator
 from tests.login_util import canfar_config
 from tests.mount_util import Mount, needs_fuse, start_mount
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.conftest import TOKEN, LiveEmulator, start_live_emulator
+from tests.emulator_util import TOKEN, LiveEmulator, start_live_emulator
 from tests.mount.torture_worker import CHAOS, REGION, bad_records
 from tests.mount_util import Mount, emulator_mount, is_mounted, needs_fuse
 

@@ -30,7 +30,7 @@ from canfarfs.cli import build_parser
 from canfarfs.daemon import MountOptions, fuse_options
 from canfarfs.mountopts import FLAG_OPTIONS, VALUE_OPTIONS, helper_argv, split_options
 from canfarfs.usage import UsageError
-from tests.conftest import LiveEmulator
+from tests.emulator_util import LiveEmulator
 from tests.mount_util import is_mounted, needs_fuse
 
 ROOT = Path(__file__).resolve().parents[2]
