@@ -12,6 +12,7 @@ import builtins
 import json
 import logging
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -175,10 +176,19 @@ class SkahaClient:
 
     # -- changing --------------------------------------------------------------------------
 
-    async def create(self, spec: SessionSpec, registry: RegistryAuth | None = None) -> Launch:
+    async def create(
+        self,
+        spec: SessionSpec,
+        registry: RegistryAuth | None = None,
+        *,
+        extra_env: Mapping[int, Mapping[str, str]] | None = None,
+        only: Collection[int] | None = None,
+    ) -> Launch:
         """Launch every replica concurrently; per-replica failures land in ``failures``.
 
         ``registry`` (or ``spec.registry``, which wins) goes in ``X-Skaha-Registry-Auth``.
+        ``extra_env`` adds variables per replica (1-based); ``only`` launches just those
+        replicas (a job array's retry), with the names and ``REPLICA_ID`` they had.
         """
         auth = spec.registry or registry
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -187,7 +197,7 @@ class SkahaClient:
             headers["X-Skaha-Registry-Auth"] = auth.header()
             secrets = (auth.secret.get_secret_value(), auth.header())
         launch = Launch(names=spec.names())
-        payloads = spec.create_params()
+        payloads = spec.create_params(extra_env)
 
         async def one(replica: int, params: builtins.list[tuple[str, str]]) -> None:
             async with self._limit:
@@ -200,13 +210,14 @@ class SkahaClient:
 
         async with trio.open_nursery() as nursery:
             for replica, params in enumerate(payloads, start=1):
-                nursery.start_soon(one, replica, params)
+                if only is None or replica in only:
+                    nursery.start_soon(one, replica, params)
         if launch.failures:
             log.info(
                 "create %s: %d of %d replicas failed",
                 spec.name,
                 len(launch.failures),
-                len(payloads),
+                len(payloads) if only is None else len(only),
             )
         return launch
 

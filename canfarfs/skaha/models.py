@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -60,6 +61,21 @@ STATUSES: tuple[str, ...] = (
 NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 NAME_MAX = 63
 DEFAULT_REGISTRY = "images.canfar.net"
+#: What the sessions of a job array see: set per replica, so a spec cannot set them.
+ARRAY_VARIABLES = ("REPLICA_ID", "REPLICA_COUNT", "INPUTS_FILE")
+
+
+def check_input_glob(glob: str) -> None:
+    """An ``inputs`` glob names paths under ``/arc/`` as sessions see them, without
+    ``.``, ``..`` or empty components (ValueError otherwise)."""
+    if not glob.startswith("/arc/") or glob == "/arc/":
+        raise ValueError(
+            f"{glob!r}: inputs are paths under /arc/ as sessions see them "
+            "(e.g. /arc/home/me/raw/*.fits); vault and local paths are not reachable there"
+        )
+    parts = glob[len("/arc/") :].split("/")
+    if any(p in ("", ".", "..") for p in parts) or "\0" in glob:
+        raise ValueError(f"{glob!r}: write the path without '//', '.' or '..' components")
 
 
 def normalize_image(value: str) -> str:
@@ -126,6 +142,10 @@ class SessionSpec(BaseModel):
     env: dict[str, str] | None = None
     replicas: StrictInt = Field(1, ge=1, le=256)
     registry: RegistryAuth | None = None
+    #: Job arrays (canfarfs's own, docs/sessions.md): globs of paths as seen inside
+    #: sessions (``/arc/…``), whose matches are shared out over the replicas.
+    inputs: tuple[str, ...] | None = None
+    split: Literal["chunk", "stripe"] | None = None
 
     @field_validator("image")
     @classmethod
@@ -186,6 +206,20 @@ class SessionSpec(BaseModel):
             out[key] = text
         return out
 
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        globs = [value] if isinstance(value, str) else value
+        if not isinstance(globs, list | tuple) or not globs:
+            raise ValueError("must be one glob or a list of globs, e.g. /arc/home/me/raw/*.fits")
+        for glob in globs:
+            if not isinstance(glob, str):
+                raise ValueError("each glob must be text, e.g. /arc/home/me/raw/*.fits")
+            check_input_glob(glob)
+        return tuple(globs)
+
     @model_validator(mode="after")
     def _rules(self) -> SessionSpec:
         suffix = len(f"-{self.replicas}") if self.replicas > 1 else 0
@@ -199,6 +233,17 @@ class SessionSpec(BaseModel):
             raise ValueError(f"cmd, args and env are only for headless sessions, not {self.kind}")
         if self.replicas > 1 and self.kind in ("desktop", "firefly"):
             raise ValueError(f"replicas: a {self.kind} session has only one replica")
+        if self.inputs is not None:
+            if self.kind != "headless":
+                raise ValueError(f"inputs are only for headless sessions, not {self.kind}")
+            taken = sorted(set(self.env or {}) & set(ARRAY_VARIABLES))
+            if taken:
+                raise ValueError(
+                    f"env: {', '.join(taken)} are set by canfarfs for each replica of an "
+                    "array with inputs; remove them from env"
+                )
+        elif self.split is not None:
+            raise ValueError("split: only with inputs (the files to share out)")
         return self
 
     @property
@@ -214,10 +259,13 @@ class SessionSpec(BaseModel):
             return [self.name]
         return [f"{self.name}-{i}" for i in range(1, self.replicas + 1)]
 
-    def create_params(self) -> list[list[tuple[str, str]]]:
+    def create_params(
+        self, extra_env: Mapping[int, Mapping[str, str]] | None = None
+    ) -> list[list[tuple[str, str]]]:
         """One ``POST session`` parameter list per replica, as canfar builds them: fields
         in canfar's order, then user env, then ``REPLICA_ID``/``REPLICA_COUNT`` (which
-        override user variables of the same name)."""
+        override user variables of the same name), then ``extra_env[replica]`` (a job
+        array's ``INPUTS_FILE``)."""
         base: list[tuple[str, str]] = [("image", self.image)]
         for key, value in (
             ("cores", self.cores),
@@ -232,6 +280,7 @@ class SessionSpec(BaseModel):
         out = []
         for i, name in enumerate(self.names(), start=1):
             env = dict(self.env or {}) | {"REPLICA_ID": str(i), "REPLICA_COUNT": str(self.replicas)}
+            env |= (extra_env or {}).get(i, {})
             out.append([("name", name), *base, *(("env", f"{k}={v}") for k, v in env.items())])
         return out
 
