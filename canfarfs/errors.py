@@ -101,6 +101,13 @@ class NoAttribute(CanfarfsError):
     errno = errno.ENODATA
 
 
+class NotSupported(CanfarfsError):
+    """An operation the tree does not support at all (extended attributes in sessions/,
+    a namespace other than ``user.``): ENOTSUP, which tools take as "not here"."""
+
+    errno = errno.ENOTSUP
+
+
 class StaleInode(NotFound):
     """An inode number the table does not know (the kernel forgot it, or never had it)."""
 

@@ -303,7 +303,7 @@ class CanfarOps(pyfuse3.Operations):
             else:
                 await tree.truncate(vpath, attr.st_size)
         if fields.update_mtime or fields.update_atime:
-            await tree.touch(vpath)  # touch sessions/<id> renews it
+            await tree.utimens(vpath, attr.st_mtime_ns if fields.update_mtime else None)
         return self._entry(inode, await tree.attr(vpath), await tree.attr_ttl(vpath))
 
     @fuse_errors

@@ -618,6 +618,54 @@ class SessionsTree:
             raise errors.NotPermitted(f"sessions/{path} is read-only")
         self.files.resize(self.files.files[e.name], size)
 
+    # -- VirtualTree: the rest of the contract (mostly refusals) ------------------------------
+
+    async def lookup(self, parent: str, name: str) -> Attr:
+        return await self.attr(f"{parent}/{name}" if parent else name)
+
+    def unlinked_attr(self, handle: VirtualHandle) -> Attr | None:
+        return None  # a file whose name is gone is gone for getattr too
+
+    async def mknod(self, path: str) -> None:
+        raise errors.NotPermitted("sessions/ specs are written with open(), not mknod")
+
+    async def symlink(self, path: str, target: str) -> None:
+        raise errors.NotPermitted("sessions/ holds only the server's sessions and specs")
+
+    async def moved_anyway(self, src: str) -> bool:
+        """A spec renamed to its launching name moved even when the launch failed."""
+        try:
+            await self.attr(src)
+        except errors.NotFound:
+            return True
+        return False
+
+    def companions(self, path: str) -> list[str]:
+        return [path + ".ids", path + ".error"]
+
+    async def chmod(self, path: str, mode: int) -> None:
+        if mode != stat.S_IMODE((await self.attr(path)).mode):  # the same mode (vim, cp -p): fine
+            raise errors.NotPermitted("sessions/ entries have fixed permissions")
+
+    async def utimens(self, path: str, mtime_ns: int | None) -> None:
+        await self.touch(path)  # touch sessions/<id> renews it
+
+    async def getxattr(self, path: str, name: str) -> bytes:
+        raise errors.NoAttribute(f"sessions/{path} has no extended attributes")
+
+    async def listxattr(self, path: str) -> list[str]:
+        return []
+
+    async def setxattr(self, path: str, name: str, value: bytes) -> None:
+        # cp -p, vim: ACLs unsupported, so they fall back to fchmod
+        raise errors.NotSupported(f"sessions/{path} holds no extended attributes")
+
+    async def removexattr(self, path: str, name: str) -> None:
+        raise errors.NotPermitted(f"sessions/{path} holds no extended attributes")
+
+    async def statfs(self) -> tuple[int, int]:
+        return (0, 0)  # sessions/ takes no space of the user's allocation
+
 
 def _pretty(data: Any) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
