@@ -29,6 +29,7 @@ import trio
 from canfarfs import errors
 from canfarfs.authinfo import AuthInfo
 from canfarfs.bulk import BulkGetter, tls_context
+from canfarfs.fs.arcfiles import StorageArcFiles
 from canfarfs.fs.control import render
 from canfarfs.fs.fuse_ops import CanfarOps
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
@@ -246,7 +247,10 @@ async def run_mount(opts: MountOptions) -> None:
             sessions = None
             if opts.skaha_url:
                 sessions = SessionsTree(
-                    SkahaClient(http, opts.skaha_url), user=opts.user, registry=opts.registry
+                    SkahaClient(http, opts.skaha_url),
+                    user=opts.user,
+                    registry=opts.registry,
+                    arc=StorageArcFiles(storage),
                 )
             ops = MountOps(storage, sessions, opts.auth)
             target = str(opts.mountpoint.resolve())  # before init: resolving after it

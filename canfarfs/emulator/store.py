@@ -199,6 +199,9 @@ class Store:
             disk = self.root / "arc" / rec.path
             if rec.type is NodeType.CONTAINER:
                 disk.mkdir(parents=True, exist_ok=True)
+            elif rec.type is NodeType.DATA:
+                # cavern is POSIX-backed: a new node is an (empty) file sessions can see.
+                disk.touch(exist_ok=True)
         self.db.execute(
             "INSERT INTO nodes (service,path,parent,name,type,owner,props,target,length,md5,"
             "date,content_date,blob) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",

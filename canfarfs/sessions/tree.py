@@ -26,6 +26,8 @@ from pydantic import ValidationError
 from canfarfs import errors
 from canfarfs.fs.attrs import Attr
 from canfarfs.fs.virtual import VirtualHandle
+from canfarfs.sessions.arrays import ArcFiles, Arrays
+from canfarfs.sessions.arraytree import ArraysView
 from canfarfs.sessions.content import ContentCache, Key, LogHandle, SnapshotHandle
 from canfarfs.sessions.launch import Launcher
 from canfarfs.sessions.memfiles import MemFile, MemFiles, MemHandle
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 INDEXES = {"by-name": "name", "by-kind": "kind", "by-status": "status"}
 PLATFORM = ("images", "context", "stats")
 SESSION_FILES = ("info", "status", "events", "logs", "url", "spec")
-RESERVED = frozenset((*INDEXES, *PLATFORM))
+ARRAYS = "arrays"
+RESERVED = frozenset((*INDEXES, *PLATFORM, ARRAYS))
 #: Kernel attribute/entry TTLs (seconds).
 DIR_TTL = 1.0
 FILE_TTL = 0.5
@@ -63,7 +66,7 @@ PLATFORM_MODE = stat.S_IFREG | 0o444
 MEM_MODE = stat.S_IFREG | 0o644
 
 What = Literal[
-    "root", "index", "indexdir", "link", "session", "sfile", "platform", "mem", "outcome"
+    "root", "index", "indexdir", "link", "session", "sfile", "platform", "mem", "outcome", "array"
 ]
 
 
@@ -126,6 +129,7 @@ class SessionsTree:
         user: str,
         registry: tuple[str, str] | None = None,
         list_ttl: float = 2.0,
+        arc: ArcFiles | None = None,
     ) -> None:
         self._read_at: dict[tuple[str, str], float] = {}
         self._removed_at: dict[tuple[str, str], float] = {}
@@ -141,7 +145,8 @@ class SessionsTree:
                 raise errors.InvalidArgument(
                     f"configured registry credentials: {describe(exc)}"
                 ) from None
-        self.launcher = Launcher(client, auth)
+        self.arrays = Arrays(arc, user) if arc is not None else None
+        self.launcher = Launcher(client, auth, self.arrays)
         self.files = MemFiles(self._launch)
         self.content = ContentCache(self._fetch)
         self._listing: dict[str, Session] = {}
@@ -153,6 +158,15 @@ class SessionsTree:
         self._first_seen: dict[str, int] = {}
         self._warned: set[str] = set()
         self._born = time.time_ns()
+        self.array_view = ArraysView(
+            self.arrays,
+            self.launcher,
+            sessions=self.sessions,
+            logs=self.client.logs,
+            destroy=self._destroy,
+            launched=self._note_launched,
+            born=self._born,
+        )
 
     # -- the session list ------------------------------------------------------------------
 
@@ -242,6 +256,8 @@ class SessionsTree:
         if not parts:
             return Entry("root")
         head = parts[0]
+        if head == ARRAYS:
+            return Entry("array", name="/".join(parts[1:]))
         if head in INDEXES:
             if len(parts) == 1:
                 return Entry("index", name=head)
@@ -360,6 +376,8 @@ class SessionsTree:
         return await self._attr_of(e, path)
 
     async def _attr_of(self, e: Entry, path: str) -> Attr:
+        if e.what == "array":
+            return await self.array_view.attr(e.name)
         if e.what in ("root", "index", "indexdir"):
             return Attr(mode=DIR_MODE, size=0, mtime_ns=self._born, nlink=2)
         if e.what == "session":
@@ -386,6 +404,8 @@ class SessionsTree:
 
     async def attr_ttl(self, path: str) -> float:
         parts = path.split("/") if path else []
+        if parts and parts[0] == ARRAYS:
+            return FILE_TTL if len(parts) == 3 else DIR_TTL
         if len(parts) == 1 and (parts[0] in self.files.files or outcome_parts(parts[0])):
             return 0.0
         if len(parts) == 2 and parts[0] not in INDEXES:
@@ -398,6 +418,8 @@ class SessionsTree:
         e = await self._resolve(path)
         if e.what == "root":
             return await self._list_root()
+        if e.what == "array":
+            return await self.array_view.listdir(e.name)
         if e.what == "index":
             idx = self.index(await self.sessions(), e.name)
             return [
@@ -418,7 +440,8 @@ class SessionsTree:
     async def _list_root(self) -> list[tuple[str, Attr]]:
         view = await self.sessions()
         out: list[tuple[str, Attr]] = [
-            (name, Attr(mode=DIR_MODE, size=0, mtime_ns=self._born, nlink=2)) for name in INDEXES
+            (name, Attr(mode=DIR_MODE, size=0, mtime_ns=self._born, nlink=2))
+            for name in (*INDEXES, ARRAYS)
         ]
         platform = await self._platform_attrs()
         out += [(name, platform[name]) for name in PLATFORM]
@@ -441,6 +464,8 @@ class SessionsTree:
 
     async def readlink(self, path: str) -> str:
         e = await self._resolve(path)
+        if e.what == "array":
+            return await self.array_view.readlink(e.name)
         if e.what != "link":
             raise errors.InvalidArgument(f"sessions/{path} is not a symbolic link")
         return f"../../{e.sid}"
@@ -448,6 +473,8 @@ class SessionsTree:
     async def open(self, path: str, flags: int) -> VirtualHandle:
         e = await self._resolve(path)
         writing = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if e.what == "array":
+            return await self.array_view.open(e.name, flags, writing)
         if e.what == "mem":
             f = self.files.files[e.name]
             handle = MemHandle(self.files, f, writable=writing, append=bool(flags & os.O_APPEND))
@@ -492,7 +519,15 @@ class SessionsTree:
                 self._awaiting.update((sid, now) for sid in f.ids)
                 self._invalidate()
 
+    def _note_launched(self, ids: list[str]) -> None:
+        now = trio.current_time()
+        self._awaiting.update((sid, now) for sid in ids)
+        self._invalidate()
+
     async def create(self, path: str, flags: int) -> VirtualHandle:
+        if path.startswith(f"{ARRAYS}/"):
+            await self._resolve(path)  # NotFound for a name that is not there
+            raise errors.NotPermitted(f"sessions/{path}: files cannot be made in arrays/")
         _check_name_length(path)
         if "/" in path or not self.files.acceptable(path) or path in RESERVED:
             raise errors.NotPermitted(
@@ -506,7 +541,9 @@ class SessionsTree:
 
     async def unlink(self, path: str) -> None:
         e = await self._resolve(path)
-        if e.what == "mem":
+        if e.what == "array":
+            await self.array_view.unlink(e.name)
+        elif e.what == "mem":
             self.files.remove(e.name)
         elif e.what == "outcome":
             base, suffix = outcome_parts(e.name) or ("", "")
@@ -534,7 +571,9 @@ class SessionsTree:
                 raise errors.NotEmpty(f"sessions/{path}")
             return
         e = await self._resolve(path)
-        if e.what == "session":
+        if e.what == "array":
+            await self.array_view.rmdir(e.name)
+        elif e.what == "session":
             await self._refuse_a_move(e.sid)
             await self._destroy(e.sid)
         elif e.what in ("root", "index"):
@@ -606,7 +645,9 @@ class SessionsTree:
 
     async def touch(self, path: str) -> None:
         e = await self._resolve(path)
-        if e.what == "session":
+        if e.what == "array":
+            await self.array_view.touch(e.name)
+        elif e.what == "session":
             await self.client.renew(e.sid)
             self.content.drop(e.sid)
         elif e.what == "mem":
@@ -614,6 +655,9 @@ class SessionsTree:
 
     async def truncate(self, path: str, size: int) -> None:
         e = await self._resolve(path)
+        if e.what == "array" and e.name.endswith("/retry"):
+            await self.array_view.attr(e.name)
+            return  # `echo > retry`: what is written is ignored
         if e.what != "mem":
             raise errors.NotPermitted(f"sessions/{path} is read-only")
         self.files.resize(self.files.files[e.name], size)

@@ -79,7 +79,11 @@ async def names(tree: SessionsTree, path: str = "") -> list[str]:
 
 
 async def session_ids(tree: SessionsTree) -> list[str]:
-    return [n for n, a in await tree.listdir("") if a.is_dir and not n.startswith("by-")]
+    return [
+        n
+        for n, a in await tree.listdir("")
+        if a.is_dir and not n.startswith("by-") and n != "arrays"
+    ]
 
 
 async def launch(tree: SessionsTree, name: str, data: bytes) -> list[str]:
@@ -107,7 +111,15 @@ def spec_text(**fields: Any) -> bytes:
 async def test_layout_indexes_and_platform_files(tree: SessionsTree, skaha: SkahaClient) -> None:
     _typed(tree)
     root = await names(tree)
-    assert root[:6] == ["by-name", "by-kind", "by-status", "images", "context", "stats"]
+    assert root[:7] == [
+        "by-name",
+        "by-kind",
+        "by-status",
+        "arrays",
+        "images",
+        "context",
+        "stats",
+    ]
     assert await names(tree, "by-kind") == sorted(
         ["desktop", "notebook", "carta", "headless", "firefly", "contributed"]
     )
