@@ -1,0 +1,93 @@
+"""Sessions: launching replicas through ``sessions/`` against the ``canfar`` client, and
+reading the tree within the TTL."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import partial
+
+from ..rig import Bench
+from ..tools import TOKEN, Failed, log, on_mount, py_timed, run, run_python
+
+# Timed inside the child, from the call (no process start-up, no import).
+CANFAR_CREATE = r"""
+import json, sys, time
+from canfar.sessions import AsyncSession, Session
+url, token, mode, name, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+spec = dict(name=name, image=sys.argv[6], kind="headless", cmd="true", replicas=n)
+if mode == "sync":
+    session = Session(url=url, token=token)
+    t0 = time.perf_counter()
+    ids = session.create(**spec)
+else:
+    import asyncio
+    async def main():
+        async with AsyncSession(url=url, token=token) as session:
+            t0 = time.perf_counter()
+            ids = await session.create(**spec)
+            return ids, t0
+    ids, t0 = asyncio.run(main())
+print(json.dumps({"seconds": time.perf_counter() - t0, "ids": len(ids)}))
+"""
+SESSION_IMAGE = "images.canfar.net/skaha/terminal:1.1.1"
+REPLICAS = 10
+
+
+def w_sessions(b: Bench, rtt: int) -> None:
+    """Launch 10 headless replicas from one spec (``cp spec sessions/``) against the
+    ``canfar`` client's ``create(replicas=10)`` (sync and async, timed inside the
+    process); then ``ls sessions/`` and ``cat sessions/<id>/info`` again within the TTL."""
+    assert b.emu is not None
+    emu = b.emu
+
+    def fs(run_no: int) -> None:
+        spec = b.work / f"bench-{rtt}-{run_no}.yaml"
+        spec.write_text(
+            f"name: bench-{rtt}-{run_no}\nimage: {SESSION_IMAGE}\n"
+            f'kind: headless\ncmd: "true"\nreplicas: {REPLICAS}\n'
+        )
+        with b.mounted("canfarfs", "arc") as (m, _):
+            sessions = m.path / "sessions"
+            on_mount(["ls", str(sessions)])
+            with b.counting() as c:
+                sec = run(["cp", str(spec), str(sessions / spec.name)], timeout=120)
+            ids = (sessions / f"{spec.name}.ids").read_text().split()
+            if len(ids) != REPLICAS:
+                raise Failed(f"{len(ids)} of {REPLICAS} replicas launched")
+            b.record("sessions_launch", rtt, "canfarfs", sec, **c)
+            # timed inside a child (no process start-up): the file system's part
+            on_mount(["ls", str(sessions)])
+            with b.counting() as c:
+                got = py_timed(["listdir", str(sessions)], timeout=60)
+            b.record("sessions_ls", rtt, "canfarfs", got["seconds"], entries=got["entries"], **c)
+            info = sessions / ids[0] / "info"
+            on_mount(["cat", str(info)])
+            with b.counting() as c:
+                got = py_timed(["cat", str(info)], timeout=60)
+            b.record("sessions_info", rtt, "canfarfs", got["seconds"], bytes=got["bytes"], **c)
+
+    def by_canfar(mode: str, run_no: int) -> None:
+        home = b.new_dir("canfar-home")
+        out = run_python(
+            CANFAR_CREATE,
+            f"{emu.url}/skaha/v1",
+            TOKEN,
+            mode,
+            f"cf-{mode}-{rtt}-{run_no}",
+            str(REPLICAS),
+            SESSION_IMAGE,
+            name=f"canfar {mode}",
+            timeout=120,
+            env=dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config")),
+        )
+        got = json.loads(out.strip().splitlines()[-1])
+        if got["ids"] != REPLICAS:
+            raise Failed(f"canfar {mode}: {got['ids']} of {REPLICAS} replicas")
+        b.record("sessions_launch", rtt, f"canfar {mode}", got["seconds"])
+
+    for i in range(b.args.runs):
+        log(f"  sessions @{rtt} ms run {i + 1}")
+        b.attempt("sessions_launch", rtt, "canfarfs", partial(fs, i))
+        b.attempt("sessions_launch", rtt, "canfar sync", partial(by_canfar, "sync", i))
+        b.attempt("sessions_launch", rtt, "canfar async", partial(by_canfar, "async", i))
