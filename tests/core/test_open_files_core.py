@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx2
 import pytest
 import trio
 import trio.lowlevel
@@ -19,29 +17,12 @@ from canfarfs.emulator.app import Emulator
 from canfarfs.emulator.faults import FaultPlan
 from canfarfs.fs import storage as storage_mod
 from canfarfs.fs.staging import Stage
-from canfarfs.fs.storage import Storage, StorageConfig
-from canfarfs.net import HTTP, Credentials, RetryPolicy
+from canfarfs.fs.storage import Storage
 from canfarfs.tasks import spawn
-from canfarfs.vospace.client import VOSpaceClient
-from tests.emulator_util import BASE, TOKEN
 
 
 def key(name: str) -> tuple[str, str]:
     return ("arc", f"home/alice/{name}")
-
-
-@pytest.fixture
-async def storage(emulator: Emulator, tmp_path: Path) -> AsyncIterator[Storage]:
-    http = HTTP(
-        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=emulator.app)),
-        Credentials(token=TOKEN),
-        retry=RetryPolicy(base_delay=0.001),
-    )
-    clients = {s: VOSpaceClient(http, f"{BASE}/{s}", s) for s in ("arc", "vault")}
-    async with trio.open_nursery() as nursery:
-        yield Storage(clients, StorageConfig(cache_dir=tmp_path / "cache", user="alice"), nursery)
-        nursery.cancel_scope.cancel()
-    await http.aclose()
 
 
 async def server_bytes(storage: Storage, name: str) -> bytes:
@@ -59,6 +40,7 @@ async def write_file(storage: Storage, name: str, data: bytes) -> None:
     await handle.release()
 
 
+@pytest.mark.semantics("Several handles on one file")
 async def test_two_writers_share_one_staged_copy_and_the_close_uploads_both(
     storage: Storage,
 ) -> None:
@@ -80,6 +62,7 @@ async def test_two_writers_share_one_staged_copy_and_the_close_uploads_both(
     assert await server_bytes(storage, "shared") == b"AAAAABBBBB"
 
 
+@pytest.mark.semantics("Several handles on one file")
 async def test_two_opens_at_once_make_one_staged_copy(storage: Storage) -> None:
     await write_file(storage, "raced", b"r" * 100_000)
     handles = []
@@ -96,6 +79,7 @@ async def test_two_opens_at_once_make_one_staged_copy(storage: Storage) -> None:
     assert not any((storage.staging_dir).iterdir())
 
 
+@pytest.mark.semantics("Several handles on one file")
 async def test_a_reader_sees_a_writers_bytes_at_once(storage: Storage) -> None:
     await write_file(storage, "seen", b"old!")
     reader = await storage.open_read(key("seen"))
@@ -109,6 +93,7 @@ async def test_a_reader_sees_a_writers_bytes_at_once(storage: Storage) -> None:
     await reader.release()
 
 
+@pytest.mark.semantics("Several handles on one file")
 async def test_unlink_and_rename_over_leave_open_handles_their_bytes(storage: Storage) -> None:
     await write_file(storage, "victim", b"v" * 3000)
     await write_file(storage, "other", b"o" * 10)
@@ -130,6 +115,7 @@ async def test_unlink_and_rename_over_leave_open_handles_their_bytes(storage: St
     assert not any(storage.staging_dir.iterdir())
 
 
+@pytest.mark.semantics("Writing and durability")
 async def test_a_refused_unlink_keeps_the_pending_bytes(storage: Storage) -> None:
     """A refusal never discards data: the staged bytes stay pending (vault keeps locks)."""
     locked = ("vault", "alice/locked")
@@ -158,6 +144,7 @@ async def test_a_refused_unlink_keeps_the_pending_bytes(storage: Storage) -> Non
     await reader.release()
 
 
+@pytest.mark.semantics("Errno table")
 async def test_truncate_beyond_the_staging_limit_is_efbig(storage: Storage) -> None:
     await write_file(storage, "big", b"x")
     handle = await storage.open_write(key("big"), truncate=False, create=False)
@@ -210,6 +197,7 @@ async def test_a_broken_hashing_thread_falls_back_to_hashing_the_file(tmp_path: 
         ),
     ],
 )
+@pytest.mark.semantics("Writing and durability")
 async def test_a_refused_upload_and_unlink_keep_the_pending_bytes(
     storage: Storage, emulator: Emulator, refusal: FaultPlan, refuses_delete: bool
 ) -> None:
@@ -235,6 +223,7 @@ async def test_a_refused_upload_and_unlink_keep_the_pending_bytes(
     await reader.release()
 
 
+@pytest.mark.semantics("Several handles on one file")
 async def test_rm_of_a_big_file_held_open_does_not_download_it_first(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +248,7 @@ async def test_rm_of_a_big_file_held_open_does_not_download_it_first(
     await reader.release()
 
 
+@pytest.mark.semantics("Permissions")
 async def test_a_copy_renamed_into_place_stays_a_copy(storage: Storage) -> None:
     """rsync writes a temporary file, renames it, then may set its mode by name: in a
     directory that passes permissions on, the mode is still a copy's (not applied)."""

@@ -25,7 +25,7 @@ import pytest
 from tests.emulator_util import TOKEN, LiveEmulator, start_live_emulator
 from tests.mount_util import Mount, emulator_mount, errno_of, is_mounted, needs_fuse
 
-pytestmark = [needs_fuse, pytest.mark.fuse]
+pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("Several handles on one file")]
 TIMEOUT = 5.0
 HOME = {"arc": "home/alice", "vault": "alice"}
 SERVICES = ["arc", "vault"]
@@ -241,6 +241,7 @@ def test_an_open_writer_renamed_away_uploads_under_the_new_name(rig: Rig, servic
 # -- several writers on one file ------------------------------------------------------------
 
 
+@pytest.mark.semantics("Freshness")
 def test_across_two_mounts_the_last_close_wins_and_the_other_sees_it_after_the_ttl(
     rig: Rig, second_mount: Path, service: str
 ) -> None:
@@ -341,6 +342,7 @@ def test_open_append_close_loops_in_two_processes_never_fail_a_close(
     assert tags == sorted(f"{t}{i:03d}" for t in "AB" for i in range(60))
 
 
+@pytest.mark.semantics("Freshness")
 def test_tail_f_follows_a_file_appended_on_the_mount(rig: Rig, service: str) -> None:
     d = rig.dir(service)
     (d / "grow.log").write_text("line0\n")
@@ -375,6 +377,7 @@ def test_tail_f_follows_a_file_appended_on_the_mount(rig: Rig, service: str) -> 
 # -- small errnos and attributes -------------------------------------------------------------
 
 
+@pytest.mark.semantics("Errno table")
 def test_truncate_beyond_any_file_size_is_efbig(rig: Rig, service: str) -> None:
     d = rig.dir(service)
     (d / "huge").write_bytes(b"x")
@@ -384,6 +387,7 @@ def test_truncate_beyond_any_file_size_is_efbig(rig: Rig, service: str) -> None:
     assert (d / "huge").read_bytes() == b"x"
 
 
+@pytest.mark.semantics("Not supported")
 def test_mknod_makes_regular_files_and_refuses_the_rest_with_eperm(rig: Rig, service: str) -> None:
     d = rig.dir(service)
     os.mknod(d / "made", stat.S_IFREG | 0o600)
@@ -410,6 +414,7 @@ def test_ftruncate_then_close_shows_the_new_date_at_once(rig: Rig, service: str)
     assert st.st_mtime >= before - 1.0
 
 
+@pytest.mark.semantics("Freshness")
 def test_a_directory_date_moves_when_entries_come_and_go(rig: Rig, service: str) -> None:
     d = rig.dir(service) / "dated-dir"
     d.mkdir()
@@ -428,6 +433,7 @@ def test_a_directory_date_moves_when_entries_come_and_go(rig: Rig, service: str)
 # -- the POSIX table of docs/reliability.md ---------------------------------------------------
 
 
+@pytest.mark.semantics("Errno table")
 def test_the_posix_table_holds(rig: Rig, service: str) -> None:
     """Each row of reliability.md's POSIX table that is not a test of its own above."""
     d = rig.dir(service) / "posix"
@@ -523,6 +529,7 @@ def test_a_streaming_upload_cut_off_falls_back_and_close_succeeds(rig: Rig) -> N
     assert rig.server_bytes("arc", "streamed.bin") == data
 
 
+@pytest.mark.semantics("Freshness")
 def test_tail_f_follows_a_file_grown_on_the_server(rig: Rig, service: str) -> None:
     """A job (or vcp, or the portal) appends to a file: an open reader at its end sees
     the growth once the metadata TTL has passed."""

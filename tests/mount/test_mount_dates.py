@@ -17,7 +17,7 @@ import pytest
 from tests.emulator_util import TOKEN, start_live_emulator
 from tests.mount_util import Mount, emulator_mount, needs_fuse
 
-pytestmark = [needs_fuse, pytest.mark.fuse]
+pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("Dates")]
 HOME = {"arc": "home/alice", "vault": "alice"}
 OLD = 978_307_200  # 2001-01-01T00:00:00Z
 

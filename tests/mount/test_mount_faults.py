@@ -22,6 +22,7 @@ from tests.mount_util import Rig, data, home, is_mounted, needs_fuse, start_moun
 pytestmark = [needs_fuse, pytest.mark.fuse]
 
 
+@pytest.mark.semantics("Bounds")
 @pytest.mark.parametrize("service", ["arc", "vault"])
 def test_503s_are_retried_without_the_user_noticing(rig: Rig, service: str) -> None:
     payload = data(3_000_000)
@@ -31,6 +32,7 @@ def test_503s_are_retried_without_the_user_noticing(rig: Rig, service: str) -> N
     assert (home(rig, service) / "retried.bin").read_bytes() == payload
 
 
+@pytest.mark.semantics("Reading")
 @pytest.mark.parametrize("service", ["arc", "vault"])
 def test_reads_cut_mid_body_resume(rig: Rig, service: str) -> None:
     payload = data(6_000_000)
@@ -39,6 +41,7 @@ def test_reads_cut_mid_body_resume(rig: Rig, service: str) -> None:
     assert (home(rig, service) / "cut.bin").read_bytes() == payload
 
 
+@pytest.mark.semantics("Bounds")
 def test_latency_beyond_the_timeout_is_etimedout_and_cached_views_still_answer(
     rig: Rig,
 ) -> None:
@@ -62,6 +65,7 @@ def test_latency_beyond_the_timeout_is_etimedout_and_cached_views_still_answer(
     assert (h / "slow.bin").read_bytes() == data(100_000)
 
 
+@pytest.mark.semantics("Writing and durability")
 def test_server_stopped_mid_copy_fails_cleanly_and_the_same_cp_then_succeeds(
     rig: Rig,
 ) -> None:
@@ -136,6 +140,7 @@ def crash_with_unsaved(rig: Rig, target: Path, payload: bytes) -> None:
     assert not is_mounted(rig.mount.path)
 
 
+@pytest.mark.semantics("Writing and durability")
 def test_sigkill_of_the_daemon_loses_nothing(rig: Rig) -> None:
     payload = data(500_000)
     crash_with_unsaved(rig, home(rig, "vault") / "unsaved.bin", payload)

@@ -21,6 +21,7 @@ def server_props(r: Rig, service: str, path: str) -> str:
     return got.text
 
 
+@pytest.mark.semantics("Permissions")
 @pytest.mark.parametrize("service", ["arc", "vault"])
 def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path, service: str) -> None:
     """The mode is shown as copied, and recorded; a copy publishes nothing
@@ -41,6 +42,7 @@ def test_cp_p_keeps_the_mode_of_a_new_file(rig: Rig, tmp_path: Path, service: st
     assert "canfarfs#mode" in doc
 
 
+@pytest.mark.semantics("Properties as extended attributes")
 def test_setxattr_before_the_first_close_reaches_the_server(rig: Rig) -> None:
     path = home(rig, "arc") / "labelled.txt"
     with open(path, "w") as f:
@@ -52,6 +54,7 @@ def test_setxattr_before_the_first_close_reaches_the_server(rig: Rig) -> None:
     assert os.getxattr(path, "user.description") == b"a quick look"
 
 
+@pytest.mark.semantics("Permissions")
 def test_a_mode_property_changed_by_setfattr_shows_at_once(rig: Rig) -> None:
     """Without dropping the kernel's cached attributes, ls -l showed the old mode for up
     to the attribute TTL (a file made private looked public)."""

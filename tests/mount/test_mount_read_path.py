@@ -20,7 +20,7 @@ import pytest
 
 from tests.mount_util import Rig, data, home, needs_fuse, start_mount
 
-pytestmark = [needs_fuse, pytest.mark.fuse]
+pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("Reading")]
 MiB = 1024 * 1024
 SERVICES = ["arc", "vault"]
 

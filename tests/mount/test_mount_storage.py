@@ -18,7 +18,7 @@ import pytest
 
 from tests.mount_util import Mount, local_mount, needs_fuse, start_mount
 
-pytestmark = [needs_fuse, pytest.mark.fuse]
+pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("At a glance")]
 USER = "alice"
 
 
@@ -54,6 +54,7 @@ def payload(n: int, seed: int = 1) -> bytes:
 # -- the root ------------------------------------------------------------------------------
 
 
+@pytest.mark.semantics("Names")
 def test_root_holds_arc_vault_sessions_and_refuses_anything_else(mount: Mount) -> None:
     assert sorted(os.listdir(mount.path)) == ["arc", "sessions", "vault"]
     with pytest.raises(PermissionError):
@@ -87,6 +88,7 @@ def test_cat_and_shell_redirections(home: Path) -> None:
     assert (home / "log.txt").read_text() == "first\nsecond\n"
 
 
+@pytest.mark.semantics("Reading")
 def test_empty_file_reads_empty(home: Path) -> None:
     (home / "empty").touch()
     assert (home / "empty").read_bytes() == b""
@@ -94,6 +96,7 @@ def test_empty_file_reads_empty(home: Path) -> None:
     assert sh("cat empty | wc -c", home).stdout.strip() == "0"
 
 
+@pytest.mark.semantics("Reading")
 def test_random_reads_and_mmap(home: Path) -> None:
     data = payload(4_000_000, seed=2)
     (home / "fits-like.bin").write_bytes(data)
@@ -128,6 +131,7 @@ def test_truncate_and_overwrite(home: Path) -> None:
     assert (home / "t.txt").read_bytes() == b""
 
 
+@pytest.mark.semantics("Writing and durability")
 def test_close_reports_success_only_when_stored(home: Path, mount: Mount) -> None:
     """After close() returns, a brand-new reader (bypassing caches) sees the bytes."""
     data = payload(1_000_000, seed=3)
@@ -153,6 +157,7 @@ def test_mkdir_p_ls_find_rm_r(home: Path) -> None:
     assert not (home / "a").exists()
 
 
+@pytest.mark.semantics("Errno table")
 def test_rmdir_non_empty_is_enotempty(home: Path) -> None:
     (home / "full").mkdir()
     (home / "full" / "f").write_text("x")
@@ -161,12 +166,14 @@ def test_rmdir_non_empty_is_enotempty(home: Path) -> None:
     assert exc.value.errno == errno.ENOTEMPTY
 
 
+@pytest.mark.semantics("Errno table")
 def test_mkdir_existing_is_eexist(home: Path) -> None:
     (home / "d").mkdir()
     with pytest.raises(FileExistsError):
         (home / "d").mkdir()
 
 
+@pytest.mark.semantics("Renames")
 def test_mv_file_dir_and_over_existing(home: Path) -> None:
     (home / "one.txt").write_text("one")
     (home / "two.txt").write_text("two")
@@ -179,6 +186,7 @@ def test_mv_file_dir_and_over_existing(home: Path) -> None:
     assert (home / "moved" / "sub" / "x").read_text() == "deep\n"
 
 
+@pytest.mark.semantics("Renames")
 def test_mv_between_arc_and_vault_copies(mount: Mount) -> None:
     src = mount.path / "arc" / "home" / USER / "cross.txt"
     dst = mount.path / "vault" / USER / "cross.txt"
@@ -191,6 +199,7 @@ def test_mv_between_arc_and_vault_copies(mount: Mount) -> None:
     assert not src.exists()
 
 
+@pytest.mark.semantics("Links")
 def test_symlinks_are_link_nodes(home: Path) -> None:
     (home / "target.txt").write_text("pointed at")
     assert (
@@ -208,6 +217,7 @@ def test_symlinks_are_link_nodes(home: Path) -> None:
 # -- stat, chmod, xattrs, df ---------------------------------------------------------------
 
 
+@pytest.mark.semantics("Permissions")
 def test_stat_shows_size_owner_and_private_mode(home: Path) -> None:
     (home / "s.txt").write_text("12345")
     st = os.stat(home / "s.txt")
@@ -217,6 +227,7 @@ def test_stat_shows_size_owner_and_private_mode(home: Path) -> None:
     assert st.st_blocks == 1
 
 
+@pytest.mark.semantics("Permissions")
 def test_chmod_maps_to_public_and_group_permissions(home: Path) -> None:
     f = home / "perm.txt"
     f.write_text("p")
@@ -237,6 +248,7 @@ def test_chmod_maps_to_public_and_group_permissions(home: Path) -> None:
         os.chmod(f, 0o602)
 
 
+@pytest.mark.semantics("Properties as extended attributes")
 def test_xattrs_show_properties_and_set_custom_ones(home: Path) -> None:
     f = home / "x.txt"
     f.write_text("props")
@@ -258,6 +270,7 @@ def test_xattrs_show_properties_and_set_custom_ones(home: Path) -> None:
         os.setxattr(f, "user.MD5", b"0" * 32)
 
 
+@pytest.mark.semantics("Bounds")
 def test_df_reports_the_quota(mount: Mount) -> None:
     st = os.statvfs(mount.path / "arc" / "home" / USER)
     assert st.f_blocks * st.f_frsize >= 10 * 1024**3
@@ -276,12 +289,14 @@ def test_touch_existing_file_is_accepted(home: Path) -> None:
 # -- names ---------------------------------------------------------------------------------
 
 
+@pytest.mark.semantics("Names")
 def test_names_with_spaces_and_unicode_work(home: Path) -> None:
     (home / "a file é.txt").write_text("ok")
     assert (home / "a file é.txt").read_text() == "ok"
     assert "a file é.txt" in os.listdir(home)
 
 
+@pytest.mark.semantics("Names")
 def test_bad_names_are_refused(home: Path) -> None:
     with pytest.raises(OSError) as exc:
         (home / "bad\x01name").write_text("x")
@@ -317,6 +332,7 @@ def test_rsync_and_tar_into_the_mount(home: Path, tmp_path: Path) -> None:
     assert (home / "untar" / "f3.txt").read_text() == "file 3\n"
 
 
+@pytest.mark.semantics("Freshness")
 def test_listing_is_a_stable_snapshot_while_files_are_created(home: Path) -> None:
     for i in range(50):
         (home / f"e{i:02d}").write_text("x")
@@ -344,6 +360,7 @@ def test_rsync_of_world_readable_files_never_publishes_them(home: Path, tmp_path
     assert stat.S_IMODE(os.stat(home / "out" / "a.txt").st_mode) == 0o644
 
 
+@pytest.mark.semantics("Properties as extended attributes")
 def test_vault_lock_flag_is_settable_and_refuses_changes(mount: Mount) -> None:
     f = mount.path / "vault" / USER / "locked.txt"
     f.write_text("keep me")
@@ -360,6 +377,7 @@ def test_vault_lock_flag_is_settable_and_refuses_changes(mount: Mount) -> None:
     assert f.read_text() == "changed"
 
 
+@pytest.mark.semantics("Errno table")
 def test_read_only_mount_refuses_every_change(tmp_path: Path) -> None:
     env = dict(os.environ, CANFARFS_USER=USER)
     m = start_mount(

@@ -19,7 +19,7 @@ import pytest
 from tests.emulator_util import TOKEN
 from tests.mount_util import Rig, data, home, needs_fuse
 
-pytestmark = [needs_fuse, pytest.mark.fuse]
+pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("Writing and durability")]
 MiB = 1024 * 1024
 
 

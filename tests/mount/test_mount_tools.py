@@ -15,7 +15,7 @@ import pytest
 
 from tests.mount_util import Mount, local_mount, needs_fuse
 
-pytestmark = [needs_fuse, pytest.mark.fuse]
+pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("Everyday tools")]
 HOME = {"arc": "arc/home/alice", "vault": "vault/alice"}
 
 

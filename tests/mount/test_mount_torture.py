@@ -31,7 +31,7 @@ from tests.emulator_util import TOKEN, LiveEmulator, start_live_emulator
 from tests.mount.torture_worker import CHAOS, REGION, bad_records
 from tests.mount_util import Mount, emulator_mount, is_mounted, needs_fuse
 
-pytestmark = [needs_fuse, pytest.mark.fuse]
+pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("Several handles on one file")]
 TIMEOUT = 5.0
 WORKERS = 6
 OPS = 500
