@@ -15,7 +15,8 @@ service, as ``fn(b, rtt, service=...)``) and the rows it fills: the JSON key, th
 (MB/s and files/s are better higher, s lower) and the goal as the table prints it.
 ``report.summarise`` computes the ratios against the peers; the verdict is the row's
 ``judge`` when it has one (see ``Judge``), else ``report.judge_goal``'s rules for the
-rows it knows, else n/a.
+rows it knows, else n/a. The smoke test (``test_bench_mount_smoke.py``) lists every row
+key: a new row goes there too.
 """
 
 from __future__ import annotations
