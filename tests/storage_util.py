@@ -34,7 +34,7 @@ async def open_storage(
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=emulator.app)),
         Credentials(token=TOKEN),
         timeouts=timeouts,
-        retry=RetryPolicy(base_delay=0.001),
+        retry=RetryPolicy(base_delay=0.001, max_delay=0.05),  # Retry-After: 1 capped
     )
     config.setdefault("read_timeout", mount_timeout)
     clients = {s: VOSpaceClient(http, f"{BASE}/{s}", s) for s in ("arc", "vault")}
