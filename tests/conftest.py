@@ -32,7 +32,10 @@ LAYERS = ("unit", "core", "emulator", "mount")
 
 
 def _layer(item: pytest.Item) -> str | None:
-    parts = item.path.relative_to(Path(__file__).parent).parts
+    here = Path(__file__).parent
+    if not item.path.is_relative_to(here):  # collected from elsewhere in the same run
+        return None
+    parts = item.path.relative_to(here).parts
     return parts[0] if len(parts) > 1 and parts[0] in LAYERS else None
 
 
