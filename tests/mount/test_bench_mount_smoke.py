@@ -32,6 +32,7 @@ WORKLOADS = {
     "sessions_launch",
     "sessions_ls",
     "sessions_info",
+    "sessions_array_launch",
 }
 
 

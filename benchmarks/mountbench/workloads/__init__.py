@@ -114,6 +114,16 @@ STEPS: tuple[Step, ...] = (
         Row("sessions_ls", "s", WITHIN_TTL),
         Row("sessions_info", "s", WITHIN_TTL),
     ),
+    step(
+        "arrays",
+        sessions.w_arrays,
+        Row(
+            "sessions_array_launch",
+            "s",
+            "info: 50 replicas over 10×--files inputs, beside canfar create(replicas=50)",
+            judge=sessions.judge_array,
+        ),
+    ),
 )
 
 # Every row, in the order of the JSON and the table (the smoke test checks them all).
