@@ -201,15 +201,14 @@ class ArraysView:
         if len(parts) == 2:
             if parts[1] in FILES:
                 data = await self.content(parts[0], record, parts[1])
-                return Attr(mode=FILE_MODE, size=len(data), mtime_ns=self._file_mtime(record))
+                return Attr(
+                    mode=FILE_MODE, size=len(data), mtime_ns=self._dir_attr(record).mtime_ns
+                )
             replica = _replica(record, parts[1])
             if replica is not None and replica.ids:
                 size = len(_link(replica))
                 return Attr(mode=LINK_MODE, size=size, mtime_ns=self._dir_attr(record).mtime_ns)
         raise errors.NotFound(f"sessions/arrays/{path}")
-
-    def _file_mtime(self, record: ArrayRecord) -> int:
-        return max(_stamp_ns(record.stamp, self._born), self._born)
 
     async def listdir(self, path: str) -> list[tuple[str, Attr]]:
         parts = path.split("/") if path else []
