@@ -98,6 +98,7 @@ class ArraysView:
         self._launched = launched
         self._born = born
         self._content: dict[tuple[str, str], tuple[float, bytes]] = {}
+        self._retrying = trio.Lock()
 
     # -- what is there ---------------------------------------------------------------------
 
@@ -262,12 +263,13 @@ class ArraysView:
 
     async def retry(self, name: str, record: ArrayRecord) -> None:
         """Launch again the replicas whose latest session failed (or never started)."""
-        failed = [r.number for r, state in await self.states(record) if state in RETRY_STATES]
-        if not failed:
-            log.info("array %s: no failed replica to retry", name)
-            return
-        result = await self.launcher.retry(record, failed)
-        self._launched(result.ids)
+        async with self._retrying:  # two `touch retry` at once relaunch once
+            failed = [r.number for r, st in await self.states(record) if st in RETRY_STATES]
+            if not failed:
+                log.info("array %s: no failed replica to retry", name)
+                return
+            result = await self.launcher.retry(record, failed)
+            self._launched(result.ids)
         self._content = {k: v for k, v in self._content.items() if k[0] != record.folder}
         log.info("array %s: retried replicas %s: %s", name, failed, " ".join(result.ids))
         if result.failures:

@@ -337,3 +337,19 @@ async def test_array_files_refuse_what_they_cannot_do(
         await tree.attr("arrays/nope/status")
     with pytest.raises(errors.NotPermitted):
         await tree.rmdir("arrays")
+
+
+async def test_two_retries_at_once_relaunch_the_failed_replica_once(
+    tree: SessionsTree, arc: StorageArcFiles, tmp_path: Path
+) -> None:
+    await inputs(arc, 8)
+    script = job_script(tmp_path)
+    (tmp_path / "fail-2").touch()
+    await write(tree, "twice.yaml", spec("twice", str(script), 4, f"/arc/{HOME}/raw/*.fits"))
+    await settled(tree, "twice", "4 total: 3 Completed, 1 Failed")
+    (tmp_path / "fail-2").unlink()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tree.touch, "arrays/twice/retry")
+        nursery.start_soon(tree.touch, "arrays/twice/retry")
+    assert len((await read(tree, "arrays/twice/ids")).split()) == 5
+    await settled(tree, "twice", "4 total: 4 Completed")
