@@ -46,6 +46,7 @@ def summarise(b: Bench) -> dict[str, Any]:
                     "canfar sync",
                     "canfar async",
                     "http.client",
+                    *((ROWS[key].peer,) if ROWS[key].peer else ()),
                 ):
                     other = med.get(tool)
                     if other:
@@ -276,6 +277,13 @@ def print_table(result: dict[str, Any]) -> list[str]:
             )
             ratio = f"{rat['canfar sync']:.2f}" if "canfar sync" in rat else ""
             cells = [shown(row, "canfarfs"), "", peers, "", "", "", ratio, "", ""]
+        elif ROWS[key].peer not in (None, "curl"):
+            # the row's own reference in the curl columns, named
+            peer = ROWS[key].peer
+            assert peer is not None
+            ref = fmt(med.get(peer), unit) if med.get(peer) is not None else shown(row, peer)
+            cells = [shown(row, "canfarfs"), f"{peer} {ref}", "", "", shown(row, "floor")]
+            cells += [f"{rat[t]:.2f}" if t in rat else "" for t in (peer, "", "", "floor")]
         else:
             tools = ("curl", "vcp", "mountvofs", "floor")
             cells = [shown(row, t) for t in ("canfarfs", *tools)]

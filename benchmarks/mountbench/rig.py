@@ -335,7 +335,9 @@ class Bench:
         (base / "mnt").mkdir()
         return base
 
-    def mount_canfarfs(self) -> Mount:
+    def mount_canfarfs(self, options: tuple[str, ...] = ()) -> Mount:
+        """A fresh canfarfs mount; ``options``: more ``canfarfs mount`` flags
+        (e.g. ``("--writeback",)``)."""
         assert self.emu is not None
         if self.mount_failures >= 2:
             raise Failed("skipped: canfarfs failed to mount twice in a row")
@@ -361,6 +363,7 @@ class Bench:
             str(token),
             "--cache-dir",
             str(base / "cache"),
+            *options,
         ]
         try:
             # run in base, not the repository: --canfarfs-src wins
@@ -415,10 +418,13 @@ class Bench:
             m.discard()
 
     @contextmanager
-    def mounted(self, tool: str, service: str) -> Iterator[tuple[Mount, Path]]:
-        """A fresh mount (fresh cache) and the path of alice's home on ``service``."""
+    def mounted(
+        self, tool: str, service: str, options: tuple[str, ...] = ()
+    ) -> Iterator[tuple[Mount, Path]]:
+        """A fresh mount (fresh cache) and the path of alice's home on ``service``;
+        ``options``: more ``canfarfs mount`` flags (canfarfs only)."""
         if tool == "canfarfs":
-            m = self.mount_canfarfs()
+            m = self.mount_canfarfs(options)
             home = m.path / ("arc/home" if service == "arc" else "vault") / USER
         else:
             m = self.mount_vofs("arc:home/alice" if service == "arc" else "vault:alice")

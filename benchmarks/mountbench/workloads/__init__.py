@@ -13,7 +13,8 @@ unit of its row. Adding one is that function, in the module of its theme (``read
 which gives its ``--only`` name, the function (``services=ARC_VAULT``: called once per
 service, as ``fn(b, rtt, service=...)``) and the rows it fills: the JSON key, the unit
 (MB/s and files/s are better higher, s lower) and the goal as the table prints it.
-``report.summarise`` computes the ratios against the peers; the verdict is the row's
+``report.summarise`` computes the ratios against the peers (and the row's ``peer``,
+a reference tool of its own: ``local dir``, ``cat``); the verdict is the row's
 ``judge`` when it has one (see ``Judge``), else ``report.judge_goal``'s rules for the
 rows it knows, else n/a. The smoke test (``test_bench_mount_smoke.py``) lists every row
 key: a new row goes there too.
@@ -27,7 +28,7 @@ from functools import partial
 from typing import Any
 
 from ..rig import Bench
-from . import limits, metadata, reads, sessions, writes
+from . import limits, metadata, reads, sessions, writeback, writes
 
 Measure = Callable[[Bench, int], None]
 # (rtt, medians by tool, ratios canfarfs ÷ tool, the raw cells) -> (verdict, why)
@@ -42,6 +43,9 @@ class Row:
     unit: str
     goal: str
     judge: Judge | None = None
+    # the tool the row is measured against, when not one of the table's columns (its
+    # figure and the ratio canfarfs ÷ it are printed in the curl columns)
+    peer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,44 @@ STEPS: tuple[Step, ...] = (
     ),
     step("small", writes.w_small, Row("small_files_arc", "files/s", "≥10×vcp, ≥3×mountvofs @20")),
     step("parallel", writes.w_parallel, Row("parallel_writers_arc", "x8/x1", "x8 ≥4× x1 @20")),
+    Step(
+        "writeback",
+        (writeback.w_writeback_small, writeback.w_writeback_tar),
+        (
+            Row(
+                "writeback_small_files",
+                "files/s",
+                "≥20× durable close @20 (to close())",
+                judge=writeback.judge_writeback_small,
+                peer="durable",
+            ),
+            Row(
+                "writeback_sync",
+                "s",
+                "≤1.2× 8 parallel curl PUTs @20",
+                judge=writeback.judge_writeback_sync,
+                peer="curl",
+            ),
+            Row(
+                "writeback_tar",
+                "s",
+                "≤3× tar -xf into a local dir @20",
+                judge=writeback.judge_writeback_tar,
+                peer="local dir",
+            ),
+        ),
+    ),
+    step(
+        "warmup",
+        writeback.w_warmup,
+        Row(
+            "warmup_small_files",
+            "files/s",
+            "≥8× sequential cat @20",
+            judge=writeback.judge_warmup,
+            peer="cat",
+        ),
+    ),
     # the daemon's peak RSS, recorded by read and write: no step of its own
     Step("rss", (), (Row("rss", "MB", "≤200 MB"),)),
     step(
