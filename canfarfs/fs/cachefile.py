@@ -128,7 +128,8 @@ class CacheFile:
     ``filled`` is what can be read now (from memory or disk), ``on_disk`` what the local
     file holds. With ``write_to_disk`` off (a file bigger than the cache) nothing is
     written: pieces are let go once read. With ``keep`` on (a removed file's readers
-    still need its bytes) nothing is let go before it is on disk.
+    still need its bytes) nothing is let go before it is on disk. With ``present``, the
+    local file already holds all ``size`` bytes (a kept copy, opened again).
 
     The descriptor is closed only when nothing uses it any more: :meth:`close` marks the
     copy dropped, and a writer holding it (:meth:`held`) keeps the number valid until it
@@ -144,6 +145,7 @@ class CacheFile:
         budget: MemoryBudget | None = None,
         nursery: trio.Nursery | None = None,
         write_to_disk: bool = True,
+        present: bool = False,
     ) -> None:
         self.path = path
         self.size = size
@@ -168,6 +170,9 @@ class CacheFile:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.ftruncate(fd, size)
         self.fd = fd
+        if present:  # a complete copy kept on disk (readcache.py's stored copies)
+            self.filled.add(0, size)
+            self.on_disk.add(0, size)
 
     @property
     def complete(self) -> bool:

@@ -2,9 +2,11 @@
 
 ``MOUNTPOINT/.canfarfs-control`` is not listed by ``ls``. Reading it gives the daemon's
 status as JSON (a snapshot taken at open); writing ``sync`` to it and closing uploads
-every pending file, and close() fails (EIO) if any upload still fails. Only the mounting
-user can open it: FUSE keeps other users out unless ``-o allow_other``, and then the
-adapter checks the caller's uid itself.
+every pending file, and close() fails (EIO) if any upload still fails. Warm-up, pin and
+evict commands (one per line, see fs/warmup.py's ``control_command``) start jobs of the
+storage core, which the status document then shows (``warmups``, ``pinned``). Only the
+mounting user can open it: FUSE keeps other users out unless ``-o allow_other``, and
+then the adapter checks the caller's uid itself.
 """
 
 from __future__ import annotations
@@ -18,14 +20,25 @@ from typing import Any
 from canfarfs import errors
 from canfarfs.fs.staging import Stage
 from canfarfs.fs.storage import Storage
+from canfarfs.fs.warmup import COMMANDS, control_command
 
 CONTROL_NAME = ".canfarfs-control"
-MAX_COMMAND = 4096
+#: Commands are short words, or a warm-up's paths (one per line).
+MAX_COMMAND = 1024 * 1024
 
 
 def _handles(storage: Storage, stage: Stage) -> int:
     f = storage.files.get((stage.service, stage.path))
     return f.handles if f is not None and f.stage is stage else 0
+
+
+def _pinned(storage: Storage) -> dict[str, Any]:
+    files, size = storage.reads.pinned_usage()
+    return {
+        "paths": sorted(f"{s}/{p}".rstrip("/") for s, p in storage.reads.pins.roots),
+        "files": files,
+        "bytes": size,
+    }
 
 
 def status_document(
@@ -78,6 +91,8 @@ def status_document(
             "peak": storage.reads.memory.peak,
             "budget": storage.reads.memory.capacity,
         },
+        "pinned": _pinned(storage),
+        "warmups": storage.warmups.status(),
         "fetched": storage.reads.totals.fetched,
         "requests": next(iter(storage.clients.values())).http.sent if storage.clients else 0,
     }
@@ -100,7 +115,7 @@ class ControlHandle:
 
     async def write(self, offset: int, data: bytes) -> int:
         if offset + len(data) > MAX_COMMAND:
-            raise errors.InvalidArgument("control commands are short words (sync)")
+            raise errors.InvalidArgument(f"control commands take at most {MAX_COMMAND} bytes")
         self.command[offset : offset + len(data)] = data
         return len(data)
 
@@ -111,6 +126,9 @@ class ControlHandle:
         word = self.command.decode(errors="replace").strip()
         self.command.clear()
         if not word:
+            return
+        if word.split(None, 1)[0] in COMMANDS:  # warm-up, pin, evict (fs/warmup.py)
+            await control_command(self.storage, [w for w in word.splitlines() if w.strip()])
             return
         if word != "sync":
             raise errors.InvalidArgument(f"unknown control command {word!r} (try: sync)")

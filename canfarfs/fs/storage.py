@@ -29,10 +29,12 @@ from canfarfs.fs.keylocks import KeyLocks
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
 from canfarfs.fs.openfile import OpenFile, StorageHandle
+from canfarfs.fs.pins import version_of
 from canfarfs.fs.readcache import ReadCache
 from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.fs.staging import Stage, pending_entries
 from canfarfs.fs.uploads import Uploads
+from canfarfs.fs.warmup import WarmUps
 from canfarfs.vospace import props
 from canfarfs.vospace.client import VOSpaceClient
 from canfarfs.vospace.model import Node, NodeType
@@ -139,6 +141,10 @@ class Storage:
             read_timeout=config.read_timeout,
             nursery=nursery,
         )
+        # Pinned trees' last known metadata, served only while a service is down.
+        self.reads.pins.seed(self.meta)
+        #: Warm-up, pinning and eviction jobs (warmup.py).
+        self.warmups = WarmUps(self)
         #: Uploads of staged bytes (uploads.py).
         self.uploads = Uploads(
             clients,
@@ -782,7 +788,7 @@ class Storage:
     def _use_version(self, f: OpenFile, node: Node) -> RemoteFile:
         """Point ``f`` at the cached copy of ``node``'s version (made if needed)."""
         f.node = node
-        version = f"{node.prop(props.MD5)}:{node.length}:{node.prop(props.DATE)}"
+        version = version_of(node)
         if f.remote is not None and f.remote.version == version and not f.remote.orphaned:
             return f.remote
         remote = self.reads.copy_of(f.key, version, node.length, self.client(f.key))
@@ -1154,10 +1160,11 @@ class Storage:
 
     def _collect_orphans(self) -> int:
         """Remove what an earlier run left that holds nothing to upload: staged files
-        without a dirty journal entry, and cached copies (never reused across runs)."""
+        without a dirty journal entry, and cached copies the index does not keep (only
+        pinned files' copies are reused across runs)."""
         keep = {data.stem for data, _ in pending_entries(self.staging_dir)}
         removed = 0
-        for d, wanted in ((self.staging_dir, keep), (self.data_dir, set())):
+        for d, wanted in ((self.staging_dir, keep), (self.data_dir, self.reads.kept_files())):
             for p in d.iterdir():
                 if p.name.split(".", 1)[0] not in wanted and p.is_file():
                     p.unlink(missing_ok=True)
@@ -1165,13 +1172,14 @@ class Storage:
         return removed
 
     def close(self) -> None:
-        """At unmount: drop clean staged copies and every cached copy; bytes still to
-        upload stay staged, with their journal, for the next mount."""
+        """At unmount: drop clean staged copies and every cached copy but pinned files'
+        (kept, with the index); bytes still to upload stay staged, with their journal,
+        for the next mount."""
         for key, stage in list(self.stages.items()):
             if stage.discarded or not stage.dirty:
                 del self.stages[key]
             stage.dispose()
-        self.reads.close()
+        self.reads.close(self.meta)
 
     def _adopt(
         self, service: str, path: str, data: Path, entry: dict[str, object], size: int, error: str
