@@ -1,4 +1,4 @@
-"""The ``canfarfs`` command line: mount, umount, status, sync, emulator — and the
+"""The ``canfarfs`` command line: mount, umount, status, sync, warmup, emulator — and the
 mount-helper form ``canfarfs SOURCE MOUNTPOINT -o OPTIONS`` that mount(8) runs for
 ``-t fuse.canfarfs`` and fstab lines (see :mod:`canfarfs.mountopts`)."""
 
@@ -117,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sy = command("sync", "wait, with progress, until every upload is durable")
     sy.add_argument("mountpoint", type=Path)
+
+    wu = command("warmup", "fetch files and trees into the mount's cache (--pin: keep them)")
+    wu.add_argument("paths", nargs="+", metavar="PATH", help="files or directories in a mount")
+    what = wu.add_mutually_exclusive_group()
+    what.add_argument(
+        "--pin",
+        action="store_true",
+        help="keep them cached through eviction and remounts (docs/semantics.md)",
+    )
+    what.add_argument(
+        "--evict", action="store_true", help="drop them from the cache, and unpin them"
+    )
     return parser
 
 
@@ -171,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             from canfarfs.mountcmd import cmd_umount
 
             return cmd_umount(args)
+        if args.command == "warmup":
+            from canfarfs.warmupcmd import cmd_warmup
+
+            return cmd_warmup(args)
         if args.command in ("status", "sync"):
             from canfarfs.statuscmd import cmd_status, cmd_sync
 

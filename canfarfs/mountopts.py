@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from canfarfs.usage import UsageError, parse_size
 
-COMMANDS = frozenset({"emulator", "mount", "umount", "status", "sync"})
+COMMANDS = frozenset({"emulator", "mount", "umount", "status", "sync", "warmup"})
 SOURCES = "canfar, local:DATA_DIR or https://HOST"
 
 

@@ -84,6 +84,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print("No pending uploads: everything written is on the server.")
     cache = doc["cache"]
     console.print(f"Cache: {_size(cache['used'])} used of {_size(cache['budget'])}")
+    pinned = doc.get("pinned")
+    if pinned is not None:
+        console.print(
+            f"Pinned: {pinned['files']} file(s), {_size(pinned['bytes'])}"
+            + (" over the cache size" if pinned["bytes"] > cache["budget"] else ""),
+        )
+        for path in pinned["paths"]:
+            console.print(f"  pinned: {path}", soft_wrap=True, markup=False, highlight=False)
+    for job in doc.get("warmups", []):
+        if job["state"] in ("listing", "fetching"):
+            console.print(
+                f"Warm-up {job['id']}: {job['state']}, {job['done_files']}/{job['files']} "
+                f"files, {_size(job['done_bytes'])} of {_size(job['bytes'])}",
+                markup=False,
+                highlight=False,
+            )
     # The path on a line of its own, never broken by rich (an 80-column terminal split
     # "... in" from it): a long one wraps as the terminal wraps it, and copies whole.
     console.print(f"Cache directory: {cache['dir']}", soft_wrap=True, markup=False, highlight=False)

@@ -21,12 +21,12 @@ temporary file, fsync, rename) after each warm-up, eviction and at unmount::
 * ``copies``: complete cached copies of pinned files, one per file, with the version
   they hold (MD5, length, date: the node's, as listed when it was fetched). A copy is
   served again after a remount only while the server's node has that same version.
-* ``nodes`` and ``listings``: the metadata of pinned trees (each pinned key's node, the
-  directories below it with their children's names, every child's node), as last
-  listed. :meth:`PinIndex.seed` puts them into a :class:`~canfarfs.fs.meta.MetaCache`
-  as expired entries, which the storage core serves only while a service cannot be
-  reached; an offline mount can build on :attr:`PinIndex.nodes` and
-  :attr:`PinIndex.listings` directly.
+* ``nodes`` and ``listings``: the metadata of pinned trees (each pinned key's node and
+  those of the directories above it, the directories below it with their children's
+  names, every child's node), as last listed. :meth:`PinIndex.seed` puts them into a
+  :class:`~canfarfs.fs.meta.MetaCache` as expired entries, which the storage core
+  serves only while a service cannot be reached; an offline mount can build on
+  :attr:`PinIndex.nodes` and :attr:`PinIndex.listings` directly.
 
 A missing index is an empty one; an unreadable one is logged and ignored (its copies
 are then removed as any unindexed cache file is).
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canfarfs.fs.meta import Key, Listing, MetaCache, child_key
+from canfarfs.fs.meta import Key, Listing, MetaCache, child_key, parent_key
 from canfarfs.vospace import props
 from canfarfs.vospace.model import Node, NodeType
 
@@ -125,9 +125,12 @@ class PinIndex:
         gone = [r for r in self.roots if under(r, key)]
         self.roots.difference_update(gone)
         for table in (self.nodes, self.listings):
-            for k in [k for k in table if under(k, key) and not self.pinned(k)]:
+            for k in [k for k in table if not (self.pinned(k) or self._above_a_pin(k))]:
                 del table[k]
         return gone
+
+    def _above_a_pin(self, key: Key) -> bool:
+        return any(under(r, key) for r in self.roots)
 
     # -- metadata of pinned trees --------------------------------------------------------
 
@@ -166,9 +169,8 @@ class PinIndex:
                     if child_key(key, n) in self.nodes
                 }
                 meta.listings[key] = Listing(children, expired)
-        for key in self.roots:
-            node = self.nodes.get(key)
-            if node is not None and key not in meta.nodes:
+        for key, node in self.nodes.items():  # pinned keys and the directories above
+            if key not in meta.nodes and (not key[1] or parent_key(key) not in self.listings):
                 meta.nodes[key] = (node, expired)
 
     def files(self) -> Iterable[tuple[Key, Node]]:

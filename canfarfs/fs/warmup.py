@@ -208,6 +208,7 @@ class WarmUps:
                 for key in keys:
                     if nodes.get(key) is not None:
                         reads.pins.pin(key)
+                        self._record_above(key)
                 for key, node in nodes.items():
                     reads.pins.record(key, node)
                 for key, children in listings.items():
@@ -224,6 +225,15 @@ class WarmUps:
         job.end("cancelled")
         if reads.pins.roots:
             await reads.save_index(self.storage.meta)
+
+    def _record_above(self, key: Key) -> None:
+        """Record the nodes of the directories above a pinned key, as known (the path to
+        it was looked up), so that they can be served while a service is down."""
+        while key[1]:
+            key = parent_key(key)
+            node = self.storage.meta.stale_node(key)
+            if node is not None:
+                self.storage.reads.pins.record(key, node)
 
     async def _walk_root(
         self,
