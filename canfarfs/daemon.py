@@ -12,7 +12,6 @@ import ctypes
 import ctypes.util
 import fcntl
 import getpass
-import json
 import logging
 import os
 import resource
@@ -22,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyfuse3
 import trio
@@ -30,7 +30,6 @@ from canfarfs import errors
 from canfarfs.authinfo import AuthInfo
 from canfarfs.bulk import BulkGetter, tls_context
 from canfarfs.fs.arcfiles import StorageArcFiles
-from canfarfs.fs.control import render
 from canfarfs.fs.fuse_ops import CanfarOps
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.storage import Storage, StorageConfig
@@ -135,10 +134,8 @@ class MountOps(CanfarOps):
         super().__init__(storage, sessions)
         self.auth = auth
 
-    def _status(self) -> bytes:
-        doc = json.loads(super()._status())
-        doc["auth"] = self.auth.describe()
-        return render(doc)
+    def _status_doc(self) -> dict[str, Any]:
+        return {**super()._status_doc(), "auth": self.auth.describe()}
 
 
 #: glibc mallopt parameter (malloc.h).

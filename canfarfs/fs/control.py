@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canfarfs import errors
-from canfarfs.fs.staging import Stage
 from canfarfs.fs.storage import Storage
 from canfarfs.fs.warmup import COMMANDS, control_command
 
@@ -27,74 +26,19 @@ CONTROL_NAME = ".canfarfs-control"
 MAX_COMMAND = 1024 * 1024
 
 
-def _handles(storage: Storage, stage: Stage) -> int:
-    f = storage.files.get((stage.service, stage.path))
-    return f.handles if f is not None and f.stage is stage else 0
-
-
-def _pinned(storage: Storage) -> dict[str, Any]:
-    files, size = storage.reads.pinned_usage()
-    return {
-        "paths": sorted(f"{s}/{p}".rstrip("/") for s, p in storage.reads.pins.roots),
-        "files": files,
-        "bytes": size,
-    }
-
-
 def status_document(
     storage: Storage,
     *,
     mountpoint: str,
-    open_files: int,
     started: float,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything ``canfarfs status`` shows; no secrets (URLs, states and counts only)."""
-    services = {}
-    for name, client in storage.clients.items():
-        services[name] = {
-            "url": client.base,
-            "reachable": not storage.is_down(name),
-            "last_error": storage.last_error.get(name) if storage.is_down(name) else None,
-        }
-    uploads = []
-    for stage in storage.stages.values():
-        if stage.discarded or not (stage.dirty or stage.uploading):
-            continue
-        uploads.append(
-            {
-                "name": f"{stage.service}/{stage.path}",
-                "size": stage.size,
-                "uploaded": stage.uploaded_bytes,
-                "uploading": stage.uploading,
-                "tries": stage.tries,
-                "last_error": stage.last_error,
-                "kept_at": str(stage.data_path),
-                "open_handles": _handles(storage, stage),
-            }
-        )
-    used = storage.reads.used()
     doc: dict[str, Any] = {
         "mountpoint": mountpoint,
         "pid": os.getpid(),
         "uptime": round(time.monotonic() - started, 1),
-        "services": services,
-        "uploads": uploads,
-        "open_files": open_files,
-        "cache": {
-            "dir": str(storage.config.cache_dir),
-            "used": used,
-            "budget": storage.config.cache_size,
-        },
-        "memory": {
-            "used": storage.reads.memory.used,
-            "peak": storage.reads.memory.peak,
-            "budget": storage.reads.memory.capacity,
-        },
-        "pinned": _pinned(storage),
-        "warmups": storage.warmups.status(),
-        "fetched": storage.reads.totals.fetched,
-        "requests": next(iter(storage.clients.values())).http.sent if storage.clients else 0,
+        **storage.status(),
     }
     if extra:
         doc.update(extra)

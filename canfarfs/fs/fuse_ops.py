@@ -1,5 +1,11 @@
-"""The thin pyfuse3 adapter: decode names, look up inodes and handles, call the core,
-turn errors into errnos. No file-system logic lives here."""
+"""The thin pyfuse3 adapter: decode names, resolve an inode to its tree and path, call
+the tree, turn errors into errnos. No file-system logic lives here.
+
+Every tree under the root (``arc/``, ``vault/``, ``sessions/``) satisfies one contract,
+:class:`canfarfs.fs.virtual.VirtualTree`; the adapter resolves an inode once
+(:meth:`CanfarOps._place`) and calls the same methods whatever the tree. The root, the
+control file and the top-level directories are the adapter's own.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +29,10 @@ from canfarfs.fs.attrs import Attr, dir_attr
 from canfarfs.fs.control import CONTROL_NAME, ControlHandle, render, status_document
 from canfarfs.fs.data import Data
 from canfarfs.fs.inodes import ROOT, InodeTable
-from canfarfs.fs.meta import Key, child_key
-from canfarfs.fs.openfile import StorageHandle
+from canfarfs.fs.meta import Key
 from canfarfs.fs.storage import Storage
+from canfarfs.fs.storage_tree import StorageTree
+from canfarfs.fs.unconfigured import Unconfigured
 from canfarfs.fs.virtual import VirtualHandle, VirtualTree
 from canfarfs.tasks import spawn
 
@@ -33,9 +40,13 @@ log = logging.getLogger(__name__)
 
 TTL = 1.0
 TOP = {"arc": 2, "vault": 3, "sessions": 4}
-SESSIONS_KEY = ("sessions", "")
 CONTROL_INO = 5
 CONTROL_KEY = ("<control>", "")
+NO_SKAHA = "no Skaha service configured (--skaha-url or --local)"
+#: Everyday answers, logged at debug rather than a line per file at info: a name that
+#: does not exist (every new file starts with one), an attribute that is not set, a
+#: namespace that is not kept (ls, cp -p).
+QUIET = frozenset({errno.ENOENT, errno.ENODATA, errno.ENOTSUP})
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -52,9 +63,7 @@ def fuse_errors(fn: F) -> F:
         except pyfuse3.FUSEError:
             raise
         except errors.CanfarfsError as exc:
-            # A name that does not exist is the everyday answer to lookup (every new
-            # file starts with one): debug, not a log line per file at info.
-            level = logging.DEBUG if exc.errno == errno.ENOENT else logging.INFO
+            level = logging.DEBUG if exc.errno in QUIET else logging.INFO
             log.log(
                 level, "%s: %s (%s)", fn.__name__, exc, errno.errorcode.get(exc.errno, exc.errno)
             )
@@ -68,23 +77,40 @@ def fuse_errors(fn: F) -> F:
     return cast(F, wrapper)
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where an inode lives: the tree mounted at ``top``, and the path inside it."""
+
+    top: str
+    tree: VirtualTree
+    path: str
+
+    @property
+    def key(self) -> Key:
+        """The inode table's key."""
+        return (self.top, self.path)
+
+    def child(self, name: str) -> Place:
+        return Place(self.top, self.tree, f"{self.path}/{name}" if self.path else name)
+
+
 @dataclass
 class DirHandle:
     """A listing snapshot: (name, key, inode, attributes) per entry."""
 
     entries: list[tuple[bytes, Key, int, Attr]] = field(default_factory=list)
-    #: Kernel cache time of each entry (virtual trees vary it; storage uses TTL).
+    #: Kernel cache time of each entry (the trees vary it; TTL if not given).
     ttls: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
 class FileHandle:
-    """An open file: its inode, the key it was opened by, and the tree's handle (storage
-    and virtual trees alike satisfy :class:`VirtualHandle`)."""
+    """An open file: its inode, the tree's handle, and where it was opened (None for
+    the control file)."""
 
     ino: int
-    key: Key
     handle: VirtualHandle
+    place: Place | None
 
 
 class CanfarOps(pyfuse3.Operations):
@@ -95,12 +121,19 @@ class CanfarOps(pyfuse3.Operations):
 
     def __init__(self, storage: Storage, sessions: VirtualTree | None = None) -> None:
         super().__init__()
+        #: The trees under the root by name; every one takes the same calls.
+        self.trees: dict[str, VirtualTree] = {
+            "arc": StorageTree(storage, "arc"),
+            "vault": StorageTree(storage, "vault"),
+            "sessions": sessions if sessions is not None else Unconfigured(NO_SKAHA),
+        }
+        #: For the control file: the status it shows, the sync it runs.
         self.storage = storage
-        self.sessions = sessions
+        self.nursery = storage.nursery
         self.inodes = InodeTable()
         self.inodes.fixed(ROOT, ("", "<root>"))
         for name, ino in TOP.items():
-            self.inodes.fixed(ino, (name, "") if name != "sessions" else SESSIONS_KEY)
+            self.inodes.fixed(ino, (name, ""))
         self.inodes.fixed(CONTROL_INO, CONTROL_KEY)
         self.started = time.monotonic()
         #: Counts of FUSE requests and bytes, shown by ``canfarfs status``.
@@ -111,6 +144,42 @@ class CanfarOps(pyfuse3.Operations):
         self.uid = os.getuid()
         self.gid = os.getgid()
 
+    # -- resolution ----------------------------------------------------------------------
+
+    def _place(self, ino: int) -> Place:
+        """The tree and path of ``ino``. The root and the control file are in no tree
+        (EPERM); an inode whose name is gone is ENOENT."""
+        if ino == ROOT:
+            raise errors.NotPermitted("the mount root holds only arc, vault and sessions")
+        if ino == CONTROL_INO:
+            raise errors.NotPermitted("the control file is in no tree")
+        key = self.inodes.key(ino)
+        assert isinstance(key, tuple)
+        top, path = cast(Key, key)
+        if top not in self.trees:  # <deleted>, <replaced>
+            raise errors.NotFound("deleted")
+        return Place(top, self.trees[top], path)
+
+    def _unlinked_attr(self, ino: int) -> Attr | None:
+        """The attributes an open handle keeps for ``ino`` once its name is gone."""
+        for h in self.handles.values():
+            if isinstance(h, FileHandle) and h.ino == ino and h.place is not None:
+                return h.place.tree.unlinked_attr(h.handle)
+        return None
+
+    async def _attr(self, ino: int) -> tuple[Attr, float]:
+        """Attributes of ``ino`` and how long the kernel may keep them."""
+        if ino == ROOT:
+            return dir_attr(), TTL
+        if ino == CONTROL_INO:
+            mode = stat.S_IFREG | 0o600
+            return Attr(mode=mode, size=len(self._status()), mtime_ns=time.time_ns()), TTL
+        unlinked = self._unlinked_attr(ino)
+        if unlinked is not None:
+            return unlinked, TTL
+        place = self._place(ino)
+        return await place.tree.attr(place.path), await place.tree.attr_ttl(place.path)
+
     # -- helpers -------------------------------------------------------------------------
 
     def _new_fh(self, handle: DirHandle | FileHandle) -> int:
@@ -118,34 +187,6 @@ class CanfarOps(pyfuse3.Operations):
         self._next_fh += 1
         self.handles[fh] = handle
         return fh
-
-    def _key(self, ino: int) -> Key:
-        key = self.inodes.key(ino)
-        assert isinstance(key, tuple)
-        if key[0] in ("<deleted>", "<replaced>"):
-            raise errors.NotFound("deleted")
-        return cast(Key, key)
-
-    def _virtual_path(self, ino: int) -> str | None:
-        """The path inside sessions/ of ``ino``, or None for a storage inode."""
-        if ino == TOP["sessions"]:
-            return ""
-        if ino in (ROOT, CONTROL_INO):
-            return None
-        key = self.inodes.key(ino)
-        assert isinstance(key, tuple)
-        return str(key[1]) if key[0] == "sessions" else None
-
-    def _tree(self) -> VirtualTree:
-        if self.sessions is None:
-            raise errors.NotPermitted("no Skaha service configured (--skaha-url or --local)")
-        return self.sessions
-
-    def _storage_key(self, ino: int) -> Key:
-        key = self._key(ino)
-        if key[0] not in self.storage.clients:
-            raise errors.NotPermitted("not a storage path")
-        return key
 
     def _entry(self, ino: int, a: Attr, ttl: float = TTL) -> pyfuse3.EntryAttributes:
         e = pyfuse3.EntryAttributes()
@@ -163,56 +204,32 @@ class CanfarOps(pyfuse3.Operations):
         e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
         return e
 
+    async def _entry_of(self, ino: int) -> pyfuse3.EntryAttributes:
+        return self._entry(ino, *await self._attr(ino))
+
+    async def _new_entry(self, place: Place) -> pyfuse3.EntryAttributes:
+        """The entry of a name just made (or found): the kernel now holds its inode."""
+        a = await place.tree.attr(place.path)
+        ttl = await place.tree.attr_ttl(place.path)
+        return self._entry(self.inodes.looked_up(place.key), a, ttl)
+
+    def _status_doc(self) -> dict[str, Any]:
+        return status_document(
+            self.storage,
+            mountpoint=self.mountpoint,
+            started=self.started,
+            extra={"fuse": dict(self.stats)},
+        )
+
     def _status(self) -> bytes:
-        open_files = sum(
-            1
-            for h in self.handles.values()
-            if isinstance(h, FileHandle) and isinstance(h.handle, StorageHandle)
-        )
-        return render(
-            status_document(
-                self.storage,
-                mountpoint=self.mountpoint,
-                open_files=open_files,
-                started=self.started,
-                extra={"fuse": dict(self.stats)},
-            )
-        )
-
-    async def _attr(self, ino: int) -> Attr:
-        if ino == ROOT or (ino == TOP["sessions"] and self.sessions is None):
-            return dir_attr()
-        if ino == TOP["sessions"]:
-            return await self._tree().attr("")
-        if ino == CONTROL_INO:
-            return Attr(
-                mode=stat.S_IFREG | 0o600, size=len(self._status()), mtime_ns=time.time_ns()
-            )
-        opened = self._open_storage_file(ino)
-        if opened is not None and opened.file.unlinked:  # open, its name gone (unlink)
-            return self.storage.file_attr(opened.file)
-        key = self._key(ino)
-        if key[0] == "sessions":
-            return await self._tree().attr(key[1])
-        if not key[1]:
-            a = await self.storage.attr(key)
-            return Attr(mode=stat.S_IFDIR | 0o755, size=0, mtime_ns=a.mtime_ns, nlink=2)
-        return await self.storage.attr(key)
-
-    def _unlinked_open(self, ino: int) -> bool:
-        opened = self._open_storage_file(ino)
-        return opened is not None and opened.file.unlinked
-
-    def _open_storage_file(self, ino: int) -> StorageHandle | None:
-        """A storage handle open on ``ino``, if any."""
-        for h in self.handles.values():
-            if isinstance(h, FileHandle) and h.ino == ino and isinstance(h.handle, StorageHandle):
-                return h.handle
-        return None
+        return render(self._status_doc())
 
     @staticmethod
     def _name(raw: bytes) -> str:
         return os.fsdecode(raw)
+
+    def _child(self, parent_inode: int, name: bytes) -> Place:
+        return self._place(parent_inode).child(self._name(name))
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -223,34 +240,21 @@ class CanfarOps(pyfuse3.Operations):
         text = self._name(name)
         if parent_inode == ROOT:
             if text == CONTROL_NAME:
-                return self._entry(CONTROL_INO, await self._attr(CONTROL_INO))
+                return await self._entry_of(CONTROL_INO)
             if text not in TOP:
                 raise errors.NotFound(text)
-            ino = TOP[text]
-            return self._entry(ino, await self._attr(ino))
-        vpath = self._virtual_path(parent_inode)
-        if vpath is not None:
-            tree = self._tree()
-            path = f"{vpath}/{text}" if vpath else text
-            a = await tree.attr(path)
-            ttl = await tree.attr_ttl(path)
-            return self._entry(self.inodes.looked_up(("sessions", path)), a, ttl)
-        parent = self._storage_key(parent_inode)
-        node_key = child_key(parent, text)
-        await self.storage.lookup(parent, text)
-        a = await self.storage.attr(node_key)
-        return self._entry(self.inodes.looked_up(node_key), a)
+            return await self._entry_of(TOP[text])
+        parent = self._place(parent_inode)
+        place = parent.child(text)
+        a = await parent.tree.lookup(parent.path, text)
+        ttl = await place.tree.attr_ttl(place.path)
+        return self._entry(self.inodes.looked_up(place.key), a, ttl)
 
     @fuse_errors
     async def getattr(
         self, inode: int, ctx: pyfuse3.RequestContext | None = None
     ) -> pyfuse3.EntryAttributes:
-        vpath = self._virtual_path(inode)
-        if vpath is not None and self.sessions is not None:
-            return self._entry(
-                inode, await self.sessions.attr(vpath), await self.sessions.attr_ttl(vpath)
-            )
-        return self._entry(inode, await self._attr(inode))
+        return await self._entry_of(inode)
 
     @fuse_errors
     async def setattr(
@@ -266,52 +270,26 @@ class CanfarOps(pyfuse3.Operations):
         ):
             raise errors.NotPermitted("VOSpace nodes are owned by the mounting user")
         if inode == CONTROL_INO:
-            return self._entry(inode, await self._attr(inode))
-        vpath = self._virtual_path(inode)
-        if vpath is not None:
-            return await self._setattr_virtual(inode, vpath, attr, fields, fh)
+            return await self._entry_of(inode)
+        handle = self.handles.get(fh) if fh is not None else None
         if fields.update_size:
-            handle = self.handles.get(fh) if fh is not None else None
-            if isinstance(handle, FileHandle) and isinstance(handle.handle, StorageHandle):
+            if isinstance(handle, FileHandle):  # also once the file's name is gone
                 await handle.handle.truncate(attr.st_size)
             else:
-                await self.storage.truncate(self._storage_key(inode), attr.st_size)
+                place = self._place(inode)
+                await place.tree.truncate(place.path, attr.st_size)
         if fields.update_mode:
-            await self.storage.chmod(self._storage_key(inode), stat.S_IMODE(attr.st_mode))
-        if fields.update_mtime and not self._unlinked_open(inode):
-            await self.storage.set_mtime(self._storage_key(inode), attr.st_mtime_ns)
-        # atime alone: accepted without effect (VOSpace keeps no access time).
-        return self._entry(inode, await self._attr(inode))
-
-    async def _setattr_virtual(
-        self,
-        inode: int,
-        vpath: str,
-        attr: pyfuse3.EntryAttributes,
-        fields: pyfuse3.SetattrFields,
-        fh: int | None,
-    ) -> pyfuse3.EntryAttributes:
-        tree = self._tree()
-        if fields.update_mode and stat.S_IMODE(attr.st_mode) != stat.S_IMODE(
-            (await tree.attr(vpath)).mode
-        ):  # chmod to the same mode (vim, cp -p): fine
-            raise errors.NotPermitted("sessions/ entries have fixed permissions")
-        if fields.update_size:
-            handle = self.handles.get(fh) if fh is not None else None
-            if isinstance(handle, FileHandle):
-                await handle.handle.truncate(attr.st_size)
-            else:
-                await tree.truncate(vpath, attr.st_size)
-        if fields.update_mtime or fields.update_atime:
-            await tree.utimens(vpath, attr.st_mtime_ns if fields.update_mtime else None)
-        return self._entry(inode, await tree.attr(vpath), await tree.attr_ttl(vpath))
+            place = self._place(inode)
+            await place.tree.chmod(place.path, stat.S_IMODE(attr.st_mode))
+        if (fields.update_mtime or fields.update_atime) and self._unlinked_attr(inode) is None:
+            place = self._place(inode)
+            await place.tree.utimens(place.path, attr.st_mtime_ns if fields.update_mtime else None)
+        return await self._entry_of(inode)
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        vpath = self._virtual_path(inode)
-        if vpath is not None:
-            return os.fsencode(await self._tree().readlink(vpath))
-        return os.fsencode(await self.storage.readlink(self._storage_key(inode)))
+        place = self._place(inode)
+        return os.fsencode(await place.tree.readlink(place.path))
 
     @fuse_errors
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -327,26 +305,16 @@ class CanfarOps(pyfuse3.Operations):
         if inode == ROOT:
             for name, ino in TOP.items():
                 try:
-                    a = await self._attr(ino)
+                    a, _ttl = await self._attr(ino)
                 except errors.CanfarfsError:
                     a = dir_attr()
-                key = self._key(ino)
-                handle.entries.append((name.encode(), key, ino, a))
-        elif (vpath := self._virtual_path(inode)) is not None:
-            if self.sessions is not None:
-                for name, a in await self.sessions.listdir(vpath):
-                    key = ("sessions", f"{vpath}/{name}" if vpath else name)
-                    handle.ttls[len(handle.entries)] = await self.sessions.attr_ttl(key[1])
-                    handle.entries.append((os.fsencode(name), key, self.inodes.ino_for(key), a))
-        else:
-            key = self._storage_key(inode)
-            for name, _node in await self.storage.listdir(key):
-                ck = child_key(key, name)
-                try:
-                    a = await self.storage.attr(ck)
-                except errors.CanfarfsError:
-                    continue
-                handle.entries.append((os.fsencode(name), ck, self.inodes.ino_for(ck), a))
+                handle.entries.append((name.encode(), (name, ""), ino, a))
+            return self._new_fh(handle)
+        place = self._place(inode)
+        for name, a in await place.tree.listdir(place.path):
+            child = place.child(name)
+            handle.ttls[len(handle.entries)] = await place.tree.attr_ttl(child.path)
+            handle.entries.append((os.fsencode(name), child.key, self.inodes.ino_for(child.key), a))
         return self._new_fh(handle)
 
     @fuse_errors
@@ -368,64 +336,27 @@ class CanfarOps(pyfuse3.Operations):
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        parent = self._writable_dir(parent_inode)
-        if parent[0] == "sessions":
-            path = self._join(parent, self._name(name))
-            await self._tree().mkdir(path)
-            return self._entry(
-                self.inodes.looked_up(("sessions", path)), await self._tree().attr(path)
-            )
-        key = child_key(parent, self._name(name))
-        await self.storage.mkdir(key)
-        return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
+        place = self._child(parent_inode, name)
+        await place.tree.mkdir(place.path)
+        return await self._new_entry(place)
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        parent = self._writable_dir(parent_inode)
-        if parent[0] == "sessions":
-            path = self._join(parent, self._name(name))
-            await self._tree().rmdir(path)
-            self.inodes.detach(("sessions", path))
-            return
-        key = child_key(parent, self._name(name))
-        await self.storage.rmdir(key)
-        self.inodes.detach(key)
+        place = self._child(parent_inode, name)
+        await place.tree.rmdir(place.path)
+        self.inodes.detach(place.key)
 
-    def _writable_dir(self, parent_inode: int) -> Key:
-        if parent_inode == ROOT:
-            raise errors.NotPermitted("the mount root holds only arc, vault and sessions")
-        vpath = self._virtual_path(parent_inode)
-        if vpath is not None:
-            self._tree()
-            return ("sessions", vpath)
-        return self._storage_key(parent_inode)
-
-    async def _virtual_gone(self, path: str) -> bool:
-        try:
-            await self._tree().attr(path)
-        except errors.NotFound:
-            return True
-        return False
-
-    @staticmethod
-    def _join(parent: Key, name: str) -> str:
-        return f"{parent[1]}/{name}" if parent[1] else name
-
-    def _invalidate_companions(self, path: str) -> None:
-        """A spec was written or removed: its ``.ids``/``.error`` may have appeared or
-        gone, so drop the kernel's cached entries for them (no waiting for the TTL)."""
-        parent, _, name = path.rpartition("/")
-        parent_ino = (
-            TOP["sessions"]
-            if not parent
-            else getattr(self.inodes.by_key.get(("sessions", parent)), "ino", None)
-        )
-        if parent_ino is None:
-            return
-        for suffix in (".ids", ".error"):
-            pyfuse3.invalidate_entry_async(
-                pyfuse3.InodeT(parent_ino), os.fsencode(name + suffix), ignore_enoent=True
-            )
+    def _invalidate_companions(self, place: Place) -> None:
+        """``place`` was written, removed or renamed: the names its tree says may have
+        appeared or gone with it (a spec's ``.ids``/``.error``) lose their cached kernel
+        entries now, instead of after the TTL."""
+        for path in place.tree.companions(place.path):
+            parent, _, name = path.rpartition("/")
+            entry = self.inodes.by_key.get((place.top, parent))
+            if entry is not None:
+                pyfuse3.invalidate_entry_async(
+                    pyfuse3.InodeT(entry.ino), os.fsencode(name), ignore_enoent=True
+                )
 
     # -- files ---------------------------------------------------------------------------
 
@@ -435,52 +366,28 @@ class CanfarOps(pyfuse3.Operations):
             if ctx.uid != self.uid and ctx.uid != 0:
                 raise errors.PermissionDenied("only the mounting user may use the control file")
             control = ControlHandle(self.storage, self._status())
-            fh = self._new_fh(FileHandle(inode, CONTROL_KEY, control))
+            fh = self._new_fh(FileHandle(inode, control, None))
             return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), direct_io=True)
-        vpath = self._virtual_path(inode)
-        if vpath is not None:
-            vhandle = await self._tree().open(vpath, flags)
-            self.inodes.opened(inode)
-            vfh = self._new_fh(FileHandle(inode, ("sessions", vpath), vhandle))
-            return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io)
-        key = self._storage_key(inode)
-        if flags & (os.O_WRONLY | os.O_RDWR):
-            handle = await self.storage.open_write(
-                key, truncate=bool(flags & os.O_TRUNC), create=False
-            )
-        else:
-            handle = await self.storage.open_read(key)
+        place = self._place(inode)
+        handle = await place.tree.open(place.path, flags)
         self.inodes.opened(inode)
-        return pyfuse3.FileInfo(
-            fh=pyfuse3.FileHandleT(self._new_fh(FileHandle(inode, key, handle)))
-        )
+        fh = self._new_fh(FileHandle(inode, handle, place))
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), direct_io=handle.direct_io)
 
     @fuse_errors
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        parent = self._writable_dir(parent_inode)
-        if parent[0] == "sessions":
-            path = self._join(parent, self._name(name))
-            vhandle = await self._tree().create(path, flags)
-            vkey = ("sessions", path)
-            vino = self.inodes.looked_up(vkey)
-            self.inodes.opened(vino)
-            vfh = self._new_fh(FileHandle(vino, vkey, vhandle))
-            return (
-                pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(vfh), direct_io=vhandle.direct_io),
-                self._entry(vino, await self._tree().attr(path), await self._tree().attr_ttl(path)),
-            )
-        key = child_key(parent, self._name(name))
-        handle = await self.storage.open_write(
-            key, truncate=True, create=True, exclusive=bool(flags & os.O_EXCL)
-        )
-        ino = self.inodes.looked_up(key)
+        place = self._child(parent_inode, name)
+        handle = await place.tree.create(place.path, flags)
+        ino = self.inodes.looked_up(place.key)
         self.inodes.opened(ino)
-        fh = self._new_fh(FileHandle(ino, key, handle))
+        fh = self._new_fh(FileHandle(ino, handle, place))
+        a = await place.tree.attr(place.path)
+        ttl = await place.tree.attr_ttl(place.path)
         return (
-            pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh)),
-            self._entry(ino, await self.storage.attr(key)),
+            pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), direct_io=handle.direct_io),
+            self._entry(ino, a, ttl),
         )
 
     @fuse_errors
@@ -506,8 +413,8 @@ class CanfarOps(pyfuse3.Operations):
             try:
                 await handle.handle.flush()
             finally:
-                if handle.key[0] == "sessions":
-                    self._invalidate_companions(handle.key[1])
+                if handle.place is not None:
+                    self._invalidate_companions(handle.place)
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -528,16 +435,10 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        parent = self._writable_dir(parent_inode)
-        if parent[0] == "sessions":
-            path = self._join(parent, self._name(name))
-            await self._tree().unlink(path)
-            self.inodes.detach(("sessions", path))
-            self._invalidate_companions(path)
-            return
-        key = child_key(parent, self._name(name))
-        await self.storage.unlink(key)
-        self.inodes.detach(key)
+        place = self._child(parent_inode, name)
+        await place.tree.unlink(place.path)
+        self.inodes.detach(place.key)
+        self._invalidate_companions(place)
 
     @fuse_errors
     async def rename(
@@ -551,27 +452,25 @@ class CanfarOps(pyfuse3.Operations):
     ) -> None:
         if flags:
             raise errors.InvalidArgument("RENAME_EXCHANGE/NOREPLACE are not supported")
-        src_dir = self._writable_dir(parent_inode_old)
-        dst_dir = self._writable_dir(parent_inode_new)
-        if "sessions" in (src_dir[0], dst_dir[0]):
-            if src_dir[0] != dst_dir[0]:
-                raise errors.CrossDevice("cannot move between sessions/ and storage")
-            src_path = self._join(src_dir, self._name(name_old))
-            dst_path = self._join(dst_dir, self._name(name_new))
-            try:
-                await self._tree().rename(src_path, dst_path)  # may launch: its errno
-            finally:
-                if await self._virtual_gone(src_path):  # moved, even if the launch failed
-                    self.inodes.detach(("sessions", dst_path))
-                    self.inodes.rekey(("sessions", src_path), ("sessions", dst_path))
-                    self._invalidate_companions(src_path)
-                    self._invalidate_companions(dst_path)
-            return
-        src = child_key(src_dir, self._name(name_old))
-        dst = child_key(dst_dir, self._name(name_new))
-        await self.storage.rename(src, dst)
-        self.inodes.detach(dst)
-        self.inodes.rekey(src, dst)
+        src = self._child(parent_inode_old, name_old)
+        dst = self._child(parent_inode_new, name_new)
+        if src.top != dst.top:
+            raise errors.CrossDevice(f"cannot move between {src.top}/ and {dst.top}/")
+        try:
+            await src.tree.rename(src.path, dst.path)  # sessions/ may launch: its errno
+        except Exception:
+            if await src.tree.moved_anyway(src.path):
+                self._moved(src, dst)
+            raise
+        self._moved(src, dst)
+
+    def _moved(self, src: Place, dst: Place) -> None:
+        """``src`` is now ``dst``: its inode (and those below it) follow; one that was
+        at ``dst`` loses its name."""
+        self.inodes.detach(dst.key)
+        self.inodes.rekey(src.key, dst.key)
+        self._invalidate_companions(src)
+        self._invalidate_companions(dst)
 
     @fuse_errors
     async def mknod(
@@ -583,27 +482,17 @@ class CanfarOps(pyfuse3.Operations):
             raise errors.NotPermitted(
                 "VOSpace holds only files, directories and links: no FIFOs, sockets or device nodes"
             )
-        parent = self._writable_dir(parent_inode)
-        if parent[0] == "sessions":
-            raise errors.NotPermitted("sessions/ specs are written with open(), not mknod")
-        key = child_key(parent, self._name(name))
-        handle = await self.storage.open_write(key, truncate=True, create=True, exclusive=True)
-        try:
-            await handle.flush()
-        finally:
-            await handle.release()
-        return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
+        place = self._child(parent_inode, name)
+        await place.tree.mknod(place.path)
+        return await self._new_entry(place)
 
     @fuse_errors
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        parent = self._writable_dir(parent_inode)
-        if parent[0] == "sessions":
-            raise errors.NotPermitted("sessions/ holds only the server's sessions and specs")
-        key = child_key(parent, self._name(name))
-        await self.storage.symlink(key, os.fsdecode(target))
-        return self._entry(self.inodes.looked_up(key), await self.storage.attr(key))
+        place = self._child(parent_inode, name)
+        await place.tree.symlink(place.path, os.fsdecode(target))
+        return await self._new_entry(place)
 
     @fuse_errors
     async def link(
@@ -613,13 +502,6 @@ class CanfarOps(pyfuse3.Operations):
 
     # -- xattrs and statfs ---------------------------------------------------------------
 
-    @staticmethod
-    def _xattr_name(name: bytes) -> str:
-        text = os.fsdecode(name)
-        if not text.startswith("user."):
-            raise pyfuse3.FUSEError(errno.ENOTSUP)
-        return text[len("user.") :]
-
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         # ls -l asks for security.selinux and system.posix_acl_access on every entry, and
@@ -628,30 +510,30 @@ class CanfarOps(pyfuse3.Operations):
         # remembers per file system instead of asking again for every entry.
         if not name.startswith(b"user."):
             raise pyfuse3.FUSEError(errno.ENOTSUP)
-        if inode in (ROOT, TOP["sessions"], CONTROL_INO) or self._virtual_path(inode) is not None:
+        if inode in (ROOT, CONTROL_INO):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        key = self._storage_key(inode)
-        try:
-            return await self.storage.getxattr(key, self._xattr_name(name))
-        except pyfuse3.FUSEError as exc:
-            if exc.errno == errno.ENOTSUP:
-                raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
-            raise
+        place = self._place(inode)
+        return await place.tree.getxattr(place.path, os.fsdecode(name))
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        if inode in (ROOT, TOP["sessions"], CONTROL_INO) or self._virtual_path(inode) is not None:
+        if inode in (ROOT, CONTROL_INO):
             return []
-        names = await self.storage.listxattr(self._storage_key(inode))
-        return [os.fsencode("user." + n) for n in names]
+        place = self._place(inode)
+        return [os.fsencode(n) for n in await place.tree.listxattr(place.path)]
 
     @fuse_errors
     async def setxattr(
         self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
     ) -> None:
-        if self._virtual_path(inode) is not None:
-            raise pyfuse3.FUSEError(errno.ENOTSUP)  # cp -p, vim: ACLs unsupported → fchmod
-        await self.storage.setxattr(self._storage_key(inode), self._xattr_name(name), value)
+        place = self._place(inode)
+        await place.tree.setxattr(place.path, os.fsdecode(name), value)
+        self._invalidate_attrs(inode)
+
+    @fuse_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        place = self._place(inode)
+        await place.tree.removexattr(place.path, os.fsdecode(name))
         self._invalidate_attrs(inode)
 
     def _invalidate_attrs(self, inode: int) -> None:
@@ -664,22 +546,17 @@ class CanfarOps(pyfuse3.Operations):
                 pyfuse3.invalidate_inode(pyfuse3.InodeT(inode), attr_only=True)
 
         spawn(
-            self.storage.nursery,
+            self.nursery,
             trio.to_thread.run_sync,
             invalidate,
             what=f"invalidating the attributes of inode {inode}",
         )
 
     @fuse_errors
-    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        await self.storage.removexattr(self._storage_key(inode), self._xattr_name(name))
-        self._invalidate_attrs(inode)
-
-    @fuse_errors
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         quota = used = 0
-        for service in self.storage.clients:
-            q, u = await self.storage.statfs(service)
+        for tree in self.trees.values():
+            q, u = await tree.statfs()
             quota, used = quota + q, used + u
         s = pyfuse3.StatvfsData()
         s.f_bsize = s.f_frsize = 4096

@@ -1,7 +1,8 @@
 """The storage core: arc and vault as a file system, without FUSE.
 
 Operations take keys ``(service, path)`` and raise :mod:`canfarfs.errors`; the FUSE
-adapter only decodes names and maps errors. docs/semantics.md describes what each
+adapter reaches them by path through :mod:`canfarfs.fs.storage_tree`, and only decodes
+names and maps errors. docs/semantics.md describes what each
 operation does and which errno each refusal gives.
 """
 
@@ -33,6 +34,7 @@ from canfarfs.fs.pins import version_of
 from canfarfs.fs.readcache import ReadCache
 from canfarfs.fs.remote_file import RemoteFile
 from canfarfs.fs.staging import Stage, pending_entries
+from canfarfs.fs.storage_status import StorageStatus, storage_status
 from canfarfs.fs.uploads import Uploads
 from canfarfs.fs.warmup import WarmUps
 from canfarfs.vospace import props
@@ -120,6 +122,8 @@ class Storage:
         self.stages: dict[Key, Stage] = {}
         #: Open files by name, one state each, shared by all their handles.
         self.files: dict[Key, OpenFile] = {}
+        #: Handles open, also on files whose name is gone (no longer in ``files``).
+        self._open_handles = 0
         #: When the mount last added or removed an entry of a directory (ns); vault
         #: does not date containers by their entries, so listings would not show it.
         self._dir_dates: dict[Key, int] = {}
@@ -177,6 +181,10 @@ class Storage:
 
     def client(self, key: Key) -> VOSpaceClient:
         return self.clients[key[0]]
+
+    def status(self) -> StorageStatus:
+        """What ``canfarfs status`` shows of arc and vault (storage_status.py)."""
+        return storage_status(self, self._open_handles)
 
     def _writable(self) -> None:
         if self.config.read_only:
@@ -767,6 +775,7 @@ class Storage:
         if f is None:
             f = self.files[key] = OpenFile(key, stage=self.stages.get(key))
         f.handles += 1
+        self._open_handles += 1
         return f
 
     async def open_read(self, key: Key) -> StorageHandle:
@@ -882,6 +891,7 @@ class Storage:
         """A handle closed; the last one lets go of the state (pending bytes stay
         staged, and listed, until they are uploaded)."""
         f.handles -= 1
+        self._open_handles -= 1
         if f.handles > 0:
             return
         if self.files.get(f.key) is f:

@@ -42,7 +42,7 @@ async def run(storage: Storage, action: str, *keys: Key, job: str = "j") -> dict
     if j is not None:
         with trio.fail_after(20):
             await j.ended.wait()
-    doc = status_document(storage, mountpoint="/m", open_files=0, started=0.0)
+    doc = status_document(storage, mountpoint="/m", started=0.0)
     json.dumps(doc)  # the document stays JSON
     entry: dict[str, Any] = next(w for w in doc["warmups"] if w["id"] == job)
     return entry
@@ -136,7 +136,7 @@ async def test_pinned_copies_survive_a_restart(
         assert job["state"] == "done"
         assert job["files"] == len(FILES)
         assert await read_all(storage, other) == b"not pinned"
-        doc = status_document(storage, mountpoint="/m", open_files=0, started=0.0)
+        doc = status_document(storage, mountpoint="/m", started=0.0)
         assert doc["pinned"] == {
             "paths": [f"{root[0]}/{root[1]}"],
             "files": len(FILES),
@@ -212,7 +212,7 @@ async def test_evict_unpins_and_drops(
         assert storage.reads.pins.roots == set()
         assert storage.reads.used() == 0
         assert not list((cache_dir / "data").iterdir())
-        doc = status_document(storage, mountpoint="/m", open_files=0, started=0.0)
+        doc = status_document(storage, mountpoint="/m", started=0.0)
         assert doc["pinned"] == {"paths": [], "files": 0, "bytes": 0}
         storage.close()
     assert json.loads((cache_dir / "index.json").read_text())["copies"] == []
