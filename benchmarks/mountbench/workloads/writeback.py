@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -131,6 +132,28 @@ def stats_by_method(b: Bench) -> dict[str, int]:
     return got
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPU:
+    """CPU seconds the daemon and the emulator spend from here to ``seconds()``: where
+    a phase's time goes on a machine whose cores they share."""
+
+    def __init__(self, b: Bench, m: Mount) -> None:
+        assert b.emu is not None
+        self.pids = {"daemon_cpu_s": m.proc.pid, "emulator_cpu_s": b.emu.proc.pid}
+        self.start = {k: cpu_s(pid) for k, pid in self.pids.items()}
+
+    def seconds(self) -> dict[str, float]:
+        return {k: round(cpu_s(pid) - self.start[k], 2) for k, pid in self.pids.items()}
+
+
 def as_failed(exc: BaseException) -> Failed:
     return exc if isinstance(exc, Failed) else Failed(f"{type(exc).__name__}: {exc}")
 
@@ -159,6 +182,7 @@ def w_writeback_small(b: Bench, rtt: int) -> None:
             with b.mounted("canfarfs", "arc", WRITEBACK) as (m, home):
                 look_up(home / "bench")
                 with b.counting() as c:
+                    cpu = CPU(b, m)
                     t0 = time.perf_counter()
                     run(
                         ["cp", "-r", str(b.small_src), str(home / "bench" / tag)],
@@ -166,6 +190,7 @@ def w_writeback_small(b: Bench, rtt: int) -> None:
                     )
                     t_copy = time.perf_counter() - t0
                     req_copy = emu.requests_seen()
+                    cpu_copy = cpu.seconds()
                     b.record(
                         k_copy,
                         rtt,
@@ -174,6 +199,7 @@ def w_writeback_small(b: Bench, rtt: int) -> None:
                         files=n,
                         seconds=round(t_copy, 3),
                         requests=req_copy,
+                        **cpu_copy,
                     )
                     stage = "sync"
                     t_sync = canfarfs_cli(m, "sync", str(m.path), timeout=b.args.timeout)
@@ -328,8 +354,10 @@ def w_writeback_tar(b: Bench, rtt: int) -> None:
             dest = home / "bench" / tag
             on_mount(["mkdir", str(dest)])
             with b.counting() as c:
+                cpu = CPU(b, m)
                 sec = run([*TAR, str(tar), "-C", str(dest)], timeout=b.args.timeout)
                 req_tar = b.emu.requests_seen() if b.emu else 0
+                cpu_tar = cpu.seconds()
                 t_sync = canfarfs_cli(m, "sync", str(m.path), timeout=b.args.timeout)
                 by_method = stats_by_method(b)
         check_on_server(b, f"bench/{tag}", want, "after canfarfs sync")
@@ -340,6 +368,7 @@ def w_writeback_tar(b: Bench, rtt: int) -> None:
             sec,
             files=len(want),
             requests_tar=req_tar,
+            **cpu_tar,
             sync_s=round(t_sync, 3),
             by_method=by_method,
             **c,
