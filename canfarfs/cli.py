@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse (EPERM) modes a copy asks for that VOSpace cannot "
         "express, instead of recording them (docs/semantics.md)",
     )
+    mnt.add_argument(
+        "--writeback",
+        action="store_true",
+        help="close() returns once the bytes are staged locally; uploads go on in the "
+        "background (fsync, canfarfs sync and umount wait for them; docs/semantics.md)",
+    )
     mnt.add_argument("--debug", action="store_true", help="verbose log")
     mnt.add_argument(
         "--nonempty",

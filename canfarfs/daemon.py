@@ -64,6 +64,8 @@ class MountOptions:
     #: Refuse (EPERM) the modes copies ask for that VOSpace cannot express, instead of
     #: recording them (``--strict-modes``).
     strict_modes: bool = False
+    #: close() returns once staged; uploads in the background (``--writeback``).
+    writeback: bool = False
     debug: bool = False
     cache_size: int = 10 * 1024**3
     #: File bytes held in memory at once (``--memory``).
@@ -233,6 +235,7 @@ async def run_mount(opts: MountOptions) -> None:
                     read_timeout=opts.timeout,
                     read_only=opts.read_only,
                     strict_modes=opts.strict_modes,
+                    writeback=opts.writeback,
                     cache_size=opts.cache_size,
                     memory=opts.memory,
                     user=opts.user,

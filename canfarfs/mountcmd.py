@@ -129,6 +129,7 @@ def options_from(args: argparse.Namespace) -> MountOptions:
         auth=auth,
         read_only=args.read_only,
         strict_modes=args.strict_modes,
+        writeback=args.writeback,
         debug=args.debug,
         cache_size=args.cache_size,
         memory=args.memory,

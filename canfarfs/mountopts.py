@@ -62,6 +62,7 @@ FLAG_OPTIONS = {
     "ro": "read_only",  # the FUSE "ro" is added too (daemon.fuse_options)
     "nonempty": "nonempty",  # libfuse 3 has no such option; canfarfs checks emptiness
     "strict_modes": "strict_modes",
+    "writeback": "writeback",
 }
 #: Passed to FUSE as given (what libfuse 3.14's low-level mount accepts).
 FUSE_FLAGS = frozenset(

@@ -80,6 +80,10 @@ class ControlHandle:
         if failures:
             raise errors.Unavailable("; ".join(failures))
 
+    async def fsync(self) -> None:
+        """fsync(): as a close (nothing here is uploaded)."""
+        await self.flush()
+
     async def release(self) -> None:
         return None
 

@@ -418,7 +418,13 @@ class CanfarOps(pyfuse3.Operations):
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
-        await self.flush(fh)
+        handle = self.handles[fh]
+        if isinstance(handle, FileHandle):
+            try:
+                await handle.handle.fsync()
+            finally:
+                if handle.place is not None:
+                    self._invalidate_companions(handle.place)
 
     @fuse_errors
     async def release(self, fh: int) -> None:

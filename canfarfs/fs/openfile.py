@@ -73,9 +73,15 @@ class StorageHandle:
         await self.storage.truncate_file(self.file, size)
 
     async def flush(self) -> None:
-        """Every close(): upload what this file holds (durable close), if written."""
+        """Every close(): upload what this file holds (durable close), if written; with
+        write-back, queue the upload."""
         if self.writable:
             await self.storage.flush_file(self.file)
+
+    async def fsync(self) -> None:
+        """fsync(): return only once the server holds the bytes (MD5 checked)."""
+        if self.writable:
+            await self.storage.fsync_file(self.file)
 
     async def release(self) -> None:
         if not self._released:

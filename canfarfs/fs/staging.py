@@ -87,6 +87,9 @@ class Stage:
     copy_mode: int | None = None
     #: The MD5 of the bytes last uploaded.
     uploaded_md5: str | None = None
+    #: The MD5 of the server's copy this one started from (None for a new file): a
+    #: write-back upload finding another there sets ours aside (Storage._set_aside).
+    base_md5: str | None = None
     fd: int = -1
 
     def __post_init__(self) -> None:
@@ -114,6 +117,7 @@ class Stage:
                 "size": self.size,
                 "dirty": self.dirty,
                 "new": self.new,
+                "base_md5": self.base_md5,
                 "time": time.time(),
                 "last_error": self.last_error,
             }

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import socket
 import stat
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from canfarfs.fs.staging import Stage, pending_entries
 from canfarfs.fs.storage_status import StorageStatus, storage_status
 from canfarfs.fs.uploads import Uploads
 from canfarfs.fs.warmup import WarmUps
+from canfarfs.fs.writeback import WriteBack
 from canfarfs.vospace import props
 from canfarfs.vospace.client import VOSpaceClient
 from canfarfs.vospace.model import Node, NodeType
@@ -82,6 +84,8 @@ class StorageConfig:
     #: File bytes held in memory at once (read-ahead not yet read or cached).
     memory: int = DEFAULT_MEMORY
     user: str = ""
+    #: close() returns once the bytes are staged; uploads go on in the background.
+    writeback: bool = False
 
 
 #: Largest expired listing (in pages) refreshed whole instead of asking per name: a
@@ -157,6 +161,10 @@ class Storage:
             after_upload=self._after_upload,
             memory=self.reads.memory,
         )
+        #: Write-back (``--writeback``): the background upload queue, or None.
+        self.writeback = WriteBack(self._upload_queued, nursery) if config.writeback else None
+        #: Files whose server copy changed under a queued upload: set aside, newest last.
+        self.conflicts: list[Conflict] = []
         self._quota: dict[str, tuple[int, int]] = {}
         self._listing_in_flight: dict[Key, trio.Event] = {}
         self.down_until: dict[str, float] = {}
@@ -178,6 +186,8 @@ class Storage:
     def mark_up(self, service: str) -> None:
         if self.down_until.pop(service, None) is not None:
             log.warning("%s reachable again", service)
+            if self.writeback is not None:
+                self.writeback.kick()
 
     def client(self, key: Key) -> VOSpaceClient:
         return self.clients[key[0]]
@@ -962,6 +972,7 @@ class Storage:
                 raise errors.NotADirectory(f"{key[0]}:{parent_key(key)[1]} is not a directory")
         f.node = node
         stage = Stage(self.staging_dir, key[0], key[1], new=node is None, nursery=self.nursery)
+        stage.base_md5 = node.prop(props.MD5) if node is not None else None
         try:
             if node is not None and node.length and not truncate:
                 await self._download_into(f, node, stage)
@@ -1011,6 +1022,17 @@ class Storage:
         await f.stage.truncate(size)
 
     async def flush_file(self, f: OpenFile) -> None:
+        """close(): upload now (durable close), or with write-back queue the upload."""
+        if f.stage is None or f.unlinked:
+            return
+        if self.writeback is not None and not f.stage.discarded:
+            if f.stage.dirty or f.stage.pending_props:
+                self.writeback.queue(f.stage)
+            return
+        await self.flush(f.stage)
+
+    async def fsync_file(self, f: OpenFile) -> None:
+        """fsync(): the server holds the bytes (MD5 checked) when this returns."""
         if f.stage is not None and not f.unlinked:
             await self.flush(f.stage)
 
@@ -1060,6 +1082,7 @@ class Storage:
             self._note_made(key, directory=False)
         stage.new = False
         stage.uploaded_md5 = md5
+        stage.base_md5 = md5  # the server's copy is now ours
         await self._cache_uploaded_node(key, stage, md5, was_new)
 
     async def _cache_uploaded_node(self, key: Key, stage: Stage, md5: str, was_new: bool) -> None:
@@ -1120,6 +1143,60 @@ class Storage:
         finally:
             await handle.release()
 
+    # -- write-back --------------------------------------------------------------------
+
+    async def _upload_queued(self, stage: Stage) -> bool:
+        """One write-back upload; False when the file is open for writing again (its
+        next close queues it). A server copy that changed since this one was staged is
+        not overwritten: ours goes up beside it (:meth:`_set_aside`)."""
+        key = (stage.service, stage.path)
+        f = self.files.get(key)
+        if f is not None and f.stage is stage and f.writers > 0:
+            return False
+        if not stage.new and stage.base_md5 is not None and stage.dirty:
+            try:
+                server = await self.client(key).get_node(key[1])
+            except errors.NotFound:
+                server = None  # removed on the server meanwhile: ours puts it back
+            if server is not None and server.prop(props.MD5) != stage.base_md5:
+                await self._set_aside(stage, server)
+        await self.flush(stage)
+        self.mark_up(stage.service)
+        key = (stage.service, stage.path)
+        if key not in self.files and not stage.dirty and self.stages.get(key) is stage:
+            del self.stages[key]
+            stage.dispose()
+        return True
+
+    async def _set_aside(self, stage: Stage, server: Node) -> None:
+        """A conflict: the server's copy changed after ours was staged. Ours moves to
+        ``NAME.conflict-<host>-<UTC time>`` (uploaded as a new file there), and the name
+        shows the server's copy again."""
+        key = (stage.service, stage.path)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = (key[0], f"{key[1]}.conflict-{socket.gethostname()}-{stamp}")
+        async with self._locks.hold(key, aside):
+            self._rekey(key, aside)
+            stage.new = True
+            stage.base_md5 = None
+            await trio.to_thread.run_sync(stage.journal)
+            self.meta.forget(key)
+            self._touch_dir(parent_key(key))
+        conflict = Conflict(
+            path=f"{key[0]}/{key[1]}",
+            kept_as=f"{aside[0]}/{aside[1]}",
+            server_md5=server.prop(props.MD5),
+            at=time.time(),
+        )
+        self.conflicts.append(conflict)
+        del self.conflicts[:-MAX_CONFLICTS]
+        log.warning(
+            "conflict: %s changed on the server after it was written here; the server's "
+            "copy is kept, and the bytes written here go up as %s",
+            conflict.path,
+            conflict.kept_as,
+        )
+
     # -- recovery ----------------------------------------------------------------------
 
     def pending(self) -> list[Stage]:
@@ -1151,6 +1228,12 @@ class Storage:
             if service not in self.clients or not isinstance(path, str):
                 continue
             size = data.stat().st_size
+            if self.writeback is not None:
+                stage = self._adopt(service, path, data, entry, size, None)
+                if stage is not None:
+                    self.writeback.queue(stage)
+                    report.append(f"queued: {service}:{path} ({size} bytes), written before")
+                continue
             try:
                 md5 = await trio.to_thread.run_sync(_md5_file, data)
                 await self.clients[service].upload(path, data, size, md5)
@@ -1192,13 +1275,20 @@ class Storage:
         self.reads.close(self.meta)
 
     def _adopt(
-        self, service: str, path: str, data: Path, entry: dict[str, object], size: int, error: str
-    ) -> None:
+        self,
+        service: str,
+        path: str,
+        data: Path,
+        entry: dict[str, object],
+        size: int,
+        error: str | None,
+    ) -> Stage | None:
         """Make a recovered file that could not be uploaded yet a pending upload of this
         mount: ``status`` lists it, ``sync`` and ``umount`` retry it, reads see it."""
         key = (service, path)
         if key in self.stages:
-            return
+            return None
+        base = entry.get("base_md5")
         stage = Stage(
             self.staging_dir,
             service,
@@ -1207,11 +1297,13 @@ class Storage:
             size=size,
             dirty=True,
             new=bool(entry.get("new")),
-            tries=1,
+            tries=1 if error else 0,
             last_error=error,
             nursery=self.nursery,
         )
+        stage.base_md5 = base if isinstance(base, str) else None
         self.stages[key] = stage
+        return stage
 
 
 def _move_keys(table: dict[Key, _V], moved: Callable[[Key], Key | None]) -> None:
@@ -1220,6 +1312,20 @@ def _move_keys(table: dict[Key, _V], moved: Callable[[Key], Key | None]) -> None
         new = moved(key)
         assert new is not None
         table[new] = table.pop(key)
+
+
+#: Conflicts remembered for ``status``.
+MAX_CONFLICTS = 100
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A queued upload whose server copy had changed: where each version is now."""
+
+    path: str
+    kept_as: str
+    server_md5: str | None
+    at: float
 
 
 class _VersionChanged(Exception):

@@ -32,6 +32,9 @@ class VirtualHandle(Protocol):
     async def flush(self) -> None:
         """Called on every close(); an error here is what close() returns."""
 
+    async def fsync(self) -> None:
+        """fsync(2); an error here is what fsync() returns."""
+
     async def release(self) -> None: ...
 
 

@@ -71,6 +71,10 @@ class RetryHandle:
             self._done = True
             await self._run()
 
+    async def fsync(self) -> None:
+        """fsync(): as a close (nothing here is uploaded)."""
+        await self.flush()
+
     async def release(self) -> None:
         return None
 

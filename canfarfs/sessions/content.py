@@ -105,6 +105,10 @@ class SnapshotHandle:
     async def flush(self) -> None:
         return None
 
+    async def fsync(self) -> None:
+        """fsync(): as a close (nothing here is uploaded)."""
+        await self.flush()
+
     async def release(self) -> None:
         return None
 

@@ -172,5 +172,9 @@ class MemHandle:
         elif self.outcome is not None:
             raise self.outcome
 
+    async def fsync(self) -> None:
+        """fsync(): as a close (nothing here is uploaded)."""
+        await self.flush()
+
     async def release(self) -> None:
         return None

@@ -1,0 +1,107 @@
+"""Write-back (``--writeback``): close() returns once the bytes are staged and journaled
+locally; this queue then uploads them in the background (docs/semantics.md, *Write-back*).
+
+Each queued staged file gets one task, and at most ``parallel`` upload at once (trio's
+limiter is first come, first served, so files go up in the order they were closed). A
+failed upload is tried again with backoff, for as long as the mount lives: a transient
+failure (an outage, a time-out) after ``base_delay`` doubling up to ``max_delay``; a
+refusal (permission, quota) after ``max_delay``. ``kick()`` (the service answers again)
+ends every wait at once. A file still open for writing is not uploaded: its next close
+queues it again. ``fsync()`` and ``canfarfs sync`` do not wait here: they upload at once
+(the stage's lock keeps one upload at a time), so durability never depends on the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from canfarfs import errors
+from canfarfs.fs.staging import Stage
+
+log = logging.getLogger(__name__)
+
+#: Uploads under way at once.
+PARALLEL = 8
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, tries: int, exc: errors.CanfarfsError) -> float:
+        if not isinstance(exc, errors.Transient):
+            return self.max_delay
+        return float(min(self.max_delay, self.base_delay * 2 ** max(0, tries - 1)))
+
+
+class WriteBack:
+    """The background upload queue. ``upload(stage)`` does one upload (conflict check,
+    PUT, MD5) and returns whether the stage still needs one (written meanwhile, or still
+    open for writing: False)."""
+
+    def __init__(
+        self,
+        upload: Callable[[Stage], Awaitable[bool]],
+        nursery: trio.Nursery,
+        *,
+        parallel: int = PARALLEL,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self._upload = upload
+        self._nursery = nursery
+        self._limit = trio.CapacityLimiter(parallel)
+        self._backoff = backoff
+        self._queued: set[int] = set()
+        self._kicked = trio.Event()
+
+    def queue(self, stage: Stage) -> None:
+        """Upload ``stage`` in the background (once, however often it is queued)."""
+        if id(stage) in self._queued:
+            return
+        self._queued.add(id(stage))
+        self._nursery.start_soon(self._run, stage, name=f"write-back {stage.path}")
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    def kick(self) -> None:
+        """The service answers again: end every backoff wait now."""
+        self._kicked.set()
+        self._kicked = trio.Event()
+
+    async def _run(self, stage: Stage) -> None:
+        tries = 0
+        try:
+            while not stage.discarded and stage.dirty:
+                async with self._limit:
+                    try:
+                        again = await self._upload(stage)
+                    except errors.CanfarfsError as exc:
+                        tries += 1
+                        delay = self._backoff.delay(tries, exc)
+                        log.info(
+                            "write-back of %s:%s failed (try %d), again in %.1f s: %s",
+                            stage.service,
+                            stage.path,
+                            tries,
+                            delay,
+                            exc,
+                        )
+                    except Exception:  # a bug or a local disk error: keep the bytes, log
+                        tries += 1
+                        delay = self._backoff.max_delay
+                        log.exception("write-back of %s:%s failed", stage.service, stage.path)
+                    else:
+                        if not again:
+                            return
+                        continue
+                with trio.move_on_after(delay):
+                    await self._kicked.wait()
+        finally:
+            self._queued.discard(id(stage))

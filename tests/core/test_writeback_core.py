@@ -1,0 +1,202 @@
+"""Write-back (docs/semantics.md, *Write-back*) in the storage core, in process against
+the emulator: close() returns once the bytes are staged; the queue uploads them; fsync
+waits for the server; queued renames and deletes end in the right state; a server copy
+that changed under a queued upload is never overwritten.
+
+Files are written the way the kernel sends it: open, write, close (flush), release.
+What is asserted is what the server holds (its MD5) and what the mount shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from canfarfs import errors
+from canfarfs.emulator.app import Emulator
+from canfarfs.emulator.faults import FaultPlan
+from canfarfs.fs.openfile import StorageHandle
+from canfarfs.fs.storage import Storage
+from canfarfs.vospace import props
+from tests.skaha_util import until
+from tests.storage_util import MakeStorage
+from tests.vospace_util import client_for
+
+pytestmark = pytest.mark.semantics("Write-back")
+HOME = "home/alice"
+
+
+@pytest.fixture
+async def wb(make_storage: MakeStorage) -> AsyncIterator[Storage]:
+    async with make_storage(writeback=True, meta_ttl=0.05, negative_ttl=0.05) as s:
+        yield s
+
+
+def key(name: str) -> tuple[str, str]:
+    return ("arc", f"{HOME}/{name}")
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()  # noqa: S324 - the protocol's checksum
+
+
+async def open_new(storage: Storage, name: str) -> StorageHandle:
+    return await storage.open_write(key(name), truncate=True, create=True)
+
+
+async def write(storage: Storage, name: str, data: bytes) -> None:
+    """``cat > name``: open, write, close; the close's error raises."""
+    handle = await open_new(storage, name)
+    try:
+        await handle.write(0, data)
+        await handle.flush()
+    finally:
+        await handle.release()
+
+
+async def server_md5(emulator: Emulator, name: str) -> str | None:
+    try:
+        node = await client_for(emulator, "arc").get_node(f"{HOME}/{name}")
+    except errors.NotFound:
+        return None
+    return node.prop(props.MD5)
+
+
+async def until_on_server(emulator: Emulator, name: str, data: bytes) -> None:
+    async def there() -> bool:
+        return await server_md5(emulator, name) == md5(data)
+
+    await until(there)
+
+
+def refuse_puts(emulator: Emulator) -> None:
+    """Every upload fails (503) until the plan is reset: the queue keeps everything."""
+    emulator.faults.plan = FaultPlan(fail_next=10**6, fail_status=503, methods=frozenset({"PUT"}))
+
+
+async def test_close_returns_before_the_upload_and_the_queue_sends_it(
+    wb: Storage, emulator: Emulator
+) -> None:
+    emulator.faults.plan = FaultPlan(latency=0.5, methods=frozenset({"PUT"}))
+    started = trio.current_time()
+    await write(wb, "a.txt", b"written back\n")
+    assert trio.current_time() - started < 0.4  # no upload waited for
+    assert (await wb.attr(key("a.txt"))).size == 13  # the mount shows it at once
+    assert [s.path for s in wb.pending()] == [f"{HOME}/a.txt"]
+    await until_on_server(emulator, "a.txt", b"written back\n")
+    assert wb.pending() == []
+
+
+async def test_fsync_returns_only_once_the_server_holds_the_bytes(
+    wb: Storage, emulator: Emulator
+) -> None:
+    handle = await open_new(wb, "f.txt")
+    await handle.write(0, b"durable\n")
+    await handle.fsync()
+    assert await server_md5(emulator, "f.txt") == md5(b"durable\n")
+    refuse_puts(emulator)
+    await handle.write(8, b"more\n")
+    with pytest.raises(errors.CanfarfsError):
+        await handle.fsync()  # the server does not hold them: fsync says so
+    emulator.faults.reset()
+    await handle.flush()
+    await handle.release()
+    await until_on_server(emulator, "f.txt", b"durable\nmore\n")
+
+
+async def test_queued_renames_and_deletes_end_in_the_right_state(
+    wb: Storage, emulator: Emulator
+) -> None:
+    refuse_puts(emulator)
+    await write(wb, "a.tmp", b"A\n")
+    await write(wb, "gone.txt", b"never\n")
+    await write(wb, "x.txt", b"X\n")
+    await wb.rename(key("a.tmp"), key("a.txt"))  # an editor's save
+    await wb.rename(key("x.txt"), key("y.txt"))
+    await wb.rename(key("y.txt"), key("z.txt"))
+    await wb.unlink(key("gone.txt"))
+    names = [n for n, _ in await wb.listdir(("arc", HOME))]
+    assert {"a.txt", "z.txt"} <= set(names)
+    assert not {"a.tmp", "x.txt", "y.txt", "gone.txt"} & set(names)
+    emulator.faults.reset()
+    assert wb.writeback is not None
+    wb.writeback.kick()
+    await until_on_server(emulator, "a.txt", b"A\n")
+    await until_on_server(emulator, "z.txt", b"X\n")
+    for name in ("a.tmp", "x.txt", "y.txt", "gone.txt"):
+        assert await server_md5(emulator, name) is None, name
+
+
+async def test_a_rename_of_a_queued_file_that_is_on_the_server_moves_it_in_order(
+    wb: Storage, emulator: Emulator
+) -> None:
+    await write(wb, "old.txt", b"v1\n")
+    await until_on_server(emulator, "old.txt", b"v1\n")
+    refuse_puts(emulator)
+    await write(wb, "old.txt", b"v2\n")  # queued, the server still holds v1
+    await wb.rename(key("old.txt"), key("new.txt"))
+    assert await server_md5(emulator, "old.txt") is None
+    emulator.faults.reset()
+    assert wb.writeback is not None
+    wb.writeback.kick()
+    await until_on_server(emulator, "new.txt", b"v2\n")
+
+
+async def test_a_server_copy_changed_under_a_queued_upload_is_not_overwritten(
+    wb: Storage, emulator: Emulator, tmp_path: Path
+) -> None:
+    await write(wb, "shared.txt", b"base\n")
+    await until_on_server(emulator, "shared.txt", b"base\n")
+    mine = await wb.open_write(key("shared.txt"), truncate=False, create=False)
+    await mine.write(5, b"mine\n")
+    # Someone else saves the file on the server meanwhile.
+    theirs = tmp_path / "theirs"
+    theirs.write_bytes(b"theirs\n")
+    await client_for(emulator, "arc").upload(f"{HOME}/shared.txt", theirs, 7, md5(b"theirs\n"))
+    await mine.flush()
+    await mine.release()
+
+    async def settled() -> bool:
+        return bool(wb.conflicts) and not wb.pending()
+
+    await until(settled)
+    [conflict] = wb.conflicts
+    assert conflict.path == f"arc/{HOME}/shared.txt"
+    aside = conflict.kept_as.removeprefix(f"arc/{HOME}/")
+    assert aside.startswith("shared.txt.conflict-")
+    assert await server_md5(emulator, "shared.txt") == md5(b"theirs\n")
+    assert await server_md5(emulator, aside) == md5(b"base\nmine\n")
+    names = [n for n, _ in await wb.listdir(("arc", HOME))]
+    assert "shared.txt" in names
+    assert aside in names
+
+
+async def test_an_open_writer_holds_its_upload_until_its_last_close(
+    wb: Storage, emulator: Emulator
+) -> None:
+    first = await open_new(wb, "log.txt")
+    await first.write(0, b"one\n")
+    second = await wb.open_write(key("log.txt"), truncate=False, create=False)
+    await first.flush()  # one close of two: the file is still open for writing
+    await first.release()
+    await trio.sleep(0.3)
+    assert await server_md5(emulator, "log.txt") is None
+    await second.write(4, b"two\n")
+    await second.flush()
+    await second.release()
+    await until_on_server(emulator, "log.txt", b"one\ntwo\n")
+
+
+async def test_sync_uploads_the_queue_now(wb: Storage, emulator: Emulator) -> None:
+    refuse_puts(emulator)
+    for i in range(5):
+        await write(wb, f"s{i}.txt", f"{i}\n".encode())
+    assert len(wb.pending()) == 5
+    emulator.faults.reset()
+    assert await wb.sync() == []
+    for i in range(5):
+        assert await server_md5(emulator, f"s{i}.txt") == md5(f"{i}\n".encode())
