@@ -82,6 +82,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(uploads)
     else:
         console.print("No pending uploads: everything written is on the server.")
+    if doc.get("writeback"):
+        console.print(
+            "Write-back: close() returns once staged; "
+            f"{len(doc['uploads'])} file(s) queued (canfarfs sync waits for them)"
+        )
+    for c in doc.get("conflicts", []):
+        console.print(
+            f"[yellow]Conflict[/yellow]: {c['path']} changed on the server; "
+            f"the bytes written here are kept as {c['kept_as']}"
+        )
     cache = doc["cache"]
     console.print(f"Cache: {_size(cache['used'])} used of {_size(cache['budget'])}")
     pinned = doc.get("pinned")

@@ -902,6 +902,16 @@ class Storage:
         staged, and listed, until they are uploaded)."""
         f.handles -= 1
         self._open_handles -= 1
+        stage = f.stage
+        if (
+            self.writeback is not None
+            and f.writers == 0
+            and stage is not None
+            and not stage.discarded
+            and not f.unlinked
+            and (stage.dirty or stage.pending_props)
+        ):
+            self.writeback.queue(stage)
         if f.handles > 0:
             return
         if self.files.get(f.key) is f:
@@ -1022,12 +1032,9 @@ class Storage:
         await f.stage.truncate(size)
 
     async def flush_file(self, f: OpenFile) -> None:
-        """close(): upload now (durable close), or with write-back queue the upload."""
-        if f.stage is None or f.unlinked:
-            return
-        if self.writeback is not None and not f.stage.discarded:
-            if f.stage.dirty or f.stage.pending_props:
-                self.writeback.queue(f.stage)
+        """close(): upload now (durable close); with write-back the upload is queued
+        when the last writer lets go (release_file)."""
+        if f.stage is None or f.unlinked or self.writeback is not None:
             return
         await self.flush(f.stage)
 
@@ -1040,13 +1047,17 @@ class Storage:
         return await self.uploads.write(stage, offset, data)
 
     async def flush(self, stage: Stage) -> None:
-        """Upload if dirty; return only once the server holds the bytes (MD5 checked)."""
+        """Upload if dirty; return only once the server holds the bytes (MD5 checked).
+        With write-back, a server copy that changed since ours was staged is not
+        overwritten: ours goes up beside it (:meth:`_set_aside`)."""
         async with stage.lock:
             if stage.discarded:
                 return
             if not stage.dirty:
                 await self._apply_pending_props(stage)
                 return
+            if self.writeback is not None:
+                await self._check_conflict(stage)
             await self.uploads.upload(stage)
             await self._apply_pending_props(stage)
 
@@ -1153,13 +1164,6 @@ class Storage:
         f = self.files.get(key)
         if f is not None and f.stage is stage and f.writers > 0:
             return False
-        if not stage.new and stage.base_md5 is not None and stage.dirty:
-            try:
-                server = await self.client(key).get_node(key[1])
-            except errors.NotFound:
-                server = None  # removed on the server meanwhile: ours puts it back
-            if server is not None and server.prop(props.MD5) != stage.base_md5:
-                await self._set_aside(stage, server)
         await self.flush(stage)
         self.mark_up(stage.service)
         key = (stage.service, stage.path)
@@ -1168,20 +1172,33 @@ class Storage:
             stage.dispose()
         return True
 
+    async def _check_conflict(self, stage: Stage) -> None:
+        """With ``stage.lock`` held, before an upload over an existing file: set ours
+        aside if the server's copy is no longer the one ours started from."""
+        if stage.new or stage.base_md5 is None:
+            return
+        key = (stage.service, stage.path)
+        try:
+            server = await self.client(key).get_node(key[1])
+        except errors.NotFound:
+            return  # removed on the server meanwhile: ours puts it back
+        if server.prop(props.MD5) != stage.base_md5 and (stage.service, stage.path) == key:
+            await self._set_aside(stage, server)
+
     async def _set_aside(self, stage: Stage, server: Node) -> None:
         """A conflict: the server's copy changed after ours was staged. Ours moves to
         ``NAME.conflict-<host>-<UTC time>`` (uploaded as a new file there), and the name
-        shows the server's copy again."""
+        shows the server's copy again. Called with ``stage.lock`` held; the move is
+        made without a checkpoint, so no rename of the name can come between."""
         key = (stage.service, stage.path)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside = (key[0], f"{key[1]}.conflict-{socket.gethostname()}-{stamp}")
-        async with self._locks.hold(key, aside):
-            self._rekey(key, aside)
-            stage.new = True
-            stage.base_md5 = None
-            await trio.to_thread.run_sync(stage.journal)
-            self.meta.forget(key)
-            self._touch_dir(parent_key(key))
+        self._rekey(key, aside)
+        stage.new = True
+        stage.base_md5 = None
+        self.meta.forget(key)
+        self._touch_dir(parent_key(key))
+        await trio.to_thread.run_sync(stage.journal)
         conflict = Conflict(
             path=f"{key[0]}/{key[1]}",
             kept_as=f"{aside[0]}/{aside[1]}",

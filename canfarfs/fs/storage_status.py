@@ -52,9 +52,20 @@ class PinnedStatus(TypedDict):
     bytes: int
 
 
+class ConflictStatus(TypedDict):
+    """A write-back upload that found the server's copy changed: where each version is."""
+
+    path: str
+    kept_as: str
+    at: float
+
+
 class StorageStatus(TypedDict):
     services: dict[str, ServiceStatus]
+    #: close() returns once staged (``--writeback``); uploads are queued.
+    writeback: bool
     uploads: list[UploadStatus]
+    conflicts: list[ConflictStatus]
     #: Handles open on arc and vault files.
     open_files: int
     cache: CacheStatus
@@ -87,7 +98,11 @@ def storage_status(storage: Storage, open_files: int) -> StorageStatus:
     pinned_files, pinned_bytes = storage.reads.pinned_usage()
     return {
         "services": services,
+        "writeback": storage.writeback is not None,
         "uploads": uploads,
+        "conflicts": [
+            {"path": c.path, "kept_as": c.kept_as, "at": c.at} for c in storage.conflicts
+        ],
         "open_files": open_files,
         "cache": {
             "dir": str(storage.config.cache_dir),
