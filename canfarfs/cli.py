@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "express, instead of recording them (docs/semantics.md)",
     )
     mnt.add_argument(
+        "--offline",
+        action="store_true",
+        help="start offline: serve the cache and the last known listings without asking "
+        "the services; online again as soon as they answer (docs/semantics.md)",
+    )
+    mnt.add_argument(
         "--writeback",
         action="store_true",
         help="close() returns once the bytes are staged locally; uploads go on in the "

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import functools
 import getpass
 import logging
 import os
@@ -32,6 +33,7 @@ from canfarfs.bulk import BulkGetter, tls_context
 from canfarfs.fs.arcfiles import StorageArcFiles
 from canfarfs.fs.fuse_ops import CanfarOps
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
+from canfarfs.fs.offline import watch
 from canfarfs.fs.storage import Storage, StorageConfig
 from canfarfs.net import HTTP, Credentials, Timeouts, make_client
 from canfarfs.sessions.tree import SessionsTree
@@ -66,6 +68,8 @@ class MountOptions:
     strict_modes: bool = False
     #: close() returns once staged; uploads in the background (``--writeback``).
     writeback: bool = False
+    #: Start offline, without asking the services (``--offline``).
+    offline: bool = False
     debug: bool = False
     cache_size: int = 10 * 1024**3
     #: File bytes held in memory at once (``--memory``).
@@ -241,6 +245,14 @@ async def run_mount(opts: MountOptions) -> None:
                     user=opts.user,
                 ),
                 nursery,
+            )
+            if opts.offline:
+                storage.go_offline("started with --offline")
+            spawn(
+                nursery,
+                functools.partial(watch, probe_first=not opts.offline),
+                storage,
+                what="watching whether the services answer",
             )
             for line in await storage.recover():
                 log.warning("%s", line)

@@ -135,6 +135,13 @@ class Unavailable(Transient):
     errno = errno.EIO
 
 
+class Offline(CanfarfsError):
+    """The service is unreachable (offline) and the answer is not in the cache: refused
+    at once instead of waiting for the network (ENETDOWN)."""
+
+    errno = errno.ENETDOWN
+
+
 class IntegrityError(CanfarfsError):
     """The server's copy does not match what we sent (length or MD5)."""
 

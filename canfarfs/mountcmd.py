@@ -130,6 +130,7 @@ def options_from(args: argparse.Namespace) -> MountOptions:
         read_only=args.read_only,
         strict_modes=args.strict_modes,
         writeback=args.writeback,
+        offline=args.offline,
         debug=args.debug,
         cache_size=args.cache_size,
         memory=args.memory,

@@ -63,6 +63,7 @@ FLAG_OPTIONS = {
     "nonempty": "nonempty",  # libfuse 3 has no such option; canfarfs checks emptiness
     "strict_modes": "strict_modes",
     "writeback": "writeback",
+    "offline": "offline",
 }
 #: Passed to FUSE as given (what libfuse 3.14's low-level mount accepts).
 FUSE_FLAGS = frozenset(

@@ -58,6 +58,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         services.add_column(col)
     for name, svc in sorted(doc["services"].items()):
         state = "[green]reachable[/green]" if svc["reachable"] else "[red]unreachable[/red]"
+        if svc.get("offline_since"):
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(svc["offline_since"]))
+            state = f"[red]offline since {since}[/red]"
         services.add_row(name, svc["url"], state, svc.get("last_error") or "")
     console.print(services)
     if "auth" in doc:

@@ -53,8 +53,15 @@ INDEX_NAME = "index.json"
 
 
 def version_of(node: Node) -> str:
-    """The version a cached copy stands for: the node's MD5, length and date."""
-    return f"{node.prop(props.MD5)}:{node.length}:{node.prop(props.DATE)}"
+    """The version a cached copy stands for: the node's MD5 and length, or, without an
+    MD5, its length and date. The date is left out where the MD5 says it all: the
+    mount's own record of a file it uploaded dates it to the second, the server's to
+    the millisecond, and the same bytes must not count as another version."""
+    return _version(node.prop(props.MD5), node.length, node.prop(props.DATE))
+
+
+def _version(md5: str | None, length: int, date: str | None) -> str:
+    return f"{md5}:{length}:" if md5 else f"None:{length}:{date}"
 
 
 def under(key: Key, root: Key) -> bool:
@@ -80,13 +87,17 @@ class StoredCopy:
 
     @property
     def version(self) -> str:
-        return f"{self.md5}:{self.length}:{self.date}"
+        return _version(self.md5, self.length, self.date)
 
     @classmethod
     def of(cls, key: Key, file: str, version: str) -> StoredCopy:
         md5, length, date = version.split(":", 2)
         return cls(
-            key, file, None if md5 == "None" else md5, int(length), None if date == "None" else date
+            key,
+            file,
+            None if md5 == "None" else md5,
+            int(length),
+            None if date in ("None", "") else date,
         )
 
 

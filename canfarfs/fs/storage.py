@@ -30,6 +30,7 @@ from canfarfs.fs.data import Data
 from canfarfs.fs.keylocks import KeyLocks
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
+from canfarfs.fs.offline import load_metadata, save_metadata
 from canfarfs.fs.openfile import OpenFile, StorageHandle
 from canfarfs.fs.pins import version_of
 from canfarfs.fs.readcache import ReadCache
@@ -169,6 +170,11 @@ class Storage:
         self._listing_in_flight: dict[Key, trio.Event] = {}
         self.down_until: dict[str, float] = {}
         self.last_error: dict[str, str] = {}
+        #: Services that do not answer, and since when (wall time): offline.py.
+        self.offline_since: dict[str, float] = {}
+        known = load_metadata(self.meta, config.cache_dir)
+        if known:
+            log.info("%d entries the last mount listed are known (served while offline)", known)
 
     # -- reachability ------------------------------------------------------------------
     # After a time-out or an unreachable server, cached views are served at once (for
@@ -182,8 +188,15 @@ class Storage:
             log.warning("%s unreachable (%s): answering from cache where possible", service, exc)
         self.down_until[service] = trio.current_time() + DOWN_HOLD
         self.last_error[service] = str(exc)
+        self.offline_since.setdefault(service, time.time())
+
+    def go_offline(self, why: str) -> None:
+        """Every service counts as unreachable until a probe says otherwise."""
+        for service in self.clients:
+            self.mark_down(service, errors.Offline(why))
 
     def mark_up(self, service: str) -> None:
+        self.offline_since.pop(service, None)
         if self.down_until.pop(service, None) is not None:
             log.warning("%s reachable again", service)
             if self.writeback is not None:
@@ -213,8 +226,10 @@ class Storage:
                 raise errors.NotFound(f"{key[0]}:{key[1]}")
             return node
         stale = self.meta.stale_node(key)
-        if stale is not None and self.is_down(key[0]):
-            return stale
+        if self.is_down(key[0]):
+            if stale is not None:
+                return stale
+            self._offline_unknown(key)
         if await self._relist_parent(key):
             known, node = self.meta.node(key)
             if known:
@@ -241,6 +256,14 @@ class Storage:
         if node is None:
             raise errors.NotFound(f"{key[0]}:{key[1]}")
         return node
+
+    def _offline_unknown(self, key: Key) -> None:
+        """Offline, for a name not in the cache: ENOENT if the last listing of its
+        directory does not hold it, else ENETDOWN at once (never a wait)."""
+        parent = self.meta.stale_listing(parent_key(key)) if key[1] else None
+        if parent is not None and key[1].rpartition("/")[2] not in parent.children:
+            raise errors.NotFound(f"{key[0]}:{key[1]}")
+        raise errors.Offline(f"{key[0]}:{key[1]} is not known here and {key[0]} cannot be reached")
 
     def _staged_node(self, key: Key, stage: Stage, last: Node | None = None) -> Node:
         known, remote = self.meta.node(key)
@@ -280,6 +303,10 @@ class Storage:
         listing = self.meta.listing(key)
         if listing is None and self.is_down(key[0]):
             listing = self.meta.stale_listing(key)
+            if listing is None:
+                raise errors.Offline(
+                    f"{key[0]}:{key[1]} was never listed here and {key[0]} cannot be reached"
+                )
         if listing is None:
             started = trio.current_time()
             try:
@@ -798,7 +825,12 @@ class Storage:
                     node = await self.node(key)
                     if node.type is not NodeType.DATA:
                         raise errors.IsADirectory(f"{key[0]}:{key[1]} is not a file")
-                    self._use_version(f, node)
+                    remote = self._use_version(f, node)
+                    if self.is_down(key[0]) and node.length and not remote.cache.complete:
+                        raise errors.Offline(
+                            f"{key[0]}:{key[1]} is not in the cache and {key[0]} cannot "
+                            "be reached (warm it up, or pin it, before going offline)"
+                        )
             except BaseException:
                 await self.release_file(f)
                 raise
@@ -941,6 +973,11 @@ class Storage:
         """Open for writing: every writer of a file shares its one staged copy, made
         (from the server's bytes unless truncating) by the first."""
         self._writable()
+        if self.writeback is None and self.is_down(key[0]):
+            raise errors.ReadOnly(
+                f"{key[0]} cannot be reached: read-only until it answers (with --writeback "
+                "writes are queued instead)"
+            )
         async with self._locks.hold(key):  # no rename or unlink of key meanwhile
             f = self._file(key)
             try:
@@ -1290,6 +1327,10 @@ class Storage:
                 del self.stages[key]
             stage.dispose()
         self.reads.close(self.meta)
+        try:
+            save_metadata(self.meta, self.config.cache_dir)  # for an offline start
+        except OSError as exc:
+            log.warning("the listings could not be saved for an offline start: %s", exc)
 
     def _adopt(
         self,

@@ -17,6 +17,8 @@ class ServiceStatus(TypedDict):
     reachable: bool
     #: Why it is unreachable; None while it answers.
     last_error: str | None
+    #: Since when (Unix time) it has not answered: the mount serves it offline.
+    offline_since: float | None
 
 
 class UploadStatus(TypedDict):
@@ -88,6 +90,7 @@ def storage_status(storage: Storage, open_files: int) -> StorageStatus:
             "url": client.base,
             "reachable": not down,
             "last_error": storage.last_error.get(name) if down else None,
+            "offline_since": storage.offline_since.get(name),
         }
     uploads = [
         _upload(storage, stage)

@@ -1022,6 +1022,14 @@ async def _enoent(s: Storage, e: Emulator) -> int:
     return await errno_of(s.node(at("arc", "no-such-file")))
 
 
+async def _enetdown(s: Storage, e: Emulator) -> int:
+    await write(s, at("arc", "never-read"), b"on the server\n")
+    await s.listdir(("arc", at("arc", "never-read")[1].rpartition("/")[0]))
+    s.reads.drop(at("arc", "never-read"))
+    s.go_offline("the link is cut")
+    return await errno_of(s.open_read(at("arc", "never-read")))
+
+
 async def _estale(s: Storage, e: Emulator) -> int:
     await write(s, at("vault", "gone"), os.urandom(4 * MiB))
     handle = await s.open_read(at("vault", "gone"))
@@ -1128,6 +1136,7 @@ async def _enodata(s: Storage, e: Emulator) -> int:
 
 CORE_ERRNOS: dict[str, Callable[[Storage, Emulator], Awaitable[int]]] = {
     "ENOENT": _enoent,
+    "ENETDOWN": _enetdown,
     "ESTALE": _estale,
     "EEXIST": _eexist,
     "ENOTEMPTY": _enotempty,
