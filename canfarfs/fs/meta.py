@@ -44,6 +44,9 @@ class MetaCache:
     #: every SWEEP_EVERY writes, negative entries past their TTL and nodes older than
     #: KEEP_STALE are dropped (deleted and renamed paths otherwise piled up).
     keep_stale: float = 600.0
+    #: Nodes an earlier mount knew (offline.py, pins.py): never fresh, never swept, the
+    #: last resort of stale_node while a service cannot be reached.
+    remembered: dict[Key, Node] = field(default_factory=dict)
     _puts: int = 0
     #: When each name was last put, by parent: a listing fetched while the mount
     #: changed a name must not bring the old entry back (see put_listing).
@@ -75,6 +78,8 @@ class MetaCache:
             if stamp is not None and stamp >= started:
                 return
         self.nodes[key] = (node, now)
+        if node is None:
+            self.remembered.pop(key, None)
         self._puts += 1
         if self._puts % SWEEP_EVERY == 0:
             self.sweep(now)
@@ -122,7 +127,7 @@ class MetaCache:
         listing = self.listings.get(parent_key(key)) if key[1] else None
         if listing is not None:
             return listing.children.get(key[1].rpartition("/")[2])
-        return None
+        return self.remembered.get(key)
 
     def put_listing(
         self, key: Key, children: dict[str, Node], started: float | None = None
@@ -153,6 +158,8 @@ class MetaCache:
             del self.nodes[k]
         for k in [k for k in self.listings if below(k)]:
             del self.listings[k]
+        for k in [k for k in self.remembered if below(k)]:
+            del self.remembered[k]
 
     def invalidate_listing(self, key: Key) -> None:
         self.listings.pop(key, None)

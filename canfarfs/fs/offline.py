@@ -67,8 +67,7 @@ def save_metadata(meta: MetaCache, cache_dir: Path) -> int:
             "path": key[1],
             "node": node.model_dump(mode="json", exclude={"children"}),
         }
-        for key, (node, _) in list(meta.nodes.items())[-MAX_ENTRIES:]
-        if node is not None
+        for key, node in list(_known_nodes(meta).items())[-MAX_ENTRIES:]
     ]
     target = cache_dir / FILE_NAME
     tmp = target.with_suffix(".tmp")
@@ -76,6 +75,13 @@ def save_metadata(meta: MetaCache, cache_dir: Path) -> int:
         json.dump({"version": VERSION, "listings": listings, "nodes": nodes}, f)
     os.replace(tmp, target)
     return entries
+
+
+def _known_nodes(meta: MetaCache) -> dict[tuple[str, str], Node]:
+    """Nodes known now, over those an earlier mount knew (kept for the next start)."""
+    known = dict(meta.remembered)
+    known.update((k, n) for k, (n, _) in meta.nodes.items() if n is not None)
+    return known
 
 
 def load_metadata(meta: MetaCache, cache_dir: Path) -> int:
@@ -100,8 +106,8 @@ def load_metadata(meta: MetaCache, cache_dir: Path) -> int:
             entries += len(children)
         for item in doc.get("nodes", []):
             key = (str(item["service"]), str(item["path"]))
-            if key not in meta.nodes:
-                meta.nodes[key] = (Node.model_validate(item["node"]), expired)
+            if key not in meta.nodes and key not in meta.remembered:
+                meta.remembered[key] = Node.model_validate(item["node"])
                 entries += 1
     except FileNotFoundError:
         return 0

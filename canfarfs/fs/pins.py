@@ -182,7 +182,7 @@ class PinIndex:
                 meta.listings[key] = Listing(children, expired)
         for key, node in self.nodes.items():  # pinned keys and the directories above
             if key not in meta.nodes and (not key[1] or parent_key(key) not in self.listings):
-                meta.nodes[key] = (node, expired)
+                meta.remembered.setdefault(key, node)  # never swept (meta.py)
 
     def files(self) -> Iterable[tuple[Key, Node]]:
         """The data files recorded under pinned keys."""
