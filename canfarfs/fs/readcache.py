@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView, Iterator, ValuesView
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,54 @@ log = logging.getLogger(__name__)
 #: Cached remote files kept at once: each holds an open descriptor (the soft limit is
 #: raised at start-up, see daemon.raise_open_file_limit, but stays finite).
 MAX_CACHED_FILES = 512
+
+
+class StoredCopies:
+    """The stored copies by name, with their bytes summed as they come and go: a
+    warm-up of thousands of files asked for the sum at every file (quadratic)."""
+
+    def __init__(self, copies: dict[Key, StoredCopy] | None = None) -> None:
+        self._copies: dict[Key, StoredCopy] = {}
+        self.total = 0
+        for key, copy in (copies or {}).items():
+            self[key] = copy
+
+    def __setitem__(self, key: Key, copy: StoredCopy) -> None:
+        self.take(key)
+        self._copies[key] = copy
+        self.total += copy.length
+
+    def __delitem__(self, key: Key) -> None:
+        if self.take(key) is None:
+            raise KeyError(key)
+
+    def take(self, key: Key) -> StoredCopy | None:
+        """Remove and return ``key``'s copy (None if there is none)."""
+        copy = self._copies.pop(key, None)
+        if copy is not None:
+            self.total -= copy.length
+        return copy
+
+    def __getitem__(self, key: Key) -> StoredCopy:
+        return self._copies[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._copies
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._copies)
+
+    def __len__(self) -> int:
+        return len(self._copies)
+
+    def get(self, key: Key) -> StoredCopy | None:
+        return self._copies.get(key)
+
+    def items(self) -> ItemsView[Key, StoredCopy]:
+        return self._copies.items()
+
+    def values(self) -> ValuesView[StoredCopy]:
+        return self._copies.values()
 
 
 @dataclass
@@ -72,9 +120,9 @@ class ReadCache:
             PinIndex.load(self.index_path, data_dir) if self.index_path is not None else PinIndex()
         )
         #: Complete copies on disk without an open descriptor, by name.
-        self.stored: dict[Key, StoredCopy] = {
-            k: c for k, c in self.pins.copies.items() if self.pins.pinned(k)
-        }
+        self.stored = StoredCopies(
+            {k: c for k, c in self.pins.copies.items() if self.pins.pinned(k)}
+        )
         self._saving = trio.Lock()
 
     def copy_of(self, key: Key, version: str, size: int, client: VOSpaceClient) -> RemoteFile:
@@ -123,7 +171,7 @@ class ReadCache:
         cached = self.copies.pop(key, None)
         if cached is not None:
             cached.remote.retire()
-        stored = self.stored.pop(key, None)
+        stored = self.stored.take(key)
         if stored is not None:
             (self.data_dir / stored.file).unlink(missing_ok=True)
 
@@ -137,7 +185,8 @@ class ReadCache:
             self.drop(new)
             self.copies[new] = cached
         for key in [k for k in self.stored if moved(k)]:
-            stored = self.stored.pop(key)
+            stored = self.stored[key]
+            del self.stored[key]
             new = moved(key)
             assert new is not None
             self.drop(new)
@@ -155,9 +204,7 @@ class ReadCache:
 
     def used(self) -> int:
         """Bytes the read cache holds on disk."""
-        return sum(c.remote.cache.on_disk.total for c in self.copies.values()) + sum(
-            s.length for s in self.stored.values()
-        )
+        return sum(c.remote.cache.on_disk.total for c in self.copies.values()) + self.stored.total
 
     def pinned_usage(self) -> tuple[int, int]:
         """(files, bytes) of pinned files cached on disk."""
