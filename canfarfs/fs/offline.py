@@ -37,6 +37,10 @@ MAX_ENTRIES = 200_000
 #: How often an unreachable service is asked again, and how long one probe may take.
 PROBE_EVERY = 1.0
 PROBE_TIMEOUT = 5.0
+#: An operation that would fail offline first asks again itself, at most this often per
+#: service and for at most RECHECK_TIMEOUT, so a link that just came back serves it.
+RECHECK_EVERY = 1.0
+RECHECK_TIMEOUT = 2.0
 VERSION = 1
 
 
@@ -128,15 +132,16 @@ async def watch(storage: Storage, *, probe_first: bool = True) -> None:
         async with trio.open_nursery() as nursery:
             for service in storage.clients:
                 if first or service in storage.offline_since:
-                    nursery.start_soon(_probe, storage, service)
+                    nursery.start_soon(probe, storage, service)
         first = False
         await trio.sleep(PROBE_EVERY)
 
 
-async def _probe(storage: Storage, service: str) -> None:
-    """One small request (the root node, no children), bounded."""
+async def probe(storage: Storage, service: str, within: float = PROBE_TIMEOUT) -> None:
+    """One small request (the root node, no children), bounded; marks the service up
+    or down."""
     try:
-        with trio.fail_after(PROBE_TIMEOUT):
+        with trio.fail_after(within):
             await storage.clients[service].get_node("")
     except trio.TooSlowError:
         storage.mark_down(service, errors.Timeout(f"{service}: no answer to a probe"))

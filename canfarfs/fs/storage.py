@@ -30,7 +30,13 @@ from canfarfs.fs.data import Data
 from canfarfs.fs.keylocks import KeyLocks
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
-from canfarfs.fs.offline import load_metadata, save_metadata
+from canfarfs.fs.offline import (
+    RECHECK_EVERY,
+    RECHECK_TIMEOUT,
+    load_metadata,
+    probe,
+    save_metadata,
+)
 from canfarfs.fs.openfile import OpenFile, StorageHandle
 from canfarfs.fs.pins import version_of
 from canfarfs.fs.readcache import ReadCache
@@ -172,6 +178,7 @@ class Storage:
         self.last_error: dict[str, str] = {}
         #: Services that do not answer, and since when (wall time): offline.py.
         self.offline_since: dict[str, float] = {}
+        self._rechecked_at: dict[str, float] = {}
         known = load_metadata(self.meta, config.cache_dir)
         if known:
             log.info("%d entries the last mount listed are known (served while offline)", known)
@@ -189,6 +196,16 @@ class Storage:
         self.down_until[service] = trio.current_time() + DOWN_HOLD
         self.last_error[service] = str(exc)
         self.offline_since.setdefault(service, time.time())
+
+    async def _still_down(self, service: str) -> bool:
+        """Before refusing for being offline: ask the service again (at most every
+        RECHECK_EVERY seconds, for at most RECHECK_TIMEOUT), so an operation right after
+        the link comes back is served rather than refused."""
+        now = trio.current_time()
+        if now - self._rechecked_at.get(service, -RECHECK_EVERY) >= RECHECK_EVERY:
+            self._rechecked_at[service] = now
+            await probe(self, service, RECHECK_TIMEOUT)
+        return self.is_down(service)
 
     def go_offline(self, why: str) -> None:
         """Every service counts as unreachable until a probe says otherwise."""
@@ -229,7 +246,8 @@ class Storage:
         if self.is_down(key[0]):
             if stale is not None:
                 return stale
-            self._offline_unknown(key)
+            if await self._still_down(key[0]):
+                self._offline_unknown(key)
         if await self._relist_parent(key):
             known, node = self.meta.node(key)
             if known:
@@ -303,7 +321,7 @@ class Storage:
         listing = self.meta.listing(key)
         if listing is None and self.is_down(key[0]):
             listing = self.meta.stale_listing(key)
-            if listing is None:
+            if listing is None and await self._still_down(key[0]):
                 raise errors.Offline(
                     f"{key[0]}:{key[1]} was never listed here and {key[0]} cannot be reached"
                 )
@@ -826,7 +844,12 @@ class Storage:
                     if node.type is not NodeType.DATA:
                         raise errors.IsADirectory(f"{key[0]}:{key[1]} is not a file")
                     remote = self._use_version(f, node)
-                    if self.is_down(key[0]) and node.length and not remote.cache.complete:
+                    if (
+                        self.is_down(key[0])
+                        and node.length
+                        and not remote.cache.complete
+                        and await self._still_down(key[0])
+                    ):
                         raise errors.Offline(
                             f"{key[0]}:{key[1]} is not in the cache and {key[0]} cannot "
                             "be reached (warm it up, or pin it, before going offline)"

@@ -1026,8 +1026,12 @@ async def _enetdown(s: Storage, e: Emulator) -> int:
     await write(s, at("arc", "never-read"), b"on the server\n")
     await s.listdir(("arc", at("arc", "never-read")[1].rpartition("/")[0]))
     s.reads.drop(at("arc", "never-read"))
+    e.faults.plan = FaultPlan(fail_next=10**6, fail_status=503)  # the probe fails too
     s.go_offline("the link is cut")
-    return await errno_of(s.open_read(at("arc", "never-read")))
+    try:
+        return await errno_of(s.open_read(at("arc", "never-read")))
+    finally:
+        e.faults.reset()
 
 
 async def _estale(s: Storage, e: Emulator) -> int:

@@ -83,6 +83,8 @@ def test_an_offline_start_serves_what_it_knew_and_refuses_the_rest_at_once(rig: 
     wait(lambda: status(rig)["services"]["arc"]["offline_since"])  # type: ignore[index]
     shown = canfarfs("status", str(rig.mount.path))
     assert "offline since" in shown.stdout
+    rig.clear()  # the link is back: the next read asks again, and is served
+    assert (base / "other" / "big.bin").read_bytes() == data(100_000)
 
 
 def test_writes_queue_offline_and_go_up_when_the_link_is_back(rig: Rig) -> None:
