@@ -41,7 +41,7 @@ FLUSH_BYTES = 1 * MiB
 FLUSH_SECONDS = 0.02
 #: Idle connections older than this are not reused (servers close them first).
 KEEPALIVE_SECONDS = 20.0
-IDLE_PER_HOST = 8
+IDLE_PER_HOST = 32
 #: Pieces on their way to ``accept`` before the receiving thread waits.
 IN_FLIGHT = 4
 
@@ -71,7 +71,7 @@ class BulkGetter:
         ssl_context: ssl.SSLContext | None,
         connect_timeout: float,
         read_timeout: float,
-        threads: int = 8,
+        threads: int = 32,
     ) -> None:
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout

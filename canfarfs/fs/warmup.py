@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Files fetched (and directories listed) at once by one job.
-PARALLEL = 16
+PARALLEL = 32
 #: Finished jobs kept in the status document.
 MAX_JOBS = 16
 #: Bytes asked for per read while fetching a file (a read-cache piece).
