@@ -53,7 +53,7 @@ class StorageArcFiles:
         handle = await self.storage.open_write((SERVICE, path), truncate=True, create=True)
         try:
             await handle.write(0, data)
-            await handle.flush()
+            await handle.fsync()  # on the server before a session can look, write-back or not
         finally:
             await handle.release()
 

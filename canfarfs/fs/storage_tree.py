@@ -87,7 +87,8 @@ class StorageTree:
         )
 
     async def mknod(self, path: str) -> None:
-        """As create and close would: the empty file is on the server on return."""
+        """As create and close would: the empty file is on the server on return (with
+        write-back, queued)."""
         handle = await self.storage.open_write(
             self._key(path), truncate=True, create=True, exclusive=True
         )

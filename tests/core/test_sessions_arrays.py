@@ -31,6 +31,8 @@ from canfarfs.skaha import SkahaClient
 from canfarfs.vospace.client import VOSpaceClient
 from tests.emulator_util import BASE, TOKEN, USER
 from tests.skaha_util import ASTROML, until
+from tests.storage_util import MakeStorage
+from tests.vospace_util import client_for
 
 W = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 HOME = f"home/{USER}"
@@ -353,3 +355,22 @@ async def test_two_retries_at_once_relaunch_the_failed_replica_once(
         nursery.start_soon(tree.touch, "arrays/twice/retry")
     assert len((await read(tree, "arrays/twice/ids")).split()) == 5
     await settled(tree, "twice", "4 total: 4 Completed")
+
+
+async def test_manifests_are_on_the_server_before_the_launch_even_with_write_back(
+    skaha: SkahaClient, make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """A write-back mount queues what it closes; the manifests must not wait in that
+    queue while the sessions that read them start."""
+    async with make_storage(writeback=True) as wb:
+        arc = StorageArcFiles(wb)
+        tree = SessionsTree(skaha, user=USER, list_ttl=0.1, arc=arc)
+        await inputs(arc, 3)
+        emulator.faults.plan = FaultPlan(latency=0.3, methods=frozenset({"PUT"}))
+        await write(tree, "wb.yaml", spec("wb", "/bin/true", 3, f"/arc/{HOME}/raw/*.fits"))
+        emulator.faults.reset()
+        [folder] = [n for n, d in await arc.entries(f"{HOME}/.canfarfs/arrays") if d]
+        server = client_for(emulator, "arc")
+        for k in (1, 2, 3):
+            node = await server.get_node(f"{HOME}/.canfarfs/arrays/{folder}/{k}.txt")
+            assert node.length == len(f"/arc/{HOME}/raw/f{k - 1:02}.fits\n")
