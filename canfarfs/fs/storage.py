@@ -996,7 +996,7 @@ class Storage:
         """Open for writing: every writer of a file shares its one staged copy, made
         (from the server's bytes unless truncating) by the first."""
         self._writable()
-        if self.writeback is None and self.is_down(key[0]):
+        if self.writeback is None and self.is_down(key[0]) and await self._still_down(key[0]):
             raise errors.ReadOnly(
                 f"{key[0]} cannot be reached: read-only until it answers (with --writeback "
                 "writes are queued instead)"
