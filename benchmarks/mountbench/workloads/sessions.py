@@ -35,12 +35,35 @@ SESSION_IMAGE = "images.canfar.net/skaha/terminal:1.1.1"
 REPLICAS = 10
 
 
+def canfar_create(
+    b: Bench, row: str, rtt: int, mode: str, name: str, replicas: int, timeout: float = 120
+) -> None:
+    """The ``canfar`` client's ``create(replicas=N)`` (sync or async), timed inside its
+    process, recorded in ``row`` as ``canfar <mode>``."""
+    assert b.emu is not None
+    home = b.new_dir("canfar-home")
+    out = run_python(
+        CANFAR_CREATE,
+        f"{b.emu.url}/skaha/v1",
+        TOKEN,
+        mode,
+        name,
+        str(replicas),
+        SESSION_IMAGE,
+        name=f"canfar {mode}",
+        timeout=timeout,
+        env=dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config")),
+    )
+    got = json.loads(out.strip().splitlines()[-1])
+    if got["ids"] != replicas:
+        raise Failed(f"canfar {mode}: {got['ids']} of {replicas} replicas")
+    b.record(row, rtt, f"canfar {mode}", got["seconds"])
+
+
 def w_sessions(b: Bench, rtt: int) -> None:
     """Launch 10 headless replicas from one spec (``cp spec sessions/``) against the
     ``canfar`` client's ``create(replicas=10)`` (sync and async, timed inside the
     process); then ``ls sessions/`` and ``cat sessions/<id>/info`` again within the TTL."""
-    assert b.emu is not None
-    emu = b.emu
 
     def fs(run_no: int) -> None:
         spec = b.work / f"bench-{rtt}-{run_no}.yaml"
@@ -69,23 +92,7 @@ def w_sessions(b: Bench, rtt: int) -> None:
             b.record("sessions_info", rtt, "canfarfs", got["seconds"], bytes=got["bytes"], **c)
 
     def by_canfar(mode: str, run_no: int) -> None:
-        home = b.new_dir("canfar-home")
-        out = run_python(
-            CANFAR_CREATE,
-            f"{emu.url}/skaha/v1",
-            TOKEN,
-            mode,
-            f"cf-{mode}-{rtt}-{run_no}",
-            str(REPLICAS),
-            SESSION_IMAGE,
-            name=f"canfar {mode}",
-            timeout=120,
-            env=dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config")),
-        )
-        got = json.loads(out.strip().splitlines()[-1])
-        if got["ids"] != REPLICAS:
-            raise Failed(f"canfar {mode}: {got['ids']} of {REPLICAS} replicas")
-        b.record("sessions_launch", rtt, f"canfar {mode}", got["seconds"])
+        canfar_create(b, "sessions_launch", rtt, mode, f"cf-{mode}-{rtt}-{run_no}", REPLICAS)
 
     for i in range(b.args.runs):
         log(f"  sessions @{rtt} ms run {i + 1}")
@@ -134,23 +141,8 @@ def w_arrays(b: Bench, rtt: int) -> None:
             b.record("sessions_array_launch", rtt, "canfarfs", sec, inputs=count, **c)
 
     def by_canfar(mode: str, run_no: int) -> None:
-        home = b.new_dir("canfar-home")
-        out = run_python(
-            CANFAR_CREATE,
-            f"{emu.url}/skaha/v1",
-            TOKEN,
-            mode,
-            f"cfa-{mode}-{rtt}-{run_no}",
-            str(ARRAY_REPLICAS),
-            SESSION_IMAGE,
-            name=f"canfar {mode}",
-            timeout=300,
-            env=dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config")),
-        )
-        got = json.loads(out.strip().splitlines()[-1])
-        if got["ids"] != ARRAY_REPLICAS:
-            raise Failed(f"canfar {mode}: {got['ids']} of {ARRAY_REPLICAS} replicas")
-        b.record("sessions_array_launch", rtt, f"canfar {mode}", got["seconds"])
+        name = f"cfa-{mode}-{rtt}-{run_no}"
+        canfar_create(b, "sessions_array_launch", rtt, mode, name, ARRAY_REPLICAS, timeout=300)
 
     for i in range(b.args.runs):
         log(f"  job array @{rtt} ms run {i + 1}: {count} inputs over {ARRAY_REPLICAS}")
