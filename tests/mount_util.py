@@ -113,6 +113,28 @@ def emulator_mount(base: Path, url: str, token: str, *extra: str, user: str = "a
     )
 
 
+def sh(cmd: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in a shell, as a user types it; the caller checks the outcome."""
+    return subprocess.run(
+        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )  # tests drive a shell
+
+
+def ok(cmd: str, cwd: Path, timeout: float = 60) -> str:
+    """``sh`` that must exit 0; its standard output."""
+    r = sh(cmd, cwd, timeout)
+    assert r.returncode == 0, f"{cmd}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Poll ``predicate`` every 0.1 s; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
 def errno_of(fn: Callable[..., object], *args: object) -> int:
     """The errno ``fn(*args)`` fails with, 0 if it succeeds."""
     try:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.mount_util import Mount, needs_fuse, start_mount
+from tests.mount_util import Mount, needs_fuse, ok, start_mount, wait_until
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 USER = "alice"
@@ -47,25 +46,6 @@ def mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mount]:
     m.unmount()
     assert m.proc.returncode == 0, m.log_text()
     assert "Traceback" not in m.log_text()
-
-
-def sh(cmd: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )  # tests drive a shell
-
-
-def ok(cmd: str, cwd: Path, timeout: float = 60) -> str:
-    r = sh(cmd, cwd, timeout)
-    assert r.returncode == 0, f"{cmd}\n{r.stdout}\n{r.stderr}"
-    return r.stdout
-
-
-def wait(predicate: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def head(array: Path) -> str:
@@ -132,7 +112,7 @@ def test_an_array_over_40_inputs_fails_retries_and_completes(mount: Mount, tmp_p
     def outputs() -> dict[str, str]:
         return {p.name: p.read_text() for p in (home / "out").iterdir()}
 
-    wait(lambda: len(outputs()) == 40, timeout=10)  # the mount sees arc within its TTL
+    wait_until(lambda: len(outputs()) == 40, timeout=10)  # the mount sees arc within its TTL
     for i in range(40):  # each input exactly once, by the replica whose share it is
         assert outputs()[f"img{i:02}.out"] == f"{i // 5 + 1} frame {i}\n"
     manifests = sorted(p.name for p in (home / ".canfarfs" / "arrays").iterdir())
@@ -154,7 +134,7 @@ def test_rmdir_ends_a_running_array(mount: Mount, tmp_path: Path) -> None:
     wait_head(array, "3 total: 3 Running")
     ok(f"rmdir {array}", tmp_path)
     assert not array.exists()
-    wait(lambda: not any((sess / sid).exists() for sid in ids))
+    wait_until(lambda: not any((sess / sid).exists() for sid in ids))
 
 
 def test_a_spec_whose_globs_match_nothing_launches_nothing(mount: Mount) -> None:

@@ -12,12 +12,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.mount_util import Rig, data, home, needs_fuse, start_mount
+from tests.mount_util import Rig, data, home, needs_fuse, start_mount, wait_until
 
 pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("Offline")]
 PINNED = {f"f{i}.fits": data(20_000 + i) for i in range(4)}
@@ -34,16 +34,9 @@ def canfarfs(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def status(rig: Rig) -> dict[str, object]:
-    doc: dict[str, object] = json.loads((rig.mount.path / ".canfarfs-control").read_bytes())
+def status(rig: Rig) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((rig.mount.path / ".canfarfs-control").read_bytes())
     return doc
-
-
-def wait(predicate: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def prepare_and_cut(rig: Rig, *extra: str) -> Path:
@@ -80,7 +73,7 @@ def test_an_offline_start_serves_what_it_knew_and_refuses_the_rest_at_once(rig: 
     with pytest.raises(OSError) as info:
         (base / "pinned" / "new.txt").write_text("no write-back: read-only offline\n")
     assert info.value.errno == errno.EROFS
-    wait(lambda: status(rig)["services"]["arc"]["offline_since"])  # type: ignore[index]
+    wait_until(lambda: status(rig)["services"]["arc"]["offline_since"])
     shown = canfarfs("status", str(rig.mount.path))
     assert "offline since" in shown.stdout
     rig.clear()  # the link is back: the next read asks again, and is served
@@ -92,15 +85,15 @@ def test_writes_queue_offline_and_go_up_when_the_link_is_back(rig: Rig) -> None:
     results = base / "pinned" / "results.txt"
     results.write_text("computed on the train\n")  # queued: close returns
     assert results.read_text() == "computed on the train\n"
-    assert not status(rig)["services"]["arc"]["reachable"]  # type: ignore[index]
+    assert not status(rig)["services"]["arc"]["reachable"]
     rig.clear()  # the link is back: the mount goes online by itself
-    wait(lambda: status(rig)["services"]["arc"]["reachable"])  # type: ignore[index]
-    assert status(rig)["services"]["arc"]["offline_since"] is None  # type: ignore[index]
+    wait_until(lambda: status(rig)["services"]["arc"]["reachable"])
+    assert status(rig)["services"]["arc"]["offline_since"] is None
 
     def uploaded() -> bool:
-        return status(rig)["uploads"] == []
+        return not status(rig)["uploads"]
 
-    wait(uploaded)
+    wait_until(uploaded)
     r = rig.node("arc", "home/alice/pinned/results.txt")
     assert r.status_code == 200
     want = hashlib.md5(b"computed on the train\n").hexdigest()  # noqa: S324
@@ -116,6 +109,6 @@ def test_offline_flag_starts_offline_and_goes_online_when_answered(rig: Rig) -> 
         [*rig.mount_args, "--offline"],
         env=dict(os.environ, CANFARFS_USER="alice"),
     )
-    assert status(rig)["services"]["arc"]["offline_since"]  # type: ignore[index]
-    wait(lambda: status(rig)["services"]["arc"]["reachable"])  # type: ignore[index]
+    assert status(rig)["services"]["arc"]["offline_since"]
+    wait_until(lambda: status(rig)["services"]["arc"]["reachable"])
     assert (base / "seen.txt").read_text() == "seen\n"

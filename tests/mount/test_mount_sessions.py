@@ -15,15 +15,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.emulator_util import clean_env
-from tests.mount_util import Mount, needs_fuse, start_mount
+from tests.mount_util import Mount, needs_fuse, ok, sh, start_mount, wait_until
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 USER = "alice"
@@ -55,25 +54,6 @@ def sess(mount: Mount) -> Path:
     return mount.path / "sessions"
 
 
-def sh(cmd: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cmd, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )  # tests drive a shell
-
-
-def ok(cmd: str, cwd: Path, timeout: float = 60) -> str:
-    r = sh(cmd, cwd, timeout)
-    assert r.returncode == 0, f"{cmd}\n{r.stdout}\n{r.stderr}"
-    return r.stdout
-
-
-def wait(predicate: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
-
-
 def ids_of(sess: Path, spec: str) -> list[str]:
     return (sess / f"{spec}.ids").read_text().split()
 
@@ -83,7 +63,7 @@ def status(sess: Path, sid: str) -> str:
 
 
 def wait_status(sess: Path, sid: str, *wanted: str) -> str:
-    wait(lambda: status(sess, sid) in wanted)
+    wait_until(lambda: status(sess, sid) in wanted)
     return status(sess, sid)
 
 
@@ -385,7 +365,7 @@ def test_tail_F_follows_a_file_a_headless_job_appends_to(sess: Path, mount: Moun
             (sess / "appender.yaml").write_text(spec)
             [sid] = ids_of(sess, "appender.yaml")
             wait_status(sess, sid, "Completed")
-            wait(lambda: "step 5" in out.read_text(), timeout=15)
+            wait_until(lambda: "step 5" in out.read_text(), timeout=15)
         finally:
             tail.terminate()
             tail.wait(10)
@@ -579,7 +559,7 @@ def test_crosscheck_with_the_canfar_client(sess: Path, mount: Mount, tmp_path: P
     assert info == json.loads((sess / mine / "info").read_text())
     theirs = canfar(mount, tmp_path, "create")
     assert len(theirs) == 2
-    wait(lambda: set(theirs) <= listed(sess), timeout=5)
+    wait_until(lambda: set(theirs) <= listed(sess), timeout=5)
     assert {"from-canfar-1", "from-canfar-2"} <= set(os.listdir(sess / "by-name"))
     for sid in theirs:
         wait_status(sess, sid, "Completed")

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -22,7 +22,7 @@ import pytest
 from canfarfs.vospace import props
 from canfarfs.vospace.xml import parse_node
 from tests.emulator_util import TOKEN, start_live_emulator
-from tests.mount_util import Rig, is_mounted, mount_args, needs_fuse, start_mount
+from tests.mount_util import Rig, is_mounted, mount_args, needs_fuse, start_mount, wait_until
 
 pytestmark = [needs_fuse, pytest.mark.fuse, pytest.mark.semantics("Write-back")]
 HOME = "home/alice"
@@ -68,13 +68,6 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         timeout=timeout,
         check=False,
     )
-
-
-def wait(predicate: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def test_cp_returns_before_the_upload_and_sync_waits_for_it(rig: Rig) -> None:
@@ -177,7 +170,7 @@ def test_sigkill_with_a_full_queue_resumes_on_the_next_mount(rig: Rig) -> None:
         rig.mount.path, rig.mount_args, env=dict(os.environ, CANFARFS_USER="alice")
     )
     assert "queued: arc:home/alice/q0.dat" in rig.mount.log_text()
-    wait(lambda: all(server_md5(rig, n) == md5(b) for n, b in bodies.items()))
+    wait_until(lambda: all(server_md5(rig, n) == md5(b) for n, b in bodies.items()))
     assert {n: (home / n).read_bytes() for n in bodies} == bodies
 
 
@@ -193,4 +186,4 @@ def test_the_queue_outlives_an_outage(rig: Rig) -> None:
     time.sleep(1.0)
     assert all(server_md5(rig, n) is None for n in bodies)
     rig.clear()
-    wait(lambda: all(server_md5(rig, n) == md5(b) for n, b in bodies.items()), timeout=40)
+    wait_until(lambda: all(server_md5(rig, n) == md5(b) for n, b in bodies.items()), timeout=40)
