@@ -96,13 +96,17 @@ def start_live_emulator(root: Path, port: int = 0, extra: list[str] | None = Non
         TOKEN,
         *(extra or []),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its log goes to a file: a pipe nobody reads fills up (64 KiB) under a stream of
+    # faulted requests, and the emulator then blocks on its next log line.
+    log = root.parent / f"{root.name}-emulator.log"
+    with log.open("ab") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     if not url.startswith("http"):
         proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise RuntimeError(f"emulator did not start: {url!r} {err}")
+        proc.wait(10)
+        raise RuntimeError(f"emulator did not start: {url!r} {log.read_text()[-2000:]}")
     return LiveEmulator(url=url, token=TOKEN, root=root, proc=proc)
 
 
