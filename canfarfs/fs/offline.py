@@ -138,11 +138,11 @@ async def watch(storage: Storage, *, probe_first: bool = True) -> None:
 
 
 async def probe(storage: Storage, service: str, within: float = PROBE_TIMEOUT) -> None:
-    """One small request (the root node, no children), bounded; marks the service up
-    or down."""
+    """One small request (the root node, no children, no retries), bounded; marks the
+    service up or down."""
     try:
-        with trio.fail_after(within):
-            await storage.clients[service].get_node("")
+        with trio.fail_after(within + 1.0):  # the request is bounded; this is a backstop
+            await storage.clients[service].ping(within)
     except trio.TooSlowError:
         storage.mark_down(service, errors.Timeout(f"{service}: no answer to a probe"))
     except errors.Transient as exc:

@@ -120,6 +120,15 @@ class VOSpaceClient:
             raise error_from_response(r, f"get {self.service}:{path}")
         return self._parse(r, path)
 
+    async def ping(self, within: float) -> None:
+        """Whether the service answers: one GET of the root node (no children), not
+        retried, bounded by ``within`` seconds; the error of a failing answer."""
+        r = await self.http.request(
+            "GET", self._url("nodes", ""), params={"limit": "0"}, idempotent=False, bound=within
+        )
+        if r.status_code != 200:
+            raise error_from_response(r, f"get {self.service}:")
+
     def _parse(self, r: httpx2.Response, path: str) -> Node:
         if len(r.content) > MAX_LISTING:
             raise errors.ProtocolError(f"{self.service}:{path}: listing too large")
