@@ -205,7 +205,9 @@ class Storage:
         if now - self._rechecked_at.get(service, -RECHECK_EVERY) >= RECHECK_EVERY:
             self._rechecked_at[service] = now
             await probe(self, service, RECHECK_TIMEOUT)
-        return self.is_down(service)
+        # A TLS refusal (an untrusted certificate) is an answer, not a missing link: the
+        # operation goes on to fail with its own error (EIO) and words, not ENETDOWN.
+        return self.is_down(service) and "TLS: " not in self.last_error.get(service, "")
 
     def go_offline(self, why: str) -> None:
         """Every service counts as unreachable until a probe says otherwise."""
