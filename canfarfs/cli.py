@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="close() returns once the bytes are staged locally; uploads go on in the "
         "background (fsync, canfarfs sync and umount wait for them; docs/semantics.md)",
     )
+    mnt.add_argument(
+        "--writeback-delay",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --writeback, upload a file once it has been left alone this long "
+        "(5; 0 uploads at once)",
+    )
     mnt.add_argument("--debug", action="store_true", help="verbose log")
     mnt.add_argument(
         "--nonempty",

@@ -35,6 +35,7 @@ from canfarfs.fs.fuse_ops import CanfarOps
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.offline import watch
 from canfarfs.fs.storage import Storage, StorageConfig
+from canfarfs.fs.writeback import DELAY as WRITEBACK_DELAY
 from canfarfs.net import HTTP, Credentials, Timeouts, make_client
 from canfarfs.sessions.tree import SessionsTree
 from canfarfs.skaha.client import SkahaClient
@@ -68,6 +69,8 @@ class MountOptions:
     strict_modes: bool = False
     #: close() returns once staged; uploads in the background (``--writeback``).
     writeback: bool = False
+    #: Seconds a file is left alone before its upload starts (``--writeback-delay``).
+    writeback_delay: float = WRITEBACK_DELAY
     #: Start offline, without asking the services (``--offline``).
     offline: bool = False
     debug: bool = False
@@ -240,6 +243,7 @@ async def run_mount(opts: MountOptions) -> None:
                     read_only=opts.read_only,
                     strict_modes=opts.strict_modes,
                     writeback=opts.writeback,
+                    writeback_delay=opts.writeback_delay,
                     cache_size=opts.cache_size,
                     memory=opts.memory,
                     user=opts.user,

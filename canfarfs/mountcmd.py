@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import select
 import socket
@@ -100,6 +101,8 @@ def options_from(args: argparse.Namespace) -> MountOptions:
         auth = AuthInfo(kind="token", source="CANFARFS_TOKEN")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if not 0 <= args.writeback_delay < math.inf:
+        raise UsageError("--writeback-delay must be zero or a positive number of seconds")
     cert_file = None
     if args.cert_file is not None:
         cert_file = str(args.cert_file)
@@ -130,6 +133,7 @@ def options_from(args: argparse.Namespace) -> MountOptions:
         read_only=args.read_only,
         strict_modes=args.strict_modes,
         writeback=args.writeback,
+        writeback_delay=args.writeback_delay,
         offline=args.offline,
         debug=args.debug,
         cache_size=args.cache_size,

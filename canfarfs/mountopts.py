@@ -13,6 +13,7 @@ docs/system-mounts.md describes both, and what mount(8) and mount.fuse3 add or s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _delay(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < math.inf:
+        raise ValueError(f"must be zero or a positive number of seconds, not {text!r}")
+    return value
+
+
 #: ``-o NAME=VALUE`` settings: NAME -> (attribute of the mount arguments, conversion).
 #: Each is the same as the ``--name-with-dashes VALUE`` flag.
 VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -53,6 +61,7 @@ VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "memory": ("memory", _size),
     "timeout": ("timeout", _seconds),
     "meta_ttl": ("meta_ttl", float),
+    "writeback_delay": ("writeback_delay", _delay),
 }
 #: ``-o NAME`` switches: NAME -> attribute set to True.
 FLAG_OPTIONS = {

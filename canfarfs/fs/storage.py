@@ -45,6 +45,8 @@ from canfarfs.fs.staging import Stage, pending_entries
 from canfarfs.fs.storage_status import StorageStatus, storage_status
 from canfarfs.fs.uploads import Uploads
 from canfarfs.fs.warmup import WarmUps
+from canfarfs.fs.writeback import DELAY as WRITEBACK_DELAY
+from canfarfs.fs.writeback import PARALLEL as UPLOADS_AT_ONCE
 from canfarfs.fs.writeback import WriteBack
 from canfarfs.vospace import props
 from canfarfs.vospace.client import VOSpaceClient
@@ -93,6 +95,8 @@ class StorageConfig:
     user: str = ""
     #: close() returns once the bytes are staged; uploads go on in the background.
     writeback: bool = False
+    #: Seconds a file is left alone before its write-back upload starts.
+    writeback_delay: float = WRITEBACK_DELAY
 
 
 #: Largest expired listing (in pages) refreshed whole instead of asking per name: a
@@ -169,7 +173,11 @@ class Storage:
             memory=self.reads.memory,
         )
         #: Write-back (``--writeback``): the background upload queue, or None.
-        self.writeback = WriteBack(self._upload_queued, nursery) if config.writeback else None
+        self.writeback = (
+            WriteBack(self._upload_queued, nursery, delay=config.writeback_delay)
+            if config.writeback
+            else None
+        )
         #: Files whose server copy changed under a queued upload: set aside, newest last.
         self.conflicts: list[Conflict] = []
         self._quota: dict[str, tuple[int, int]] = {}
@@ -1051,7 +1059,7 @@ class Storage:
             if node is None or truncate:
                 stage.dirty = True
                 stage.generation += 1
-                await trio.to_thread.run_sync(stage.journal)
+                stage.journal()  # inline: a thread hop cost more than the few syscalls
         except BaseException:
             stage.discarded = True
             stage.dispose()
@@ -1283,18 +1291,29 @@ class Storage:
         return [s for s in self.stages.values() if s.dirty and not s.discarded]
 
     async def sync(self) -> list[str]:
-        """Upload every pending file now; return the failures (one line each)."""
+        """Upload every pending file now, several at once; return the failures (one line
+        each). The write-back queue's waits end too (its files are among these)."""
+        if self.writeback is not None:
+            self.writeback.kick()
         failures: list[str] = []
-        for stage in self.pending():
-            try:
-                await self.flush(stage)
-                key = (stage.service, stage.path)
-                if key not in self.files and not stage.dirty and self.stages.get(key) is stage:
-                    del self.stages[key]
-                    stage.dispose()
-            except errors.CanfarfsError as exc:
-                failures.append(f"{stage.service}:{stage.path}: {exc}")
-        return failures
+        limit = trio.CapacityLimiter(UPLOADS_AT_ONCE)
+
+        async def one(stage: Stage) -> None:
+            async with limit:
+                try:
+                    await self.flush(stage)
+                except errors.CanfarfsError as exc:
+                    failures.append(f"{stage.service}:{stage.path}: {exc}")
+                    return
+            key = (stage.service, stage.path)
+            if key not in self.files and not stage.dirty and self.stages.get(key) is stage:
+                del self.stages[key]
+                stage.dispose()
+
+        async with trio.open_nursery() as nursery:
+            for stage in self.pending():
+                nursery.start_soon(one, stage)
+        return sorted(failures)
 
     async def recover(self) -> list[str]:
         """Upload bytes an earlier run staged but never got onto the server.
@@ -1383,6 +1402,7 @@ class Storage:
             tries=1 if error else 0,
             last_error=error,
             nursery=self.nursery,
+            mtime=data.stat().st_mtime,  # written before: no write-back delay
         )
         stage.base_md5 = base if isinstance(base, str) else None
         self.stages[key] = stage

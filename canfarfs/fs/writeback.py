@@ -1,19 +1,24 @@
 """Write-back (``--writeback``): close() returns once the bytes are staged and journaled
 locally; this queue then uploads them in the background (docs/semantics.md, *Write-back*).
 
-Each queued staged file gets one task, and at most ``parallel`` upload at once (trio's
-limiter is first come, first served, so files go up in the order they were closed). A
-failed upload is tried again with backoff, for as long as the mount lives: a transient
-failure (an outage, a time-out) after ``base_delay`` doubling up to ``max_delay``; a
-refusal (permission, quota) after ``max_delay``. ``kick()`` (the service answers again)
-ends every wait at once. A file still open for writing is not uploaded: its next close
-queues it again. ``fsync()`` and ``canfarfs sync`` do not wait here: they upload at once
-(the stage's lock keeps one upload at a time), so durability never depends on the queue.
+An upload starts once its file has been left alone for ``delay`` seconds (as rclone's
+``--vfs-write-back``): a copy or an unpacking has the machine's cores without uploads
+beside it, a file rewritten meanwhile goes up once, and one renamed or removed meanwhile
+goes up under its final name or not at all. Each queued staged file gets one task, and
+at most ``parallel`` upload at once (trio's limiter is first come, first served, so files
+go up in about the order they were closed). A failed upload is tried again with backoff,
+for as long as the mount lives: a transient failure (an outage, a time-out) after
+``base_delay`` doubling up to ``max_delay``; a refusal (permission, quota) after
+``max_delay``. ``kick()`` (the service answers again, ``canfarfs sync``) ends every wait
+at once. A file still open for writing is not uploaded: its next close queues it again.
+``fsync()`` and ``canfarfs sync`` do not wait here: they upload at once (the stage's
+lock keeps one upload at a time), so durability never depends on the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Uploads under way at once.
 PARALLEL = 8
+#: Seconds a file is left alone before its upload starts (``--writeback-delay``).
+DELAY = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +57,14 @@ class WriteBack:
         nursery: trio.Nursery,
         *,
         parallel: int = PARALLEL,
+        delay: float = DELAY,
         backoff: Backoff = Backoff(),
     ) -> None:
         self._upload = upload
         self._nursery = nursery
         self._limit = trio.CapacityLimiter(parallel)
         self._backoff = backoff
+        self.delay = delay
         self._queued: set[int] = set()
         self._kicked = trio.Event()
 
@@ -71,13 +80,26 @@ class WriteBack:
         return len(self._queued)
 
     def kick(self) -> None:
-        """The service answers again: end every backoff wait now."""
+        """The service answers again, or ``sync`` wants everything up: end every wait
+        (the delay and the backoff) now."""
         self._kicked.set()
         self._kicked = trio.Event()
+
+    async def _settle(self, stage: Stage) -> None:
+        """Wait until ``stage`` has not been written for ``delay`` seconds (or a kick)."""
+        while True:
+            left = min(self.delay, stage.mtime + self.delay - time.time())
+            if left <= 0:
+                return
+            kicked = self._kicked
+            with trio.move_on_after(left):
+                await kicked.wait()
+                return
 
     async def _run(self, stage: Stage) -> None:
         tries = 0
         try:
+            await self._settle(stage)
             while not stage.discarded and stage.dirty:
                 async with self._limit:
                     try:

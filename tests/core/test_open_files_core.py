@@ -178,8 +178,9 @@ async def test_a_broken_hashing_thread_falls_back_to_hashing_the_file(tmp_path: 
     async with trio.open_nursery() as nursery:
         stage = Stage(tmp_path, "arc", "home/alice/h", nursery=nursery)
         stage._md5 = object()  # an MD5 object whose update raises AttributeError
-        await stage.write(0, b"hash me")
-        assert await stage.md5() == hashlib.md5(b"hash me").hexdigest()  # noqa: S324
+        data = b"hash me" * 20_000  # past HASH_INLINE: hashed in the thread
+        await stage.write(0, data)
+        assert await stage.md5() == hashlib.md5(data).hexdigest()  # noqa: S324
         stage.dispose()
 
 

@@ -32,7 +32,9 @@ HOME = "home/alice"
 
 @pytest.fixture
 async def wb(make_storage: MakeStorage) -> AsyncIterator[Storage]:
-    async with make_storage(writeback=True, meta_ttl=0.05, negative_ttl=0.05) as s:
+    """Write-back with uploads as soon as a file is closed (no delay)."""
+    config = {"meta_ttl": 0.05, "negative_ttl": 0.05, "writeback_delay": 0.0}
+    async with make_storage(writeback=True, **config) as s:
         yield s
 
 
@@ -200,3 +202,62 @@ async def test_sync_uploads_the_queue_now(wb: Storage, emulator: Emulator) -> No
     assert await wb.sync() == []
     for i in range(5):
         assert await server_md5(emulator, f"s{i}.txt") == md5(f"{i}\n".encode())
+
+
+# -- the write-back delay ------------------------------------------------------------------
+
+
+def puts(emulator: Emulator) -> int:
+    return emulator.faults.by_method.get("PUT", 0)
+
+
+async def test_an_upload_starts_once_the_file_is_left_alone_for_the_delay(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """A file rewritten within the delay goes up once, with its last bytes, after it."""
+    async with make_storage(writeback=True, writeback_delay=1.0) as storage:
+        before = puts(emulator)
+        await write(storage, "draft.txt", b"one\n")
+        await trio.sleep(0.5)
+        await write(storage, "draft.txt", b"two\n")  # the delay starts again
+        await trio.sleep(0.7)
+        assert await server_md5(emulator, "draft.txt") is None  # 1.2 s, 0.7 s left alone
+        started = trio.current_time()
+        await until_on_server(emulator, "draft.txt", b"two\n")
+        assert trio.current_time() - started < 1.0
+        assert puts(emulator) - before == 1
+
+
+async def test_a_file_renamed_or_removed_within_the_delay_goes_up_once_or_never(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """An editor's save (write a temporary file, rename it over the name) and a scratch
+    file removed again: one PUT, under the final name."""
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        before = puts(emulator)
+        await write(storage, ".notes.txt.swp", b"notes\n")
+        await storage.rename(key(".notes.txt.swp"), key("notes.txt"))
+        await write(storage, "scratch.o", b"scratch\n")
+        await storage.unlink(key("scratch.o"))
+        assert await storage.sync() == []
+        assert await server_md5(emulator, "notes.txt") == md5(b"notes\n")
+        for name in (".notes.txt.swp", "scratch.o"):
+            assert await server_md5(emulator, name) is None
+        assert puts(emulator) - before == 1
+
+
+async def test_sync_uploads_at_once_and_several_at_a_time_whatever_the_delay(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """``canfarfs sync`` does not wait for the delay, and its uploads overlap: 16 PUTs of
+    0.3 s each take well under the 4.8 s they would one after another."""
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        for i in range(16):
+            await write(storage, f"p{i}.txt", f"{i}\n".encode())
+        emulator.faults.plan = FaultPlan(latency=0.3, methods=frozenset({"PUT"}))
+        started = trio.current_time()
+        assert await storage.sync() == []
+        assert trio.current_time() - started < 2.5
+        assert storage.pending() == []
+        for i in range(16):
+            assert await server_md5(emulator, f"p{i}.txt") == md5(f"{i}\n".encode())

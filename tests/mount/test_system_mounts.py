@@ -145,7 +145,7 @@ def test_options_sorted_into_settings_fuse_and_ignored() -> None:
     settings, fuse = split_options(
         [
             "rw,cache_dir=/c,cache_size=2G,timeout=5,meta_ttl=0.5,ro,debug,foreground",
-            "nonempty,allow_other,noatime,fsname=mine,max_read=131072",
+            "nonempty,allow_other,noatime,fsname=mine,max_read=131072,writeback,writeback_delay=0",
             "_netdev,noauto,nofail,user,users,defaults,x-systemd.automount,"
             "x-systemd.idle-timeout=1min,comment=x-gvfs-show,relatime,user=alice",
             "token_file=/t,cert_file=/c.pem,ca_file=/ca.pem,arc_url=https://a/arc",
@@ -164,6 +164,8 @@ def test_options_sorted_into_settings_fuse_and_ignored() -> None:
         "cert_file": Path("/c.pem"),
         "ca_file": Path("/ca.pem"),
         "arc_url": "https://a/arc",
+        "writeback": True,
+        "writeback_delay": 0.0,
     }
     assert fuse == ["rw", "allow_other", "noatime", "fsname=mine", "max_read=131072"]
 
@@ -175,6 +177,8 @@ def test_options_sorted_into_settings_fuse_and_ignored() -> None:
         ("kernel_cache", "unknown mount option -o kernel_cache"),
         ("cache_size=lots", "-o cache_size=lots: not a size"),
         ("timeout=0", "-o timeout=0: must be a positive number"),
+        ("writeback_delay=-1", "-o writeback_delay=-1: must be zero or a positive number"),
+        ("writeback_delay=inf", "-o writeback_delay=inf: must be zero or a positive number"),
         ("cache_dir", "-o cache_dir needs a value"),
         ("debug=1", "unknown mount option -o debug=1"),
         ("setuid=alice", "is for mount.fuse3"),
