@@ -86,9 +86,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         console.print("No pending uploads: everything written is on the server.")
     if doc.get("writeback"):
+        dates = doc.get("dates_queued", 0)
         console.print(
             "Write-back: close() returns once staged; "
-            f"{len(doc['uploads'])} file(s) queued (canfarfs sync waits for them)"
+            f"{len(doc['uploads'])} file(s) queued"
+            + (f", and the dates or modes of {dates} node(s)" if dates else "")
+            + " (canfarfs sync waits for them)"
         )
     for c in doc.get("conflicts", []):
         console.print(
@@ -166,6 +169,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 f"canfarfs: not uploaded: {u['name']} ({u.get('last_error')}); "
                 f"kept at {u['kept_at']}"
             )
+        dates = read_status(mountpoint).get("dates_queued", 0)
+        if dates:
+            print(f"canfarfs: not sent: the dates or modes of {dates} node(s)")
         print(f"canfarfs: sync incomplete: {error.strerror or error}")
         return 1
     print("all uploads are on the server")

@@ -28,6 +28,7 @@ from canfarfs import errors
 from canfarfs.fs.attrs import Attr, attr_of, mode_of, mtime_value
 from canfarfs.fs.data import Data
 from canfarfs.fs.keylocks import KeyLocks
+from canfarfs.fs.later import DEFERRABLE, LaterProps
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
 from canfarfs.fs.offline import (
@@ -47,7 +48,7 @@ from canfarfs.fs.uploads import Uploads
 from canfarfs.fs.warmup import WarmUps
 from canfarfs.fs.writeback import DELAY as WRITEBACK_DELAY
 from canfarfs.fs.writeback import PARALLEL as UPLOADS_AT_ONCE
-from canfarfs.fs.writeback import WriteBack
+from canfarfs.fs.writeback import Queued, WriteBack
 from canfarfs.vospace import props
 from canfarfs.vospace.client import VOSpaceClient
 from canfarfs.vospace.model import Node, NodeType
@@ -135,6 +136,8 @@ class Storage:
         self.meta = MetaCache(ttl=config.meta_ttl, negative_ttl=config.negative_ttl)
         #: Staged copies by name: open for writing, or not yet on the server.
         self.stages: dict[Key, Stage] = {}
+        #: With write-back, dates and copies' modes still to send, by name (later.py).
+        self.later: dict[Key, LaterProps] = {}
         #: Open files by name, one state each, shared by all their handles.
         self.files: dict[Key, OpenFile] = {}
         #: Handles open, also on files whose name is gone (no longer in ``files``).
@@ -174,7 +177,7 @@ class Storage:
         )
         #: Write-back (``--writeback``): the background upload queue, or None.
         self.writeback = (
-            WriteBack(self._upload_queued, nursery, delay=config.writeback_delay)
+            WriteBack(self._send_queued, nursery, delay=config.writeback_delay)
             if config.writeback
             else None
         )
@@ -243,7 +246,13 @@ class Storage:
     # -- metadata ----------------------------------------------------------------------
 
     async def node(self, key: Key) -> Node:
-        """The node at ``key`` (staged files included); NotFound if it does not exist."""
+        """The node at ``key`` (staged files and changes still to send included);
+        NotFound if it does not exist."""
+        node = await self._node(key)
+        later = self.later.get(key)
+        return later.over(node) if later is not None else node
+
+    async def _node(self, key: Key) -> Node:
         stage = self.stages.get(key)
         if stage is not None and not stage.discarded:
             return self._staged_node(key, stage)
@@ -353,6 +362,10 @@ class Storage:
         for skey, stage in self.stages.items():
             if parent_key(skey) == key and skey[1] and not stage.discarded:
                 entries[skey[1].rpartition("/")[2]] = self._staged_node(skey, stage)
+        for lkey, later in self.later.items():
+            name = lkey[1].rpartition("/")[2]
+            if parent_key(lkey) == key and lkey[1] and name in entries:
+                entries[name] = later.over(entries[name])
         return sorted(entries.items())
 
     async def _relist_parent(self, key: Key) -> bool:
@@ -427,6 +440,7 @@ class Storage:
         if any(parent_key(k) == key for k in self.stages):
             raise errors.NotEmpty(f"{key[0]}:{key[1]} holds files being written")
         await self.client(key).delete_node(key[1])
+        self._drop_later(key)
         self.meta.forget(key)
         self.meta.put(key, None)
 
@@ -483,8 +497,15 @@ class Storage:
                 f.key[1],
             )
 
+    def _drop_later(self, key: Key) -> None:
+        """``key`` is gone: its dates and modes still to send are not sent."""
+        later = self.later.pop(key, None)
+        if later is not None:
+            later.discarded = True
+
     def _forget_file(self, key: Key) -> None:
         """``key``'s name is gone: discard its staged bytes, detach its open state."""
+        self._drop_later(key)
         stage = self.stages.pop(key, None)
         f = self.files.pop(key, None)
         if stage is not None:
@@ -524,7 +545,11 @@ class Storage:
         if target is not None:
             await self._clear_target(node, target, dst)
         stage = self.stages.get(src)
-        async with stage.lock if stage is not None else contextlib.nullcontext():
+        later = self.later.get(src)
+        async with (
+            stage.lock if stage is not None else contextlib.nullcontext(),
+            later.lock if later is not None else contextlib.nullcontext(),
+        ):
             if stage is None or not stage.new:
                 await self.client(src).move(src[1], dst[1])
             self._rekey(src, dst)
@@ -572,6 +597,12 @@ class Storage:
             if f.remote is not None:
                 f.remote.rename(new[1])
             self.files[new] = f
+        for key in [k for k in self.later if moved(k)]:
+            later = self.later.pop(key)
+            new = moved(key)
+            assert new is not None
+            later.path = new[1]
+            self.later[new] = later
         self.reads.rekey(moved)
         _move_keys(self._made, moved)
         _move_keys(self._dir_dates, moved)
@@ -756,6 +787,13 @@ class Storage:
             # staged file and applied right after its upload.
             stage.pending_props.update(changes)
             return self._staged_node(key, stage)
+        if self.writeback is not None and changes.keys() <= DEFERRABLE:
+            later = self.later.get(key)
+            if later is None:
+                later = self.later[key] = LaterProps(key[0], key[1], node.type)
+            later.add(changes)
+            self.writeback.queue(later)
+            return later.over(node)
         new = await self.client(key).update_node(key[1], node.type, changes)
         new.children = None
         if new.type is NodeType.LINK and new.target is None:
@@ -1226,6 +1264,40 @@ class Storage:
 
     # -- write-back --------------------------------------------------------------------
 
+    async def _send_queued(self, item: Queued) -> bool:
+        """The write-back queue's one call: upload a staged file, or send a node's dates
+        and modes; False when the file is open for writing again."""
+        if isinstance(item, LaterProps):
+            await self._send_later(item)
+            return True
+        assert isinstance(item, Stage)
+        return await self._upload_queued(item)
+
+    async def _send_later(self, later: LaterProps) -> None:
+        """Send the dates and modes kept for a node (later.py); a node removed on the
+        server meanwhile has nothing left to date."""
+        async with later.lock:
+            if not later.dirty:
+                return
+            key = (later.service, later.path)
+            changes = dict(later.changes)
+            try:
+                new = await self.client(key).update_node(key[1], later.type, changes)
+            except errors.NotFound:
+                if (later.service, later.path) == key:  # else moved with its directory
+                    later.discarded = True
+            except errors.CanfarfsError as exc:
+                later.tries += 1
+                later.last_error = str(exc)
+                raise
+            else:
+                later.sent(changes)
+                new.children = None
+                self.meta.put(key, new)
+                self.mark_up(key[0])
+            if not later.dirty and self.later.get(key) is later:
+                del self.later[key]
+
     async def _upload_queued(self, stage: Stage) -> bool:
         """One write-back upload; False when the file is open for writing again (its
         next close queues it). A server copy that changed since this one was staged is
@@ -1310,9 +1382,19 @@ class Storage:
                 del self.stages[key]
                 stage.dispose()
 
+        async def one_later(later: LaterProps) -> None:
+            async with limit:
+                try:
+                    await self._send_later(later)
+                except errors.CanfarfsError as exc:
+                    failures.append(f"{later.service}:{later.path} (date or mode): {exc}")
+
         async with trio.open_nursery() as nursery:
             for stage in self.pending():
                 nursery.start_soon(one, stage)
+        async with trio.open_nursery() as nursery:  # once the files they date are up
+            for later in list(self.later.values()):
+                nursery.start_soon(one_later, later)
         return sorted(failures)
 
     async def recover(self) -> list[str]:

@@ -67,6 +67,8 @@ class StorageStatus(TypedDict):
     #: close() returns once staged (``--writeback``); uploads are queued.
     writeback: bool
     uploads: list[UploadStatus]
+    #: Nodes whose dates or copies' modes are still to send (write-back; later.py).
+    dates_queued: int
     conflicts: list[ConflictStatus]
     #: Handles open on arc and vault files.
     open_files: int
@@ -103,6 +105,7 @@ def storage_status(storage: Storage, open_files: int) -> StorageStatus:
         "services": services,
         "writeback": storage.writeback is not None,
         "uploads": uploads,
+        "dates_queued": sum(1 for later in storage.later.values() if later.dirty),
         "conflicts": [
             {"path": c.path, "kept_as": c.kept_as, "at": c.at} for c in storage.conflicts
         ],

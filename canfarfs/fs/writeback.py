@@ -4,15 +4,16 @@ locally; this queue then uploads them in the background (docs/semantics.md, *Wri
 An upload starts once its file has been left alone for ``delay`` seconds (as rclone's
 ``--vfs-write-back``): a copy or an unpacking has the machine's cores without uploads
 beside it, a file rewritten meanwhile goes up once, and one renamed or removed meanwhile
-goes up under its final name or not at all. Each queued staged file gets one task, and
-at most ``parallel`` upload at once (trio's limiter is first come, first served, so files
-go up in about the order they were closed). A failed upload is tried again with backoff,
-for as long as the mount lives: a transient failure (an outage, a time-out) after
-``base_delay`` doubling up to ``max_delay``; a refusal (permission, quota) after
-``max_delay``. ``kick()`` (the service answers again, ``canfarfs sync``) ends every wait
-at once. A file still open for writing is not uploaded: its next close queues it again.
-``fsync()`` and ``canfarfs sync`` do not wait here: they upload at once (the stage's
-lock keeps one upload at a time), so durability never depends on the queue.
+goes up under its final name or not at all. The dates and modes copies set go the same
+way (later.py). Each queued item gets one task, and at most ``parallel`` are sent at
+once (trio's limiter is first come, first served, so files go up in about the order
+they were closed). A failed upload is tried again with backoff, for as long as the mount
+lives: a transient failure (an outage, a time-out) after ``base_delay`` doubling up to
+``max_delay``; a refusal (permission, quota) after ``max_delay``. ``kick()`` (the
+service answers again, ``canfarfs sync``) ends every wait at once. A file still open for
+writing is not uploaded: its next close queues it again. ``fsync()`` and ``canfarfs
+sync`` do not wait here: they upload at once (the stage's lock keeps one upload at a
+time), so durability never depends on the queue.
 """
 
 from __future__ import annotations
@@ -21,11 +22,29 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
 from canfarfs import errors
-from canfarfs.fs.staging import Stage
+
+
+class Queued(Protocol):
+    """What the queue sends: a staged file (staging.py), or a node's dates and modes
+    (later.py)."""
+
+    service: str
+    path: str
+    #: When it last changed (wall clock): the delay counts from here.
+    mtime: float
+    #: Removed meanwhile: nothing to send.
+    discarded: bool
+
+    @property
+    def dirty(self) -> bool:
+        """Something is still to send."""
+        ...
+
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +66,13 @@ class Backoff:
 
 
 class WriteBack:
-    """The background upload queue. ``upload(stage)`` does one upload (conflict check,
-    PUT, MD5) and returns whether the stage still needs one (written meanwhile, or still
-    open for writing: False)."""
+    """The background queue. ``upload(item)`` sends one item (a staged file: conflict
+    check, PUT, MD5; a node's dates and modes: one update) and returns False when a
+    staged file is open for writing again (its next close queues it)."""
 
     def __init__(
         self,
-        upload: Callable[[Stage], Awaitable[bool]],
+        upload: Callable[[Queued], Awaitable[bool]],
         nursery: trio.Nursery,
         *,
         parallel: int = PARALLEL,
@@ -68,12 +87,12 @@ class WriteBack:
         self._queued: set[int] = set()
         self._kicked = trio.Event()
 
-    def queue(self, stage: Stage) -> None:
-        """Upload ``stage`` in the background (once, however often it is queued)."""
-        if id(stage) in self._queued:
+    def queue(self, item: Queued) -> None:
+        """Upload ``item`` in the background (once, however often it is queued)."""
+        if id(item) in self._queued:
             return
-        self._queued.add(id(stage))
-        self._nursery.start_soon(self._run, stage, name=f"write-back {stage.path}")
+        self._queued.add(id(item))
+        self._nursery.start_soon(self._run, item, name=f"write-back {item.path}")
 
     @property
     def queued(self) -> int:
@@ -85,10 +104,10 @@ class WriteBack:
         self._kicked.set()
         self._kicked = trio.Event()
 
-    async def _settle(self, stage: Stage) -> None:
-        """Wait until ``stage`` has not been written for ``delay`` seconds (or a kick)."""
+    async def _settle(self, item: Queued) -> None:
+        """Wait until ``item`` has not been written for ``delay`` seconds (or a kick)."""
         while True:
-            left = min(self.delay, stage.mtime + self.delay - time.time())
+            left = min(self.delay, item.mtime + self.delay - time.time())
             if left <= 0:
                 return
             kicked = self._kicked
@@ -96,21 +115,21 @@ class WriteBack:
                 await kicked.wait()
                 return
 
-    async def _run(self, stage: Stage) -> None:
+    async def _run(self, item: Queued) -> None:
         tries = 0
         try:
-            await self._settle(stage)
-            while not stage.discarded and stage.dirty:
+            await self._settle(item)
+            while not item.discarded and item.dirty:
                 async with self._limit:
                     try:
-                        again = await self._upload(stage)
+                        again = await self._upload(item)
                     except errors.CanfarfsError as exc:
                         tries += 1
                         delay = self._backoff.delay(tries, exc)
                         log.info(
                             "write-back of %s:%s failed (try %d), again in %.1f s: %s",
-                            stage.service,
-                            stage.path,
+                            item.service,
+                            item.path,
                             tries,
                             delay,
                             exc,
@@ -118,7 +137,7 @@ class WriteBack:
                     except Exception:  # a bug or a local disk error: keep the bytes, log
                         tries += 1
                         delay = self._backoff.max_delay
-                        log.exception("write-back of %s:%s failed", stage.service, stage.path)
+                        log.exception("write-back of %s:%s failed", item.service, item.path)
                     else:
                         if not again:
                             return
@@ -126,4 +145,4 @@ class WriteBack:
                 with trio.move_on_after(delay):
                     await self._kicked.wait()
         finally:
-            self._queued.discard(id(stage))
+            self._queued.discard(id(item))

@@ -261,3 +261,79 @@ async def test_sync_uploads_at_once_and_several_at_a_time_whatever_the_delay(
         assert storage.pending() == []
         for i in range(16):
             assert await server_md5(emulator, f"p{i}.txt") == md5(f"{i}\n".encode())
+
+
+# -- dates and copies' modes go with the queue ----------------------------------------------
+
+
+def posts(emulator: Emulator) -> int:
+    return emulator.faults.by_method.get("POST", 0)
+
+
+async def server_prop(emulator: Emulator, name: str, uri: str) -> str | None:
+    return (await client_for(emulator, "arc").get_node(f"{HOME}/{name}")).prop(uri)
+
+
+async def test_dates_and_a_copys_modes_are_shown_at_once_and_sent_with_the_queue(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """``tar -x`` dates and moded directories: shown at once, no request until the
+    queue (or ``sync``) sends them, and they follow a rename of the directory."""
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        await storage.mkdir(key("src"))
+        before = posts(emulator)
+        when = 1_500_000_000_123_456_789
+        await storage.chmod(key("src"), 0o755)  # a copy's mode: recorded, no access
+        await storage.set_mtime(key("src"), when)
+        attr = await storage.attr(key("src"))
+        assert (attr.mtime_ns, attr.mode & 0o777) == (when, 0o755)
+        assert posts(emulator) == before  # nothing sent yet
+        assert await server_prop(emulator, "src", props.MTIME) is None
+        await storage.rename(key("src"), key("dst"))
+        listed = dict(await storage.listdir(("arc", HOME)))
+        assert listed["dst"].prop(props.MTIME) == str(when)  # listings show it too
+        assert storage.status()["dates_queued"] == 1
+        assert await storage.sync() == []
+        assert await server_prop(emulator, "dst", props.MTIME) == str(when)
+        assert (await server_prop(emulator, "dst", props.MODE) or "").startswith("755 ")
+        assert storage.later == {}
+        assert storage.status()["dates_queued"] == 0
+
+
+async def test_access_changes_are_never_deferred(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """``chmod o+r`` publishes at once, write-back or not."""
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        await write(storage, "pub.txt", b"public\n")
+        assert await storage.sync() == []
+        await storage.chmod(key("pub.txt"), 0o604)  # o+r of a 0600 file: exactly
+        assert await server_prop(emulator, "pub.txt", props.ISPUBLIC) == "true"
+
+
+async def test_the_date_of_a_removed_node_is_never_sent(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        await storage.mkdir(key("tmpdir"))
+        await storage.set_mtime(key("tmpdir"), 1_000_000_000_000_000_000)
+        await storage.rmdir(key("tmpdir"))
+        before = posts(emulator)
+        assert await storage.sync() == []
+        assert posts(emulator) == before
+        assert storage.later == {}
+
+
+async def test_the_queue_sends_dates_after_the_delay_through_a_failure(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    async with make_storage(writeback=True, writeback_delay=0.2) as storage:
+        await storage.mkdir(key("later"))
+        emulator.faults.plan = FaultPlan(fail_next=1, fail_status=503, methods=frozenset({"POST"}))
+        await storage.set_mtime(key("later"), 1_234_000_000_000_000_000)
+
+        async def sent() -> bool:
+            return await server_prop(emulator, "later", props.MTIME) == "1234000000000000000"
+
+        await until(sent)
+        assert storage.later == {}

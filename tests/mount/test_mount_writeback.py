@@ -187,3 +187,46 @@ def test_the_queue_outlives_an_outage(rig: Rig) -> None:
     assert all(server_md5(rig, n) is None for n in bodies)
     rig.clear()
     wait_until(lambda: all(server_md5(rig, n) == md5(b) for n, b in bodies.items()), timeout=40)
+
+
+def server_node_prop(rig: Rig, name: str, uri: str) -> str | None:
+    r = httpx2.get(
+        f"{rig.live.url}/arc/nodes/{HOME}/{name}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return parse_node(r.content).prop(uri)
+
+
+def test_tar_x_keeps_its_dates_with_no_request_for_them_until_the_queue_sends_them(
+    rig: Rig,
+) -> None:
+    """`tar -x` on a write-back mount: `ls -l` shows the archive's dates at once, and
+    after `canfarfs sync` the server holds them (files and directories), MD5s too."""
+    src = rig.tmp / "tree"
+    (src / "sub").mkdir(parents=True)
+    files = {"a.c": b"int a;\n", "sub/b.h": b"#define B 1\n"}
+    for rel, body in files.items():
+        (src / rel).write_bytes(body)
+    stamps = {"a.c": 1_600_000_000, "sub/b.h": 1_600_000_100, "sub": 1_600_000_200}
+    for rel, when in stamps.items():
+        os.utime(src / rel, (when, when))
+    os.utime(src, (1_600_000_300, 1_600_000_300))
+    tarball = rig.tmp / "tree.tar"
+    subprocess.run(["tar", "-cf", str(tarball), "-C", str(rig.tmp), "tree"], check=True)
+    home = rig.mount.path / "arc" / HOME
+    rig.live.reset_stats()
+    subprocess.run(["tar", "--no-same-owner", "-xf", str(tarball), "-C", str(home)], check=True)
+    for rel, when in stamps.items():
+        assert int((home / "tree" / rel).stat().st_mtime) == when, rel
+    assert int((home / "tree").stat().st_mtime) == 1_600_000_300
+    sent = rig.live.stats()["by_method"]
+    assert sent.get("POST", 0) == 0, sent  # within the 5 s delay: no date sent yet
+    r = cli("sync", str(rig.mount.path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for rel, body in files.items():
+        assert server_md5(rig, f"tree/{rel}") == md5(body), rel
+    for rel, when in {**stamps, "": 1_600_000_300}.items():
+        kept = server_node_prop(rig, f"tree/{rel}".rstrip("/"), props.MTIME) or ""
+        assert kept.split(" ")[0] == str(when * 10**9), rel
