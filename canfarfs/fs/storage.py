@@ -1044,7 +1044,9 @@ class Storage:
         """Open for writing: every writer of a file shares its one staged copy, made
         (from the server's bytes unless truncating) by the first."""
         self._writable()
-        if self.writeback is None and self.is_down(key[0]) and await self._still_down(key[0]):
+        if self.writeback is not None:
+            self.writeback.writing()
+        elif self.is_down(key[0]) and await self._still_down(key[0]):
             raise errors.ReadOnly(
                 f"{key[0]} cannot be reached: read-only until it answers (with --writeback "
                 "writes are queued instead)"
@@ -1152,6 +1154,8 @@ class Storage:
             await self.flush(f.stage)
 
     async def write(self, stage: Stage, offset: int, data: bytes) -> int:
+        if self.writeback is not None:
+            self.writeback.writing()
         return await self.uploads.write(stage, offset, data)
 
     async def flush(self, stage: Stage) -> None:

@@ -7,7 +7,9 @@ beside it, a file rewritten meanwhile goes up once, and one renamed or removed m
 goes up under its final name or not at all. The dates and modes copies set go the same
 way (later.py). Each queued item gets one task, and at most ``parallel`` are sent at
 once (trio's limiter is first come, first served, so files go up in about the order
-they were closed). A failed upload is tried again with backoff, for as long as the mount
+they were closed). While files are being created or written through the mount the
+queue sends one item at a time (``writing()``): a copy is not slowed by the uploads of
+its first files. A failed upload is tried again with backoff, for as long as the mount
 lives: a transient failure (an outage, a time-out) after ``base_delay`` doubling up to
 ``max_delay``; a refusal (permission, quota) after ``max_delay``. ``kick()`` (the
 service answers again, ``canfarfs sync``) ends every wait at once. A file still open for
@@ -18,9 +20,10 @@ time), so durability never depends on the queue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +55,9 @@ log = logging.getLogger(__name__)
 PARALLEL = 8
 #: Seconds a file is left alone before its upload starts (``--writeback-delay``).
 DELAY = 5.0
+#: While files are being written through the mount (a create or a write within this
+#: many seconds), the queue sends one item at a time: the copy keeps the cores.
+GIVE_WAY = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class WriteBack:
         self.delay = delay
         self._queued: set[int] = set()
         self._kicked = trio.Event()
+        self._one_at_a_time = trio.CapacityLimiter(1)
+        self._written_at = -GIVE_WAY
 
     def queue(self, item: Queued) -> None:
         """Upload ``item`` in the background (once, however often it is queued)."""
@@ -97,6 +105,21 @@ class WriteBack:
     @property
     def queued(self) -> int:
         return len(self._queued)
+
+    def writing(self) -> None:
+        """A file is being created or written through the mount now."""
+        self._written_at = trio.current_time()
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """A place among the ``parallel`` sends, and while files are being written,
+        the one place among them (uploads give way to a running copy)."""
+        async with self._limit:
+            if trio.current_time() - self._written_at < GIVE_WAY:
+                async with self._one_at_a_time:
+                    yield
+            else:
+                yield
 
     def kick(self) -> None:
         """The service answers again, or ``sync`` wants everything up: end every wait
@@ -120,7 +143,7 @@ class WriteBack:
         try:
             await self._settle(item)
             while not item.discarded and item.dirty:
-                async with self._limit:
+                async with self._turn():
                     try:
                         again = await self._upload(item)
                     except errors.CanfarfsError as exc:

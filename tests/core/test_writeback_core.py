@@ -337,3 +337,27 @@ async def test_the_queue_sends_dates_after_the_delay_through_a_failure(
 
         await until(sent)
         assert storage.later == {}
+
+
+async def test_uploads_go_one_at_a_time_while_files_are_being_written(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """A copy still running keeps the cores: at 0.3 s a PUT, 8 queued files go up one
+    at a time while another file is being written (at most 4 in 1 s; 8 at once would
+    send them all in 0.3 s), and all of them once the writing stops."""
+    async with make_storage(writeback=True, writeback_delay=0.0) as storage:
+        emulator.faults.plan = FaultPlan(latency=0.3, methods=frozenset({"PUT"}))
+        log = await open_new(storage, "copy.log")
+        for i in range(8):
+            await write(storage, f"q{i}.txt", f"{i}\n".encode())
+        started = trio.current_time()
+        offset = 0
+        while trio.current_time() - started < 1.0:
+            offset += await log.write(offset, b"still copying\n")
+            await trio.sleep(0.05)
+        on_server = [await server_md5(emulator, f"q{i}.txt") for i in range(8)]
+        assert sum(m is not None for m in on_server) <= 4
+        await log.flush()
+        await log.release()
+        for i in range(8):
+            await until_on_server(emulator, f"q{i}.txt", f"{i}\n".encode())
