@@ -6,13 +6,26 @@ own changes update the cache at once, so they show immediately.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import trio
 
 from canfarfs.vospace.model import Node
 
 Key = tuple[str, str]  # (service, path)
+_V = TypeVar("_V")
+
+
+def move_keys(table: dict[Key, _V], moved: Callable[[Key], Key | None]) -> None:
+    """Re-key the entries of ``table`` that a rename moved."""
+    for key in [k for k in table if moved(k)]:
+        new = moved(key)
+        assert new is not None
+        table[new] = table.pop(key)
+
+
 SWEEP_EVERY = 1024
 
 

@@ -37,12 +37,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canfarfs.fs.meta import Key, Listing, MetaCache, child_key, parent_key
+from canfarfs.fs.meta import Key, Listing, MetaCache, child_key, move_keys, parent_key
 from canfarfs.vospace import props
 from canfarfs.vospace.model import Node, NodeType
 
@@ -139,6 +139,14 @@ class PinIndex:
             for k in [k for k in table if not (self.pinned(k) or self._above_a_pin(k))]:
                 del table[k]
         return gone
+
+    def rekey(self, moved: Callable[[Key], Key | None]) -> None:
+        """Names moved (a rename): pins, kept copies and recorded metadata follow, so a
+        pinned tree renamed here is pinned under its new name (also after a restart)."""
+        self.roots = {moved(r) or r for r in self.roots}
+        move_keys(self.copies, moved)
+        move_keys(self.nodes, moved)
+        move_keys(self.listings, moved)
 
     def _above_a_pin(self, key: Key) -> bool:
         return any(under(r, key) for r in self.roots)

@@ -176,7 +176,9 @@ class ReadCache:
             (self.data_dir / stored.file).unlink(missing_ok=True)
 
     def rekey(self, moved: Callable[[Key], Key | None]) -> None:
-        """Names moved (a rename): their copies follow, fetching from the new path."""
+        """Names moved (a rename): their copies and pins follow, fetching from the new
+        path."""
+        self.pins.rekey(moved)
         for key in [k for k in self.copies if moved(k)]:
             cached = self.copies.pop(key)
             new = moved(key)

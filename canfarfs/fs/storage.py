@@ -16,10 +16,8 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TypeVar
 from urllib.parse import unquote
 
 import trio
@@ -30,7 +28,7 @@ from canfarfs.fs.data import Data
 from canfarfs.fs.keylocks import KeyLocks
 from canfarfs.fs.later import DEFERRABLE, LaterProps
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
-from canfarfs.fs.meta import Key, MetaCache, child_key, parent_key
+from canfarfs.fs.meta import Key, MetaCache, child_key, move_keys, parent_key
 from canfarfs.fs.offline import (
     RECHECK_EVERY,
     RECHECK_TIMEOUT,
@@ -54,7 +52,6 @@ from canfarfs.vospace.client import VOSpaceClient
 from canfarfs.vospace.model import Node, NodeType
 
 log = logging.getLogger(__name__)
-_V = TypeVar("_V")
 
 NAME_MAX = 255
 DOWN_HOLD = 10.0
@@ -604,8 +601,8 @@ class Storage:
             later.path = new[1]
             self.later[new] = later
         self.reads.rekey(moved)
-        _move_keys(self._made, moved)
-        _move_keys(self._dir_dates, moved)
+        move_keys(self._made, moved)
+        move_keys(self._dir_dates, moved)
         self._made_dirs = {moved(k) or k for k in self._made_dirs}
 
     def _touch_dir(self, key: Key) -> None:
@@ -1493,14 +1490,6 @@ class Storage:
         stage.base_md5 = base if isinstance(base, str) else None
         self.stages[key] = stage
         return stage
-
-
-def _move_keys(table: dict[Key, _V], moved: Callable[[Key], Key | None]) -> None:
-    """Re-key the entries of ``table`` that a rename moved."""
-    for key in [k for k in table if moved(k)]:
-        new = moved(key)
-        assert new is not None
-        table[new] = table.pop(key)
 
 
 #: Conflicts remembered for ``status``.

@@ -283,3 +283,28 @@ async def test_missing_paths_fail_the_job_and_bad_commands_are_refused(
         with pytest.raises(errors.CanfarfsError, match=why) as info:
             await control(storage, text)
         assert errors.errno_for(info.value) in (errno.EINVAL, errno.ENOENT)
+
+
+async def test_a_pinned_tree_renamed_here_stays_pinned_under_its_new_name(
+    make_storage: MakeStorage, emulator: Emulator, tmp_path: Path
+) -> None:
+    """``mv raw obs-2026`` of a pinned tree: the pin follows, and after a restart the
+    tree is read from the kept copies under the new name, nothing fetched."""
+    root = await tree(emulator, tmp_path, "arc", {"a.txt": b"pinned bytes", "s/b.txt": b"b"})
+    renamed = at("arc", "obs-2026")
+    cache_dir = tmp_path / "cache"
+    async with make_storage(cache_dir=cache_dir) as storage:
+        await run(storage, "pin", root)
+        await storage.rename(root, renamed)
+        assert status_document(storage, mountpoint="/m", started=0.0)["pinned"]["paths"] == [
+            f"arc/{renamed[1]}"
+        ]
+        storage.close()
+    index = json.loads((cache_dir / "index.json").read_text())
+    assert index["pins"] == [list(renamed)]
+    async with make_storage(cache_dir=cache_dir) as storage:
+        await storage.recover()
+        assert await read_all(storage, ("arc", f"{renamed[1]}/a.txt")) == b"pinned bytes"
+        assert await read_all(storage, ("arc", f"{renamed[1]}/s/b.txt")) == b"b"
+        assert storage.reads.totals.fetched == 0
+        storage.close()
