@@ -1151,9 +1151,14 @@ class Storage:
             await self.flush(f.stage)
 
     async def write(self, stage: Stage, offset: int, data: bytes) -> int:
-        if self.writeback is not None:
-            self.writeback.writing()
-        return await self.uploads.write(stage, offset, data)
+        if self.writeback is None:
+            return await self.uploads.write(stage, offset, data)
+        self.writeback.writing()
+        try:
+            return await self.uploads.write(stage, offset, data)
+        except errors.NoSpace:
+            self.writeback.kick()  # the staging disk is full: upload now, to free it
+            raise
 
     async def flush(self, stage: Stage) -> None:
         """Upload if dirty; return only once the server holds the bytes (MD5 checked).
