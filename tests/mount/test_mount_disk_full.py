@@ -40,7 +40,14 @@ SYNC = f"{sys.executable} -m canfarfs sync"
 def small_cache(tmp_path: Path) -> Iterator[Path]:
     cache = tmp_path / "cache"
     cache.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(cache)], check=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(cache)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"a tmpfs cannot be mounted here: {r.stderr.strip()}")
     yield cache
     subprocess.run(["umount", "-l", str(cache)], check=False)
 
