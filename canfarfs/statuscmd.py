@@ -86,11 +86,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         console.print("No pending uploads: everything written is on the server.")
     if doc.get("writeback"):
-        dates = doc.get("dates_queued", 0)
+        dates, dirs = doc.get("dates_queued", 0), doc.get("dirs_queued", 0)
         console.print(
             "Write-back: close() returns once staged; "
             f"{len(doc['uploads'])} file(s) queued"
-            + (f", and the dates or modes of {dates} node(s)" if dates else "")
+            + (f", {dirs} new directory(ies)" if dirs else "")
+            + (f", the dates or modes of {dates} node(s)" if dates else "")
             + " (canfarfs sync waits for them)"
         )
     for c in doc.get("conflicts", []):
@@ -169,9 +170,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 f"canfarfs: not uploaded: {u['name']} ({u.get('last_error')}); "
                 f"kept at {u['kept_at']}"
             )
-        dates = read_status(mountpoint).get("dates_queued", 0)
-        if dates:
-            print(f"canfarfs: not sent: the dates or modes of {dates} node(s)")
+        now = read_status(mountpoint)
+        if now.get("dirs_queued", 0):
+            print(f"canfarfs: not created: {now['dirs_queued']} new directory(ies)")
+        if now.get("dates_queued", 0):
+            print(f"canfarfs: not sent: the dates or modes of {now['dates_queued']} node(s)")
         print(f"canfarfs: sync incomplete: {error.strerror or error}")
         return 1
     print("all uploads are on the server")

@@ -1,5 +1,7 @@
-"""Property changes a write-back mount sends later: the dates ``touch``, ``tar -x``,
-``cp -a`` and ``rsync -a`` set, and the modes a copy records (which change no access).
+"""What a write-back mount sends later besides file bytes: directories it made
+(:class:`PendingDir`), and property changes (:class:`LaterProps`): the dates ``touch``,
+``tar -x``, ``cp -a`` and ``rsync -a`` set, and the modes a copy records (which change
+no access).
 
 With ``--writeback`` such a change is kept here, shown by the mount at once (laid over
 the node it changes), and sent by the write-back queue like an upload: after the
@@ -64,3 +66,23 @@ class LaterProps:
             else:
                 properties[uri] = value
         return node.model_copy(update={"properties": properties})
+
+
+@dataclass
+class PendingDir:
+    """A directory a write-back mount made and has not created on the server yet (the
+    queue's item, as a staged file is): shown at once, created after the delay, or
+    before anything is sent inside it."""
+
+    service: str
+    path: str
+    #: What the mount shows until the server's node replaces it.
+    node: Node
+    mtime: float = field(default_factory=time.time)
+    discarded: bool = False
+    created: bool = False
+    lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
+
+    @property
+    def dirty(self) -> bool:
+        return not self.created and not self.discarded

@@ -26,7 +26,7 @@ from canfarfs import errors
 from canfarfs.fs.attrs import Attr, attr_of, mode_of, mtime_value
 from canfarfs.fs.data import Data
 from canfarfs.fs.keylocks import KeyLocks
-from canfarfs.fs.later import DEFERRABLE, LaterProps
+from canfarfs.fs.later import DEFERRABLE, LaterProps, PendingDir
 from canfarfs.fs.membudget import DEFAULT_BYTES as DEFAULT_MEMORY
 from canfarfs.fs.meta import Key, MetaCache, child_key, move_keys, parent_key
 from canfarfs.fs.offline import (
@@ -135,6 +135,8 @@ class Storage:
         self.stages: dict[Key, Stage] = {}
         #: With write-back, dates and copies' modes still to send, by name (later.py).
         self.later: dict[Key, LaterProps] = {}
+        #: With write-back, directories made here and not yet on the server (later.py).
+        self.pending_dirs: dict[Key, PendingDir] = {}
         #: Open files by name, one state each, shared by all their handles.
         self.files: dict[Key, OpenFile] = {}
         #: Handles open, also on files whose name is gone (no longer in ``files``).
@@ -253,6 +255,12 @@ class Storage:
         stage = self.stages.get(key)
         if stage is not None and not stage.discarded:
             return self._staged_node(key, stage)
+        if self.pending_dirs:
+            pending = self.pending_dirs.get(key)
+            if pending is not None:
+                return pending.node
+            if key[1] and parent_key(key) in self.pending_dirs:  # holds only what is here
+                raise errors.NotFound(f"{key[0]}:{key[1]}")
         known, node = self.meta.node(key)
         if known:
             if node is None:
@@ -333,7 +341,10 @@ class Storage:
         return a
 
     async def listdir(self, key: Key) -> list[tuple[str, Node]]:
-        """All children of a directory (snapshotted by the caller), staged files included."""
+        """All children of a directory (snapshotted by the caller), staged files and
+        directories not yet on the server included."""
+        if key in self.pending_dirs:
+            return self._local_entries(key, {})
         listing = self.meta.listing(key)
         if listing is None and self.is_down(key[0]):
             listing = self.meta.stale_listing(key)
@@ -355,7 +366,13 @@ class Storage:
                 self.meta.put_listing(key, children, started)
                 listing = self.meta.stale_listing(key)  # fresh, unless it took a TTL
             assert listing is not None
-        entries = dict(listing.children)
+        return self._local_entries(key, dict(listing.children))
+
+    def _local_entries(self, key: Key, entries: dict[str, Node]) -> list[tuple[str, Node]]:
+        """``entries`` (the server's) with what this mount holds that it has not sent."""
+        for dkey, pending in self.pending_dirs.items():
+            if parent_key(dkey) == key and dkey[1]:
+                entries[dkey[1].rpartition("/")[2]] = pending.node
         for skey, stage in self.stages.items():
             if parent_key(skey) == key and skey[1] and not stage.discarded:
                 entries[skey[1].rpartition("/")[2]] = self._staged_node(skey, stage)
@@ -421,6 +438,8 @@ class Storage:
     async def mkdir(self, key: Key) -> Node:
         self._writable()
         check_name(key[1].rpartition("/")[2])
+        if self.writeback is not None:
+            return await self._mkdir_later(key)
         node = await self.client(key).create_node(key[1], NodeType.CONTAINER)
         node.children = None
         self.meta.put(key, node)
@@ -429,6 +448,85 @@ class Storage:
         self._touch_dir(parent_key(key))
         return node
 
+    async def _mkdir_later(self, key: Key) -> Node:
+        """mkdir with write-back: the directory is this mount's until the queue (or
+        anything sent inside it) creates it on the server."""
+        async with self._locks.hold(key):
+            try:
+                await self.node(key)
+            except errors.NotFound:
+                pass
+            else:
+                raise errors.AlreadyExists(f"{key[0]}:{key[1]}")
+            parent = await self.node(parent_key(key))
+            if parent.type is not NodeType.CONTAINER:
+                raise errors.NotADirectory(f"{key[0]}:{parent_key(key)[1]} is not a directory")
+            node = Node(
+                uri=self.client(key).uri(key[1]),
+                type=NodeType.CONTAINER,
+                properties={props.DATE: _now(), props.CREATOR: self.config.user},
+            )
+            pending = self.pending_dirs[key] = PendingDir(key[0], key[1], node)
+            self._note_made(key, directory=True)
+            self._touch_dir(parent_key(key))
+            assert self.writeback is not None
+            self.writeback.queue(pending)
+            return node
+
+    async def _create_dir(self, pending: PendingDir) -> None:
+        """Create a directory this mount made (its own pending parents first)."""
+        await self._ensure_parents((pending.service, pending.path))
+        async with pending.lock:
+            if not pending.dirty:
+                return
+            key = (pending.service, pending.path)
+            try:
+                node = await self.client(key).create_node(key[1], NodeType.CONTAINER)
+            except errors.AlreadyExists:
+                node = await self.client(key).get_node(key[1])
+                if node.type is not NodeType.CONTAINER:
+                    raise errors.AlreadyExists(
+                        f"{key[0]}:{key[1]}: something else holds the name on the server"
+                    ) from None
+            node.children = None
+            pending.created = True
+            if self.pending_dirs.get(key) is pending:
+                del self.pending_dirs[key]
+            self.meta.put(key, node)
+            self.meta.put_listing(key, {})
+            self.mark_up(key[0])
+
+    async def _ensure_parents(self, key: Key) -> None:
+        """Create, top down, the directories above ``key`` this mount made and has not
+        created on the server yet: before anything is sent inside them."""
+        if not self.pending_dirs or not key[1]:
+            return
+        parts = key[1].split("/")
+        for i in range(1, len(parts)):
+            pending = self.pending_dirs.get((key[0], "/".join(parts[:i])))
+            if pending is not None:
+                await self._create_dir(pending)
+
+    async def _ensure_created(self, key: Key) -> None:
+        """``key`` and the directories above it exist on the server."""
+        await self._ensure_parents(key)
+        pending = self.pending_dirs.get(key)
+        if pending is not None:
+            await self._create_dir(pending)
+
+    async def _make_parents(self, key: Key) -> None:
+        """``mkdir -p`` of ``key``'s parent on the server: for bytes staged under a
+        directory that is not there (made by a mount that died before creating it, or
+        removed by another client meanwhile)."""
+        parts = key[1].split("/")
+        for i in range(1, len(parts)):
+            path = "/".join(parts[:i])
+            try:
+                await self.client(key).create_node(path, NodeType.CONTAINER)
+            except errors.AlreadyExists:
+                continue
+            log.warning("%s:%s made again on the server, for %s", key[0], path, key[1])
+
     async def rmdir(self, key: Key) -> None:
         self._writable()
         node = await self.node(key)
@@ -436,6 +534,18 @@ class Storage:
             raise errors.NotADirectory(f"{key[0]}:{key[1]} is not a directory")
         if any(parent_key(k) == key for k in self.stages):
             raise errors.NotEmpty(f"{key[0]}:{key[1]} holds files being written")
+        if any(parent_key(k) == key for k in self.pending_dirs):
+            raise errors.NotEmpty(f"{key[0]}:{key[1]} holds directories made here")
+        pending = self.pending_dirs.get(key)
+        if pending is not None:
+            async with pending.lock:
+                if not pending.created:  # never on the server: nothing to remove there
+                    pending.discarded = True
+                    del self.pending_dirs[key]
+                    self._drop_later(key)
+                    self.meta.put(key, None)
+                    self._touch_dir(parent_key(key))
+                    return
         await self.client(key).delete_node(key[1])
         self._drop_later(key)
         self.meta.forget(key)
@@ -543,11 +653,17 @@ class Storage:
             await self._clear_target(node, target, dst)
         stage = self.stages.get(src)
         later = self.later.get(src)
+        pending = self.pending_dirs.get(src)
         async with (
             stage.lock if stage is not None else contextlib.nullcontext(),
             later.lock if later is not None else contextlib.nullcontext(),
+            pending.lock if pending is not None else contextlib.nullcontext(),
         ):
-            if stage is None or not stage.new:
+            local = (stage is not None and stage.new) or (
+                pending is not None and not pending.created
+            )
+            if not local:
+                await self._ensure_parents(dst)
                 await self.client(src).move(src[1], dst[1])
             self._rekey(src, dst)
         self.meta.forget(src)
@@ -600,6 +716,13 @@ class Storage:
             assert new is not None
             later.path = new[1]
             self.later[new] = later
+        for key in [k for k in self.pending_dirs if moved(k)]:
+            pending = self.pending_dirs.pop(key)
+            new = moved(key)
+            assert new is not None
+            pending.path = new[1]
+            pending.node = pending.node.model_copy(update={"uri": self.client(new).uri(new[1])})
+            self.pending_dirs[new] = pending
         self.reads.rekey(moved)
         move_keys(self._made, moved)
         move_keys(self._dir_dates, moved)
@@ -651,6 +774,7 @@ class Storage:
     async def symlink(self, key: Key, text: str) -> Node:
         self._writable()
         check_name(key[1].rpartition("/")[2])
+        await self._ensure_parents(key)
         node = await self.client(key).create_node(
             key[1], NodeType.LINK, target=self._link_uri(key, text)
         )
@@ -791,6 +915,7 @@ class Storage:
             later.add(changes)
             self.writeback.queue(later)
             return later.over(node)
+        await self._ensure_created(key)
         new = await self.client(key).update_node(key[1], node.type, changes)
         new.children = None
         if new.type is NodeType.LINK and new.target is None:
@@ -1170,9 +1295,17 @@ class Storage:
             if not stage.dirty:
                 await self._apply_pending_props(stage)
                 return
-            if self.writeback is not None:
+            key = (stage.service, stage.path)
+            await self._ensure_parents(key)
+            if self.writeback is None:
+                await self.uploads.upload(stage)
+            else:
                 await self._check_conflict(stage)
-            await self.uploads.upload(stage)
+                try:
+                    await self.uploads.upload(stage)
+                except errors.NotFound:  # its directory is not on the server: make it
+                    await self._make_parents(key)
+                    await self.uploads.upload(stage)
             await self._apply_pending_props(stage)
 
     async def _apply_pending_props(self, stage: Stage) -> None:
@@ -1276,6 +1409,9 @@ class Storage:
         if isinstance(item, LaterProps):
             await self._send_later(item)
             return True
+        if isinstance(item, PendingDir):
+            await self._create_dir(item)
+            return True
         assert isinstance(item, Stage)
         return await self._upload_queued(item)
 
@@ -1287,6 +1423,7 @@ class Storage:
                 return
             key = (later.service, later.path)
             changes = dict(later.changes)
+            await self._ensure_created(key)
             try:
                 new = await self.client(key).update_node(key[1], later.type, changes)
             except errors.NotFound:
@@ -1395,6 +1532,11 @@ class Storage:
                 except errors.CanfarfsError as exc:
                     failures.append(f"{later.service}:{later.path} (date or mode): {exc}")
 
+        for pending in sorted(self.pending_dirs.values(), key=lambda d: d.path.count("/")):
+            try:
+                await self._create_dir(pending)
+            except errors.CanfarfsError as exc:
+                failures.append(f"{pending.service}:{pending.path} (directory): {exc}")
         async with trio.open_nursery() as nursery:
             for stage in self.pending():
                 nursery.start_soon(one, stage)

@@ -69,6 +69,8 @@ class StorageStatus(TypedDict):
     uploads: list[UploadStatus]
     #: Nodes whose dates or copies' modes are still to send (write-back; later.py).
     dates_queued: int
+    #: Directories made here and not yet created on the server (write-back).
+    dirs_queued: int
     conflicts: list[ConflictStatus]
     #: Handles open on arc and vault files.
     open_files: int
@@ -106,6 +108,7 @@ def storage_status(storage: Storage, open_files: int) -> StorageStatus:
         "writeback": storage.writeback is not None,
         "uploads": uploads,
         "dates_queued": sum(1 for later in storage.later.values() if later.dirty),
+        "dirs_queued": sum(1 for d in storage.pending_dirs.values() if d.dirty),
         "conflicts": [
             {"path": c.path, "kept_as": c.kept_as, "at": c.at} for c in storage.conflicts
         ],

@@ -288,7 +288,8 @@ async def test_dates_and_a_copys_modes_are_shown_at_once_and_sent_with_the_queue
         attr = await storage.attr(key("src"))
         assert (attr.mtime_ns, attr.mode & 0o777) == (when, 0o755)
         assert posts(emulator) == before  # nothing sent yet
-        assert await server_prop(emulator, "src", props.MTIME) is None
+        with pytest.raises(errors.NotFound):  # not even the directory (made here)
+            await server_prop(emulator, "src", props.MTIME)
         await storage.rename(key("src"), key("dst"))
         listed = dict(await storage.listdir(("arc", HOME)))
         assert listed["dst"].prop(props.MTIME) == str(when)  # listings show it too
@@ -333,7 +334,10 @@ async def test_the_queue_sends_dates_after_the_delay_through_a_failure(
         await storage.set_mtime(key("later"), 1_234_000_000_000_000_000)
 
         async def sent() -> bool:
-            return await server_prop(emulator, "later", props.MTIME) == "1234000000000000000"
+            try:  # the directory itself goes up first, after the delay
+                return await server_prop(emulator, "later", props.MTIME) == "1234000000000000000"
+            except errors.NotFound:
+                return False
 
         await until(sent)
         assert storage.later == {}
@@ -361,3 +365,103 @@ async def test_uploads_go_one_at_a_time_while_files_are_being_written(
         await log.release()
         for i in range(8):
             await until_on_server(emulator, f"q{i}.txt", f"{i}\n".encode())
+
+
+# -- directories made with write-back -----------------------------------------------------
+
+
+def writes(emulator: Emulator) -> int:
+    """Requests that change the server so far."""
+    return sum(emulator.faults.by_method.get(m, 0) for m in ("PUT", "POST", "DELETE"))
+
+
+async def on_server(emulator: Emulator, name: str) -> bool:
+    try:
+        await client_for(emulator, "arc").get_node(f"{HOME}/{name}")
+    except errors.NotFound:
+        return False
+    return True
+
+
+async def test_mkdir_is_shown_at_once_and_created_with_the_queue(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """``mkdir -p a/b`` and a file in it: no request until the queue (here ``sync``)
+    sends them, parents first; the mount lists and stats them meanwhile."""
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        await storage.listdir(("arc", HOME))  # as a shell's cd or ls would have
+        requests = writes(emulator)
+        await storage.mkdir(key("a"))
+        await storage.mkdir(key("a/b"))
+        await write(storage, "a/b/f.txt", b"deep\n")
+        assert writes(emulator) == requests  # nothing sent
+        assert (await storage.attr(key("a/b"))).mode & 0o170000 == 0o040000
+        assert [n for n, _ in await storage.listdir(key("a"))] == ["b"]
+        assert [n for n, _ in await storage.listdir(key("a/b"))] == ["f.txt"]
+        assert "a" in [n for n, _ in await storage.listdir(("arc", HOME))]
+        with pytest.raises(errors.NotFound):
+            await storage.node(key("a/b/nothing"))  # answered here, nothing asked
+        with pytest.raises(errors.AlreadyExists):
+            await storage.mkdir(key("a"))
+        assert not await on_server(emulator, "a")
+        assert storage.status()["dirs_queued"] == 2
+        assert await storage.sync() == []
+        assert await server_md5(emulator, "a/b/f.txt") == md5(b"deep\n")
+        assert storage.pending_dirs == {}
+        assert storage.status()["dirs_queued"] == 0
+
+
+async def test_fsync_inside_a_new_directory_creates_it_first(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        await storage.mkdir(key("run1"))
+        handle = await open_new(storage, "run1/out.txt")
+        await handle.write(0, b"durable inside a new directory\n")
+        await handle.fsync()
+        assert await server_md5(emulator, "run1/out.txt") == md5(
+            b"durable inside a new directory\n"
+        )
+        await handle.release()
+
+
+async def test_a_directory_renamed_or_removed_here_goes_up_under_its_final_name_or_never(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        await storage.mkdir(key("build.tmp"))
+        await storage.mkdir(key("build.tmp/sub"))
+        await write(storage, "build.tmp/sub/x.o", b"object\n")
+        await storage.rename(key("build.tmp"), key("build"))
+        await storage.mkdir(key("scratch"))
+        await storage.mkdir(key("scratch/inner"))
+        with pytest.raises(errors.NotEmpty):
+            await storage.rmdir(key("scratch"))
+        await storage.rmdir(key("scratch/inner"))
+        await storage.rmdir(key("scratch"))
+        names = [n for n, _ in await storage.listdir(("arc", HOME))]
+        assert "build" in names
+        assert not {"build.tmp", "scratch"} & set(names)
+        assert await storage.sync() == []
+        assert await server_md5(emulator, "build/sub/x.o") == md5(b"object\n")
+        for gone in ("build.tmp", "scratch"):
+            assert not await on_server(emulator, gone)
+
+
+async def test_bytes_staged_under_a_directory_never_created_make_it_again(
+    make_storage: MakeStorage, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A mount that dies after ``mkdir`` and a close, before either was sent: its
+    directory was never journaled, its file was; the next mount makes the directory
+    again for it (``mkdir -p``) and uploads it."""
+    cache = tmp_path / "cache"
+    async with make_storage(cache_dir=cache, writeback=True, writeback_delay=600.0) as storage:
+        await storage.mkdir(key("night"))
+        await write(storage, "night/obs.fits", b"photons\n")
+        storage.close()  # the daemon goes: nothing was sent
+    assert not await on_server(emulator, "night")
+    async with make_storage(cache_dir=cache, writeback=True, writeback_delay=600.0) as storage:
+        report = await storage.recover()
+        assert any("night/obs.fits" in line for line in report)
+        assert await storage.sync() == []
+        assert await server_md5(emulator, "night/obs.fits") == md5(b"photons\n")

@@ -96,19 +96,26 @@ def test_writes_queue_offline_and_go_up_when_the_link_is_back(rig: Rig) -> None:
     results = base / "pinned" / "results.txt"
     results.write_text("computed on the train\n")  # queued: close returns
     assert results.read_text() == "computed on the train\n"
+    (base / "pinned" / "night").mkdir()  # a directory too, offline
+    (base / "pinned" / "night" / "log.txt").write_text("seeing 0.8\n")
+    assert os.listdir(base / "pinned" / "night") == ["log.txt"]
     assert not status(rig)["services"]["arc"]["reachable"]
     rig.clear()  # the link is back: the mount goes online by itself
     wait_until(lambda: status(rig)["services"]["arc"]["reachable"])
     assert status(rig)["services"]["arc"]["offline_since"] is None
 
     def uploaded() -> bool:
-        return not status(rig)["uploads"]
+        doc = status(rig)
+        return not doc["uploads"] and not doc["dirs_queued"]
 
     wait_until(uploaded)
-    r = rig.node("arc", "home/alice/pinned/results.txt")
-    assert r.status_code == 200
-    want = hashlib.md5(b"computed on the train\n").hexdigest()  # noqa: S324
-    assert want in r.text
+    for name, text in (
+        ("results.txt", b"computed on the train\n"),
+        ("night/log.txt", b"seeing 0.8\n"),
+    ):
+        r = rig.node("arc", f"home/alice/pinned/{name}")
+        assert r.status_code == 200, name
+        assert hashlib.md5(text).hexdigest() in r.text  # noqa: S324
 
 
 def test_offline_flag_starts_offline_and_goes_online_when_answered(rig: Rig) -> None:
