@@ -465,3 +465,18 @@ async def test_bytes_staged_under_a_directory_never_created_make_it_again(
         assert any("night/obs.fits" in line for line in report)
         assert await storage.sync() == []
         assert await server_md5(emulator, "night/obs.fits") == md5(b"photons\n")
+
+
+async def test_rmdir_of_a_directory_holding_one_made_here_is_enotempty(
+    make_storage: MakeStorage, emulator: Emulator
+) -> None:
+    """On the server the directory is empty; here it holds a new one: ENOTEMPTY, and
+    nothing is removed."""
+    async with make_storage(writeback=True, writeback_delay=600.0) as storage:
+        await storage.mkdir(key("data"))
+        assert await storage.sync() == []
+        await storage.mkdir(key("data/night1"))
+        with pytest.raises(errors.NotEmpty):
+            await storage.rmdir(key("data"))
+        assert await storage.sync() == []
+        assert await on_server(emulator, "data/night1")
