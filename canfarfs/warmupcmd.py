@@ -156,7 +156,15 @@ def summary(root: Path, job: dict[str, Any], console: Console, *, pin: bool) -> 
             markup=False,
             highlight=False,
         )
+    if job.get("evicted_files"):
+        console.print(
+            f"canfarfs: {job['evicted_files']} file(s) ({_size(job['evicted_bytes'])}) did not "
+            "stay in the cache: the warm-up is bigger than the cache size; pin what must "
+            "stay (--pin) or mount with a larger --cache-size",
+            markup=False,
+            highlight=False,
+        )
     if job["state"] == "cancelled":
         console.print("canfarfs: the warm-up was cancelled")
         return 1
-    return 1 if failed else 0
+    return 1 if failed or job.get("evicted_files") else 0

@@ -65,6 +65,9 @@ class Job:
     cached_bytes: int = 0
     fetched_bytes: int = 0
     skipped: int = 0
+    #: Files a warm-up bigger than the cache fetched but could not keep (unpinned).
+    evicted_files: int = 0
+    evicted_bytes: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     started: float = field(default_factory=time.monotonic)
@@ -72,6 +75,8 @@ class Job:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     #: Set when the job has ended (done, failed or cancelled).
     ended: trio.Event = field(default_factory=trio.Event)
+    #: What the job brought into the cache: (key, version, length).
+    kept: list[tuple[Key, str, int]] = field(default_factory=list, repr=False)
 
     @property
     def running(self) -> bool:
@@ -102,6 +107,8 @@ class Job:
             "cached_bytes": self.cached_bytes,
             "fetched_bytes": self.fetched_bytes,
             "skipped": self.skipped,
+            "evicted_files": self.evicted_files,
+            "evicted_bytes": self.evicted_bytes,
             "failed": self.failed,
             "error": self.error,
             "seconds": round(end - self.started, 2),
@@ -220,6 +227,10 @@ class WarmUps:
                     nursery.start_soon(self._fetcher, job, queue)
             if pin or reads.pins.roots:
                 await reads.save_index(self.storage.meta)
+            for key, version, length in job.kept:  # a warm-up bigger than the cache
+                if not reads.complete(key, version):
+                    job.evicted_files += 1
+                    job.evicted_bytes += length
             job.end("done")
             return
         job.end("cancelled")
@@ -330,6 +341,7 @@ class WarmUps:
             job.cached_files += 1
             job.cached_bytes += node.length
             job.done_bytes += node.length
+            job.kept.append((key, version_of(node), node.length))
             return
         if node.length > reads.cache_size:
             job.done_bytes += node.length
@@ -354,6 +366,7 @@ class WarmUps:
                         job.done_bytes += pos - counted
                         counted = pos
                 await self._on_disk(remote.cache, key)
+                job.kept.append((key, version_of(node), node.length))
                 return
             except errors.CanfarfsError as exc:
                 changed = isinstance(exc, errors.ProtocolError | errors.NotFound)

@@ -5,6 +5,7 @@ what a read then asks of the server, what survives a restart, and the refusals."
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,26 @@ async def test_a_pinned_tree_renamed_here_stays_pinned_under_its_new_name(
         assert await read_all(storage, ("arc", f"{renamed[1]}/s/b.txt")) == b"b"
         assert storage.reads.totals.fetched == 0
         storage.close()
+
+
+async def test_a_warm_up_bigger_than_the_cache_says_what_it_could_not_keep(
+    make_storage: MakeStorage, emulator: Emulator, tmp_path: Path
+) -> None:
+    """60 files of 1,000 bytes through a 10,000-byte cache: the later copies evict the
+    earlier ones; the job counts exactly the files no longer cached (the command then
+    says so and exits 1)."""
+    files = {f"f{i:02}": bytes([i]) * 1000 for i in range(60)}
+    root = await tree(emulator, tmp_path, "arc", files)
+    async with make_storage(cache_size=10_000) as storage:
+        job = await run(storage, "warmup", root)
+        assert job["state"] == "done"
+        assert job["failed"] == []
+        kept = sum(
+            storage.reads.complete((root[0], f"{root[1]}/{name}"), f"{md5}:1000:")
+            for name, md5 in (
+                (n, hashlib.md5(d).hexdigest())  # noqa: S324 - the protocol's checksum
+                for n, d in files.items()
+            )
+        )
+        assert job["evicted_files"] == 60 - kept > 0
+        assert job["evicted_bytes"] == 1000 * job["evicted_files"]
