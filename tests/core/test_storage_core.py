@@ -91,8 +91,10 @@ async def test_reading_through_an_expired_listing_of_a_few_pages_relists_it_once
     async with trio.open_nursery() as nursery:
         storage = Storage(
             {"vault": client},
+            # The TTL counts from before the listing's three pages were fetched: long
+            # enough for a loaded machine (0.05 s failed in CI), short for the test.
             StorageConfig(
-                cache_dir=tmp_path / "cache", user="alice", meta_ttl=0.05, negative_ttl=0.05
+                cache_dir=tmp_path / "cache", user="alice", meta_ttl=1.0, negative_ttl=1.0
             ),
             nursery,
         )
@@ -100,7 +102,7 @@ async def test_reading_through_an_expired_listing_of_a_few_pages_relists_it_once
         listing = client.http.sent
         await storage.listdir(("vault", "alice/many"))
         assert client.http.sent == listing  # fresh: no request
-        await trio.sleep(0.1)  # the listing and its nodes expire
+        await trio.sleep(1.1)  # the listing and its nodes expire
         before = client.http.sent
         await client.get_node("alice/many")  # what one page costs, for comparison
         page = client.http.sent - before
