@@ -37,8 +37,6 @@ class LaterProps:
     mtime: float = field(default_factory=time.time)
     #: The node is gone (removed here): nothing is sent.
     discarded: bool = False
-    tries: int = 0
-    last_error: str | None = None
     #: One send at a time (the queue's and ``sync``'s), and no rename during one.
     lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
 
@@ -55,7 +53,6 @@ class LaterProps:
         for uri, value in changes.items():
             if uri in self.changes and self.changes[uri] == value:
                 del self.changes[uri]
-        self.last_error = None
 
     def over(self, node: Node) -> Node:
         """``node`` as it will be once the changes are sent."""

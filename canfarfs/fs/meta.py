@@ -18,12 +18,15 @@ Key = tuple[str, str]  # (service, path)
 _V = TypeVar("_V")
 
 
-def move_keys(table: dict[Key, _V], moved: Callable[[Key], Key | None]) -> None:
-    """Re-key the entries of ``table`` that a rename moved."""
+def move_keys(table: dict[Key, _V], moved: Callable[[Key], Key | None]) -> list[tuple[Key, _V]]:
+    """Re-key the entries of ``table`` that a rename moved; returns them (new key, value)."""
+    out = []
     for key in [k for k in table if moved(k)]:
         new = moved(key)
         assert new is not None
-        table[new] = table.pop(key)
+        table[new] = value = table.pop(key)
+        out.append((new, value))
+    return out
 
 
 SWEEP_EVERY = 1024

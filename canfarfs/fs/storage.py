@@ -693,36 +693,20 @@ class Storage:
                 return (dst[0], dst[1] + k[1][len(src[1]) :])
             return None
 
-        for key in [k for k in self.stages if moved(k)]:
-            stage = self.stages.pop(key)
-            new = moved(key)
-            assert new is not None
+        for new, stage in move_keys(self.stages, moved):
             stage.end_stream("renamed")
             stage.path = new[1]
-            self.stages[new] = stage
             if stage.dirty:
                 stage.journal()
-        for key in [k for k in self.files if moved(k)]:
-            f = self.files.pop(key)
-            new = moved(key)
-            assert new is not None
+        for new, f in move_keys(self.files, moved):
             f.key = new
             if f.remote is not None:
                 f.remote.rename(new[1])
-            self.files[new] = f
-        for key in [k for k in self.later if moved(k)]:
-            later = self.later.pop(key)
-            new = moved(key)
-            assert new is not None
+        for new, later in move_keys(self.later, moved):
             later.path = new[1]
-            self.later[new] = later
-        for key in [k for k in self.pending_dirs if moved(k)]:
-            pending = self.pending_dirs.pop(key)
-            new = moved(key)
-            assert new is not None
+        for new, pending in move_keys(self.pending_dirs, moved):
             pending.path = new[1]
             pending.node = pending.node.model_copy(update={"uri": self.client(new).uri(new[1])})
-            self.pending_dirs[new] = pending
         self.reads.rekey(moved)
         move_keys(self._made, moved)
         move_keys(self._dir_dates, moved)
@@ -1429,10 +1413,6 @@ class Storage:
             except errors.NotFound:
                 if (later.service, later.path) == key:  # else moved with its directory
                     later.discarded = True
-            except errors.CanfarfsError as exc:
-                later.tries += 1
-                later.last_error = str(exc)
-                raise
             else:
                 later.sent(changes)
                 new.children = None
@@ -1600,6 +1580,17 @@ class Storage:
             if stage.discarded or not stage.dirty:
                 del self.stages[key]
             stage.dispose()
+        dirs = [f"{k[0]}/{k[1]}" for k, d in self.pending_dirs.items() if d.dirty]
+        dates = [f"{k[0]}/{k[1]}" for k, later in self.later.items() if later.dirty]
+        if dirs or dates:  # not journaled (docs/semantics.md, Write-back): say what goes
+            log.warning(
+                "unmounted before they were sent (canfarfs umount sends them first): "
+                "%d new directory(ies) %s; the dates or modes of %d node(s) %s",
+                len(dirs),
+                dirs[:10],
+                len(dates),
+                dates[:10],
+            )
         self.reads.close(self.meta)
         try:
             save_metadata(self.meta, self.config.cache_dir)  # for an offline start

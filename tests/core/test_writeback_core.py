@@ -449,7 +449,7 @@ async def test_a_directory_renamed_or_removed_here_goes_up_under_its_final_name_
 
 
 async def test_bytes_staged_under_a_directory_never_created_make_it_again(
-    make_storage: MakeStorage, emulator: Emulator, tmp_path: Path
+    make_storage: MakeStorage, emulator: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A mount that dies after ``mkdir`` and a close, before either was sent: its
     directory was never journaled, its file was; the next mount makes the directory
@@ -459,6 +459,7 @@ async def test_bytes_staged_under_a_directory_never_created_make_it_again(
         await storage.mkdir(key("night"))
         await write(storage, "night/obs.fits", b"photons\n")
         storage.close()  # the daemon goes: nothing was sent
+    assert "1 new directory(ies) ['arc/home/alice/night']" in caplog.text  # said, not silent
     assert not await on_server(emulator, "night")
     async with make_storage(cache_dir=cache, writeback=True, writeback_delay=600.0) as storage:
         report = await storage.recover()
